@@ -1,0 +1,14 @@
+//! Easel: a terminal workbench for training your own image generator.
+//!
+//! The crate is organised by domain (see ARCHITECTURE.md): `project` owns
+//! project.toml, `dataset` what the dataset folder holds, `train` the run
+//! directories, `tui` the workbench, and `cli` the command line that ties
+//! them together.
+
+pub mod captions;
+pub mod cli;
+pub mod dataset;
+pub mod fsutil;
+pub mod project;
+pub mod train;
+pub mod tui;

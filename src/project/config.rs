@@ -1,0 +1,357 @@
+//! The `project.toml` schema. Every field has a default, so a project file
+//! only needs to say what differs; unknown keys are rejected so that a typo
+//! never silently falls back to a default.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Everything a project file can say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectConfig {
+    /// Display name; the project folder's name when absent.
+    pub name: Option<String>,
+    /// The image folder, relative to the project folder.
+    pub dataset: PathBuf,
+    /// The word that will summon the concept in prompts ("" when there is none).
+    pub trigger: String,
+    /// Colour theme: a built-in name or a path to a theme `.toml`.
+    pub theme: Option<String>,
+    pub model: ModelConfig,
+    pub lora: LoraConfig,
+    pub train: TrainConfig,
+    pub samples: Vec<SamplePrompt>,
+}
+
+impl Default for ProjectConfig {
+    fn default() -> Self {
+        Self {
+            name: None,
+            dataset: PathBuf::from("dataset"),
+            trigger: String::new(),
+            theme: None,
+            model: ModelConfig::default(),
+            lora: LoraConfig::default(),
+            train: TrainConfig::default(),
+            samples: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    pub base: BaseModel,
+    pub family: ModelFamily,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self { base: BaseModel::BuiltinTiny, family: ModelFamily::Auto }
+    }
+}
+
+/// Where the base model's weights come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BaseModel {
+    /// `builtin:tiny`: the small random-weight SD1.5-family model that trains on a CPU.
+    BuiltinTiny,
+    /// A diffusers folder or a single-file `.safetensors` checkpoint, relative
+    /// to the project folder unless absolute.
+    Path(PathBuf),
+}
+
+impl BaseModel {
+    pub const BUILTIN_TINY: &'static str = "builtin:tiny";
+
+    /// Parses the `model.base` string; the error explains what would be accepted.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text == Self::BUILTIN_TINY {
+            return Ok(Self::BuiltinTiny);
+        }
+        if let Some(name) = text.strip_prefix("builtin:") {
+            return Err(format!("unknown built-in model `builtin:{name}` (available: {})", Self::BUILTIN_TINY));
+        }
+        if text.trim().is_empty() {
+            return Err(format!(
+                "empty base model: give a diffusers folder, a .safetensors file or {}",
+                Self::BUILTIN_TINY
+            ));
+        }
+        let path = PathBuf::from(text);
+        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        if let Some(ext @ ("ckpt" | "pt" | "pth" | "bin" | "pkl")) = extension.as_deref() {
+            return Err(format!(
+                "`{text}` is a pickle file (.{ext}), which can run arbitrary code when loaded; \
+                 Easel only loads .safetensors (convert it first, e.g. with diffusers' conversion scripts)"
+            ));
+        }
+        Ok(Self::Path(path))
+    }
+}
+
+impl fmt::Display for BaseModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::BuiltinTiny => f.write_str(Self::BUILTIN_TINY),
+            Self::Path(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+impl Serialize for BaseModel {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for BaseModel {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The Stable Diffusion generation the base model belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFamily {
+    /// Inferred from the weights when the model is loaded.
+    Auto,
+    Sd15,
+    Sd2,
+    Sdxl,
+}
+
+impl fmt::Display for ModelFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Sd15 => "sd15",
+            Self::Sd2 => "sd2",
+            Self::Sdxl => "sdxl",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoraConfig {
+    pub rank: u32,
+    /// The update is scaled by alpha / rank.
+    pub alpha: f64,
+    pub targets: LoraTargets,
+    /// Also train adapters on the text encoder.
+    pub text_encoder: bool,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self { rank: 16, alpha: 16.0, targets: LoraTargets::Attention, text_encoder: false }
+    }
+}
+
+/// Which UNet layers get adapters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoraTargets {
+    /// The attention projections `to_q`, `to_k`, `to_v`, `to_out.0`.
+    Attention,
+    /// Every linear and 1×1 convolution inside the transformer blocks
+    /// (adds `proj_in`, `proj_out` and the feed-forward), as kohya does by default.
+    Transformer,
+}
+
+impl fmt::Display for LoraTargets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Attention => "attention",
+            Self::Transformer => "transformer",
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    pub steps: u32,
+    pub batch_size: u32,
+    pub learning_rate: f64,
+    pub schedule: LrSchedule,
+    pub warmup_steps: u32,
+    pub seed: u64,
+    /// Training side length in pixels; buckets keep the area at resolution².
+    pub resolution: u32,
+    /// Group images into aspect-ratio buckets instead of centre-cropping squares.
+    pub bucketing: bool,
+    pub precision: Precision,
+    /// Write a checkpoint every N steps (0: only at the end).
+    pub save_every: u32,
+    /// Render the sample prompts every N steps (0: never).
+    pub sample_every: u32,
+    /// Compute the validation loss every N steps (0: never).
+    pub validate_every: u32,
+    /// Share of the images held out for validation.
+    pub validation_fraction: f64,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            steps: 1500,
+            batch_size: 1,
+            learning_rate: 1e-4,
+            schedule: LrSchedule::Cosine,
+            warmup_steps: 50,
+            seed: 42,
+            resolution: 512,
+            bucketing: true,
+            precision: Precision::Auto,
+            save_every: 250,
+            sample_every: 250,
+            validate_every: 100,
+            validation_fraction: 0.1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    Constant,
+    Cosine,
+    Linear,
+}
+
+impl fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Constant => "constant",
+            Self::Cosine => "cosine",
+            Self::Linear => "linear",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// bf16 (or f16) frozen weights where the device supports them, f32 otherwise.
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+        })
+    }
+}
+
+/// A prompt rendered during training at a fixed seed, to watch the concept form.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SamplePrompt {
+    pub prompt: String,
+    #[serde(default)]
+    pub negative: String,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_sample_steps")]
+    pub steps: u32,
+    #[serde(default = "default_guidance")]
+    pub guidance: f64,
+}
+
+fn default_sample_steps() -> u32 {
+    30
+}
+
+fn default_guidance() -> f64 {
+    7.5
+}
+
+/// A value that parsed but makes no sense, with the dotted key it sits under.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Invalid {
+    pub key: String,
+    pub message: String,
+}
+
+impl ProjectConfig {
+    /// Checks the ranges the types cannot express. Returns the first problem
+    /// in file order, so the user fixes one thing at a time from the top.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        let fail = |key: &str, message: String| Err(Invalid { key: key.to_string(), message });
+        if self.dataset.as_os_str().is_empty() {
+            return fail("dataset", "the dataset folder must not be empty".into());
+        }
+        if self.trigger.chars().any(|c| c == ',' || c.is_control()) {
+            return fail("trigger", format!("`{}` may not contain commas or control characters", self.trigger));
+        }
+        if let Some(theme) = &self.theme
+            && theme.trim().is_empty()
+        {
+            return fail("theme", "the theme name must not be empty".into());
+        }
+        let lora = &self.lora;
+        if lora.rank == 0 || lora.rank > 1024 {
+            return fail("lora.rank", format!("rank {} is outside 1..=1024", lora.rank));
+        }
+        if !(lora.alpha.is_finite() && lora.alpha > 0.0) {
+            return fail("lora.alpha", format!("alpha must be a positive number, not {}", lora.alpha));
+        }
+        let train = &self.train;
+        if train.steps == 0 {
+            return fail("train.steps", "steps must be at least 1".into());
+        }
+        if train.batch_size == 0 {
+            return fail("train.batch_size", "batch_size must be at least 1".into());
+        }
+        if !(train.learning_rate.is_finite() && train.learning_rate > 0.0 && train.learning_rate < 1.0) {
+            return fail(
+                "train.learning_rate",
+                format!("learning_rate must be between 0 and 1, not {}", train.learning_rate),
+            );
+        }
+        if train.warmup_steps > train.steps {
+            return fail(
+                "train.warmup_steps",
+                format!("warmup_steps ({}) exceeds steps ({})", train.warmup_steps, train.steps),
+            );
+        }
+        if train.resolution < 64 || train.resolution > 4096 || !train.resolution.is_multiple_of(64) {
+            return fail(
+                "train.resolution",
+                format!("resolution {} must be a multiple of 64 between 64 and 4096", train.resolution),
+            );
+        }
+        if !(0.0..=0.5).contains(&train.validation_fraction) {
+            return fail(
+                "train.validation_fraction",
+                format!("validation_fraction {} must be between 0 and 0.5", train.validation_fraction),
+            );
+        }
+        for (i, sample) in self.samples.iter().enumerate() {
+            let key = |field: &str| format!("samples[{i}].{field}");
+            if sample.prompt.trim().is_empty() {
+                return fail(&key("prompt"), "the sample prompt is empty".into());
+            }
+            if sample.steps == 0 || sample.steps > 1000 {
+                return fail(&key("steps"), format!("steps {} is outside 1..=1000", sample.steps));
+            }
+            if !(sample.guidance.is_finite() && (0.0..=50.0).contains(&sample.guidance)) {
+                return fail(&key("guidance"), format!("guidance {} is outside 0..=50", sample.guidance));
+            }
+        }
+        Ok(())
+    }
+}

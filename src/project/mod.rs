@@ -1,0 +1,134 @@
+//! A project: a folder with `project.toml`, the dataset, runs and caches.
+
+mod config;
+mod error;
+mod init;
+pub mod locate;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+pub use config::{
+    BaseModel, Invalid, LoraConfig, LoraTargets, LrSchedule, ModelConfig, ModelFamily, Precision, ProjectConfig,
+    SamplePrompt, TrainConfig,
+};
+pub use error::{ConfigError, ProjectError};
+pub use init::{init, template};
+
+use crate::fsutil::atomic_write;
+
+pub const PROJECT_FILE: &str = "project.toml";
+
+/// An opened project: where it lives and what its project.toml says.
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub root: PathBuf,
+    pub config: ProjectConfig,
+    /// project.toml as read, to point errors found later at the right line.
+    pub source: String,
+}
+
+impl Project {
+    /// Reads and validates `dir/project.toml`.
+    pub fn open(dir: &Path) -> Result<Self, ProjectError> {
+        let file = dir.join(PROJECT_FILE);
+        if !file.is_file() {
+            return Err(ProjectError::NotAProject { dir: dir.to_path_buf() });
+        }
+        let text =
+            fs::read_to_string(&file).map_err(|source| ProjectError::Unreadable { file: file.clone(), source })?;
+        let config = parse(&file, &text).map_err(ProjectError::Config)?;
+        Ok(Self { root: dir.to_path_buf(), config, source: text })
+    }
+
+    /// The configured name, else the folder's name.
+    pub fn name(&self) -> String {
+        if let Some(name) = &self.config.name {
+            return name.clone();
+        }
+        let absolute = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
+        absolute.file_name().map_or_else(|| "project".to_string(), |n| n.to_string_lossy().into_owned())
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join(PROJECT_FILE)
+    }
+
+    pub fn dataset_dir(&self) -> PathBuf {
+        self.root.join(&self.config.dataset)
+    }
+
+    pub fn runs_dir(&self) -> PathBuf {
+        self.root.join("runs")
+    }
+
+    /// Derived data (latents, scan results, the built-in model) that can always be rebuilt.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.root.join("cache")
+    }
+
+    /// Stores the theme choice in project.toml, changing only the `theme` line
+    /// so that the user's comments and layout survive. The file is re-read
+    /// first, so edits made by hand since the project was opened are kept.
+    pub fn save_theme(&mut self, theme: &str) -> Result<(), ProjectError> {
+        let file = self.config_path();
+        let text =
+            fs::read_to_string(&file).map_err(|source| ProjectError::Unreadable { file: file.clone(), source })?;
+        // A hand edit since opening may have broken the file: say so rather than guess.
+        parse(&file, &text).map_err(ProjectError::Config)?;
+        let entries = locate::key_entries(&text).unwrap_or_default();
+        let quoted = toml::Value::String(theme.to_string()).to_string();
+        let updated = match entries.iter().find(|e| e.path == "theme") {
+            Some(entry) => format!("{}{quoted}{}", &text[..entry.value_span.start], &text[entry.value_span.end..]),
+            None => insert_top_level_line(&text, &format!("theme = {quoted}")),
+        };
+        let config = parse(&file, &updated).map_err(ProjectError::Config)?;
+        atomic_write(&file, updated.as_bytes()).map_err(|source| ProjectError::Write { path: file.clone(), source })?;
+        self.config = config;
+        self.source = updated;
+        Ok(())
+    }
+
+    /// An error about the value at `key` of project.toml, located in the file.
+    pub fn config_error(&self, key: &str, message: String) -> ConfigError {
+        let entries = locate::key_entries(&self.source).unwrap_or_default();
+        ConfigError::at_key(&self.config_path(), &self.source, &entries, key, message)
+    }
+}
+
+/// Parses and validates project.toml text; `file` is only used to name it in errors.
+pub fn parse(file: &Path, text: &str) -> Result<ProjectConfig, ConfigError> {
+    let config: ProjectConfig = toml::from_str(text).map_err(|e| ConfigError::from_toml(file, text, &e))?;
+    if let Err(Invalid { key, message }) = config.validate() {
+        let entries = locate::key_entries(text).unwrap_or_default();
+        return Err(ConfigError::at_key(file, text, &entries, &key, message));
+    }
+    Ok(config)
+}
+
+/// Adds `line` among the top-level keys: before the first table header, so
+/// that it does not land inside a table.
+fn insert_top_level_line(text: &str, line: &str) -> String {
+    let mut offset = 0;
+    for current in text.split_inclusive('\n') {
+        if current.trim_start().starts_with('[') {
+            return format!("{}{line}\n\n{}", &text[..offset], &text[offset..]);
+        }
+        offset += current.len();
+    }
+    let separator = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
+    format!("{text}{separator}{line}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inserts_before_the_first_table() {
+        let text = "# comment\nname = \"x\"\n\n[train]\nsteps = 1\n";
+        let out = insert_top_level_line(text, "theme = \"light\"");
+        assert_eq!(out, "# comment\nname = \"x\"\n\ntheme = \"light\"\n\n[train]\nsteps = 1\n");
+        assert_eq!(insert_top_level_line("a = 1", "b = 2"), "a = 1\nb = 2\n");
+    }
+}

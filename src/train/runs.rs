@@ -1,0 +1,102 @@
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// What a run directory holds, as far as can be told without loading it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub id: String,
+    pub dir: PathBuf,
+    /// The `step` of the last complete line of metrics.jsonl.
+    pub last_step: Option<u64>,
+    pub checkpoints: usize,
+    pub sample_images: usize,
+}
+
+/// The runs under `runs_dir`, oldest first (run ids start with their start time).
+/// A missing folder simply means no runs yet.
+pub fn list_runs(runs_dir: &Path) -> Vec<RunSummary> {
+    let Ok(items) = fs::read_dir(runs_dir) else { return Vec::new() };
+    let mut runs: Vec<RunSummary> = items
+        .filter_map(Result::ok)
+        .filter(|item| item.file_type().is_ok_and(|t| t.is_dir()))
+        .filter(|item| !item.file_name().to_string_lossy().starts_with('.'))
+        .map(|item| summarize(&item.path(), item.file_name().to_string_lossy().into_owned()))
+        .collect();
+    runs.sort_by(|a, b| a.id.cmp(&b.id));
+    runs
+}
+
+fn summarize(dir: &Path, id: String) -> RunSummary {
+    RunSummary {
+        last_step: last_metrics_step(&dir.join("metrics.jsonl")).ok().flatten(),
+        checkpoints: count_files(&dir.join("checkpoints"), "safetensors"),
+        sample_images: count_files(&dir.join("samples"), "png"),
+        dir: dir.to_path_buf(),
+        id,
+    }
+}
+
+/// Reads only the tail of the log: it grows by one line per logged step.
+fn last_metrics_step(path: &Path) -> io::Result<Option<u64>> {
+    const TAIL: u64 = 64 * 1024;
+    let mut file = File::open(path)?;
+    let length = file.metadata()?.len();
+    file.seek(SeekFrom::Start(length.saturating_sub(TAIL)))?;
+    let mut tail = Vec::new();
+    file.read_to_end(&mut tail)?;
+    let text = String::from_utf8_lossy(&tail);
+    // Only newline-terminated lines are complete; a writer may be mid-line.
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    Ok(complete
+        .lines()
+        .rev()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find_map(|value| value.get("step").and_then(serde_json::Value::as_u64)))
+}
+
+/// Files with `extension` anywhere under `dir`.
+fn count_files(dir: &Path, extension: &str) -> usize {
+    let Ok(items) = fs::read_dir(dir) else { return 0 };
+    items
+        .filter_map(Result::ok)
+        .map(|item| {
+            let path = item.path();
+            if item.file_type().is_ok_and(|t| t.is_dir()) {
+                count_files(&path, extension)
+            } else {
+                usize::from(path.extension().is_some_and(|e| e.eq_ignore_ascii_case(extension)))
+            }
+        })
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summarizes_runs_and_ignores_torn_last_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = dir.path().join("20261126-120000");
+        fs::create_dir_all(run.join("checkpoints")).unwrap();
+        fs::create_dir_all(run.join("samples/step-000010")).unwrap();
+        fs::write(run.join("metrics.jsonl"), "{\"step\":5,\"loss\":0.2}\n{\"step\":10,\"loss\":0.1}\n{\"step\":1")
+            .unwrap();
+        fs::write(run.join("checkpoints/step-000010.safetensors"), b"").unwrap();
+        fs::write(run.join("samples/step-000010/0.png"), b"").unwrap();
+        fs::write(run.join("samples/step-000010/1.png"), b"").unwrap();
+        fs::create_dir_all(dir.path().join("20261125-090000")).unwrap();
+
+        let runs = list_runs(dir.path());
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[0].id, "20261125-090000");
+        assert_eq!(runs[0].last_step, None);
+        assert_eq!((runs[1].last_step, runs[1].checkpoints, runs[1].sample_images), (Some(10), 1, 2));
+    }
+
+    #[test]
+    fn no_runs_folder_means_no_runs() {
+        assert!(list_runs(Path::new("/nonexistent/runs")).is_empty());
+    }
+}

@@ -1,0 +1,68 @@
+//! Everything a key can ask the workbench to do. Keymaps name these actions
+//! (the enum is serde-deserialisable), panes and dialogs handle them.
+
+use serde::{Deserialize, Serialize};
+
+/// The four panes, in tab order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaneId {
+    Dataset,
+    Captions,
+    Train,
+    Samples,
+}
+
+impl PaneId {
+    pub const ALL: [PaneId; 4] = [PaneId::Dataset, PaneId::Captions, PaneId::Train, PaneId::Samples];
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Dataset => "Dataset",
+            Self::Captions => "Captions",
+            Self::Train => "Train",
+            Self::Samples => "Samples",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        Self::ALL.iter().position(|p| *p == self).expect("every pane is in ALL")
+    }
+
+    pub fn next(self) -> Self {
+        Self::ALL[(self.index() + 1) % Self::ALL.len()]
+    }
+
+    pub fn previous(self) -> Self {
+        Self::ALL[(self.index() + Self::ALL.len() - 1) % Self::ALL.len()]
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Leave, asking first when something is unsaved.
+    Quit,
+    NextPane,
+    PreviousPane,
+    ShowPane(PaneId),
+    ToggleHelp,
+    /// Switch to the next built-in theme (an unsaved change until saved).
+    CycleTheme,
+    /// Write unsaved changes to the project.
+    Save,
+    /// Re-read the dataset and runs now instead of at the next refresh tick.
+    Refresh,
+    Up,
+    Down,
+    PageUp,
+    PageDown,
+    First,
+    Last,
+    /// In the quit dialog: save, then leave.
+    SaveAndQuit,
+    /// In the quit dialog: leave without saving.
+    DiscardAndQuit,
+    /// Close the open dialog or overlay.
+    Close,
+}

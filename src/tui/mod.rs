@@ -1,0 +1,137 @@
+//! The workbench: a tokio event loop over terminal events, background
+//! refreshes of the project's files, and signals; state in `app`, drawing
+//! in `view`.
+
+mod action;
+mod app;
+mod help;
+mod keymap;
+mod panes;
+mod terminal;
+pub mod theme;
+mod view;
+
+use std::io;
+use std::time::Duration;
+
+use crossterm::event::{Event, EventStream};
+use futures_util::StreamExt;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::mpsc;
+
+pub use action::{Action, PaneId};
+pub use app::{App, Effect, ProjectFiles};
+pub use keymap::{Key, Keymap};
+pub use theme::Theme;
+pub use view::render;
+
+use crate::dataset::Inventory;
+use crate::project::Project;
+use crate::train::list_runs;
+
+/// How often the project's files are re-read, so that new images, captions
+/// edited elsewhere and runs started by another process show up.
+const REFRESH_EVERY: Duration = Duration::from_secs(3);
+
+/// How the workbench ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Quit,
+    /// Ended by a signal (SIGTERM, SIGHUP, SIGINT, SIGQUIT), with its number.
+    Signal(i32),
+}
+
+/// Opens the workbench on `project` and runs until the user quits or a
+/// signal arrives. The terminal is restored on every way out.
+pub fn run(project: Project, theme: Theme) -> anyhow::Result<Exit> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    runtime.block_on(async {
+        let mut guard = terminal::TerminalGuard::enter()?;
+        let result = event_loop(&mut guard, App::new(project, theme)).await;
+        drop(guard);
+        result
+    })
+}
+
+/// Reads the dataset and runs off the UI thread.
+fn spawn_refresh(project: &Project, previous: Inventory, results: mpsc::Sender<ProjectFiles>) {
+    let dataset = project.dataset_dir();
+    let runs = project.runs_dir();
+    tokio::task::spawn_blocking(move || {
+        let files = ProjectFiles { inventory: Inventory::read(&dataset, Some(&previous)), runs: list_runs(&runs) };
+        let _ = results.blocking_send(files);
+    });
+}
+
+async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow::Result<Exit> {
+    let mut events = EventStream::new();
+    let (files_tx, mut files_rx) = mpsc::channel(1);
+    let mut refresh_in_flight = true;
+    spawn_refresh(&app.project, Inventory::default(), files_tx.clone());
+    let mut refresh_tick = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH_EVERY, REFRESH_EVERY);
+    refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
+    let mut interrupt = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    let crash_drill = std::env::var("EASEL_CRASH_DRILL").ok();
+
+    loop {
+        guard.terminal.draw(|frame| view::render(&app, frame))?;
+        // Test support: prove that a panic or an error after the screen is up
+        // still leaves the terminal usable (see tests/tui_e2e.rs).
+        match crash_drill.as_deref() {
+            Some("panic") => panic!("crash drill: panic inside the workbench"),
+            Some("error") => anyhow::bail!("crash drill: error inside the workbench"),
+            _ => {}
+        }
+
+        let effect = tokio::select! {
+            event = events.next() => match event {
+                Some(Ok(Event::Key(key))) => Key::from_event(&key).and_then(|key| app.handle_key(key)),
+                Some(Ok(_)) => None, // resize and the rest: redraw
+                Some(Err(error)) => return Err(error.into()),
+                None => return Ok(Exit::Quit), // the terminal went away
+            },
+            Some(files) = files_rx.recv() => {
+                refresh_in_flight = false;
+                app.files_loaded(files);
+                None
+            }
+            _ = refresh_tick.tick() => (!refresh_in_flight).then_some(Effect::Refresh),
+            _ = terminate.recv() => return Ok(Exit::Signal(15)),
+            _ = hangup.recv() => return Ok(Exit::Signal(1)),
+            _ = interrupt.recv() => return Ok(Exit::Signal(2)),
+            _ = quit.recv() => return Ok(Exit::Signal(3)),
+        };
+
+        match effect {
+            Some(Effect::Quit) => return Ok(Exit::Quit),
+            Some(Effect::Refresh) if !refresh_in_flight => {
+                refresh_in_flight = true;
+                spawn_refresh(&app.project, app.files.inventory.clone(), files_tx.clone());
+            }
+            // A refresh asked for while one runs is covered by the one running.
+            None | Some(Effect::Refresh) => {}
+            Some(effect @ (Effect::SaveTheme | Effect::SaveThenQuit)) => {
+                let theme = app.theme.name.clone();
+                match app.project.save_theme(&theme) {
+                    Ok(()) => {
+                        app.theme_saved();
+                        if effect == Effect::SaveThenQuit {
+                            return Ok(Exit::Quit);
+                        }
+                    }
+                    Err(error) => app.save_failed(error.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// Whether both ends of the terminal are interactive, as the workbench needs.
+pub fn is_interactive() -> bool {
+    use std::io::IsTerminal;
+    io::stdin().is_terminal() && io::stdout().is_terminal()
+}

@@ -1,0 +1,115 @@
+//! Drawing the whole workbench: a pure function of the app state.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::style::Modifier;
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
+
+use super::action::PaneId;
+use super::app::{App, Level, Overlay};
+use super::{help, panes};
+
+/// Below this size only a short notice is drawn; above it, every part adapts.
+pub const MIN_WIDTH: u16 = 20;
+pub const MIN_HEIGHT: u16 = 5;
+
+pub fn render(app: &App, frame: &mut Frame) {
+    let area = frame.area();
+    let theme = &app.theme;
+    frame.render_widget(Block::default().style(theme.base()), area);
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        let notice = format!("Easel needs {MIN_WIDTH}×{MIN_HEIGHT}; this is {}×{}. q quits.", area.width, area.height);
+        frame.render_widget(Paragraph::new(notice).style(theme.base()).wrap(Wrap { trim: true }), area);
+        return;
+    }
+    let [tabs, body, status] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
+    render_tabs(app, frame, tabs);
+    panes::render(app, frame, body);
+    render_status(app, frame, status);
+    match app.overlay {
+        Some(Overlay::Help { scroll }) => help::render(app, frame, body, scroll),
+        Some(Overlay::ConfirmQuit) => render_quit_dialog(app, frame, body),
+        None => {}
+    }
+}
+
+fn render_tabs(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = &app.theme;
+    let titles = PaneId::ALL.iter().enumerate().map(|(i, pane)| format!("{} {}", i + 1, pane.title()));
+    let tabs = Tabs::new(titles)
+        .select(app.pane.index())
+        .style(theme.muted())
+        .highlight_style(theme.accent().add_modifier(Modifier::REVERSED))
+        .divider("│")
+        .padding(" ", " ");
+    // The right end holds what must not be missed: unsaved work, then the way to help.
+    let mut notes = Vec::new();
+    if app.unsaved().is_some() {
+        notes.push(Span::styled("● unsaved ", theme.base().fg(theme.warning).add_modifier(Modifier::BOLD)));
+    }
+    notes.push(Span::styled("? help ", theme.muted()));
+    let notes = Line::from(notes).right_aligned();
+    let notes_width = if area.width >= 70 { notes.width() as u16 } else { 0 };
+    let [name, tab_area, notes_area] =
+        Layout::horizontal([Constraint::Length(7), Constraint::Min(0), Constraint::Length(notes_width)]).areas(area);
+    frame.render_widget(Paragraph::new(Span::styled(" Easel ", theme.accent())), name);
+    frame.render_widget(tabs, tab_area);
+    frame.render_widget(Paragraph::new(notes), notes_area);
+}
+
+fn render_status(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = &app.theme;
+    let inventory = &app.files.inventory;
+    let counts = if app.loading {
+        "reading…".to_string()
+    } else {
+        let runs = app.files.runs.len();
+        format!(
+            "{} img · {} cap · {runs} run{}",
+            inventory.image_count(),
+            inventory.captioned_count(),
+            if runs == 1 { "" } else { "s" }
+        )
+    };
+    let message_style = match app.message.level {
+        Level::Info => theme.status(),
+        Level::Success => theme.status().fg(theme.ok),
+        Level::Warning => theme.status().fg(theme.warning),
+        Level::Error => theme.status().fg(theme.error).add_modifier(Modifier::BOLD),
+    };
+    let line = Line::from(vec![
+        Span::styled(format!(" {} ", app.project.name()), theme.status().add_modifier(Modifier::BOLD)),
+        Span::styled(format!("│ {} │ {counts} │ ", app.project.config.model.base), theme.status()),
+        Span::styled(app.message.text.clone(), message_style),
+    ]);
+    frame.render_widget(Paragraph::new(line).style(theme.status()), area);
+}
+
+/// A centred box of at most `width` × `height` inside `area`.
+pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
+    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))]).flex(Flex::Center).areas(area);
+    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))]).flex(Flex::Center).areas(row);
+    cell
+}
+
+fn render_quit_dialog(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = &app.theme;
+    let what = app.unsaved().unwrap_or_default();
+    let mut lines = vec![Line::from(format!("Unsaved: {what}.")), Line::default()];
+    for binding in &app.keymap.quit_dialog {
+        lines.push(Line::from(vec![
+            Span::styled(format!("{:>8}  ", binding.keys_label()), theme.accent()),
+            Span::raw(binding.description.clone()),
+        ]));
+    }
+    let popup = centered(area, 66, lines.len() as u16 + 2);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.border(true))
+        .title(Span::styled(" Quit? ", theme.accent()))
+        .style(theme.base());
+    frame.render_widget(Clear, popup);
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), popup);
+}

@@ -1,0 +1,255 @@
+//! The real binary in a pseudo-terminal: switch panes, open help, quit, and
+//! check what the screen shows and that the terminal is given back (raw mode
+//! off, main screen back) on every way out.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use portable_pty::{Child, CommandBuilder, ExitStatus, MasterPty, PtySize, SlavePty, native_pty_system};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn size(n: u16) -> std::num::NonZeroU16 {
+    std::num::NonZeroU16::new(n).expect("a terminal side is never zero")
+}
+
+struct Session {
+    child: Box<dyn Child + Send + Sync>,
+    master: Box<dyn MasterPty + Send>,
+    // Held open so the terminal's settings can still be read after the child exits.
+    _slave: Box<dyn SlavePty + Send>,
+    writer: Box<dyn Write + Send>,
+    screen: Arc<Mutex<vt100::Parser>>,
+    output: Arc<Mutex<Vec<u8>>>,
+    project: tempfile::TempDir,
+}
+
+/// A copy of the demo project (project.toml and captions/images), so tests
+/// can save into it.
+fn demo_copy() -> tempfile::TempDir {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("projects/demo");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(source.join("project.toml"), dir.path().join("project.toml")).unwrap();
+    std::fs::create_dir(dir.path().join("dataset")).unwrap();
+    for item in std::fs::read_dir(source.join("dataset")).unwrap() {
+        let path = item.unwrap().path();
+        std::fs::copy(&path, dir.path().join("dataset").join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+impl Session {
+    fn start(env: &[(&str, &str)]) -> Self {
+        let project = demo_copy();
+        let pair =
+            native_pty_system().openpty(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }).unwrap();
+        let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_easel"));
+        command.arg(project.path());
+        command.env("TERM", "xterm-256color");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let child = pair.slave.spawn_command(command).unwrap();
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(size(24), size(80), 0)));
+        let output = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = pair.master.try_clone_reader().unwrap();
+        let (screen_feed, output_feed) = (screen.clone(), output.clone());
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 8192];
+            while let Ok(n) = reader.read(&mut buffer) {
+                if n == 0 {
+                    break;
+                }
+                screen_feed.lock().unwrap().process(&buffer[..n]);
+                output_feed.lock().unwrap().extend_from_slice(&buffer[..n]);
+            }
+        });
+        let writer = pair.master.take_writer().unwrap();
+        Self { child, master: pair.master, _slave: pair.slave, writer, screen, output, project }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().unwrap().screen().contents()
+    }
+
+    /// Waits until the screen shows `needle`; returns the screen.
+    fn wait_for(&self, needle: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let contents = self.contents();
+            if contents.contains(needle) {
+                return contents;
+            }
+            assert!(start.elapsed() < TIMEOUT, "timed out waiting for {needle:?}; the screen shows:\n{contents}");
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    fn send(&mut self, keys: &str) {
+        self.writer.write_all(keys.as_bytes()).unwrap();
+        self.writer.flush().unwrap();
+    }
+
+    fn wait_exit(&mut self) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Let the reader catch the last bytes written before exit.
+                std::thread::sleep(Duration::from_millis(200));
+                return status;
+            }
+            assert!(start.elapsed() < TIMEOUT, "easel did not exit; the screen shows:\n{}", self.contents());
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+
+    /// Whether the terminal is in canonical mode with echo, as a shell expects.
+    fn terminal_is_cooked(&self) -> bool {
+        let fd = self.master.as_raw_fd().expect("unix pty");
+        let mut termios: libc::termios = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::tcgetattr(fd, &mut termios) }, 0);
+        termios.c_lflag & libc::ICANON != 0 && termios.c_lflag & libc::ECHO != 0
+    }
+
+    fn output_text(&self) -> String {
+        String::from_utf8_lossy(&self.output.lock().unwrap()).into_owned()
+    }
+
+    fn assert_restored(&self) {
+        assert!(self.terminal_is_cooked(), "raw mode was left on");
+        assert!(!self.screen.lock().unwrap().screen().alternate_screen(), "still on the alternate screen");
+        let output = self.output_text();
+        let entered = output.find("\x1b[?1049h").expect("entered the alternate screen");
+        let left = output.rfind("\x1b[?1049l").expect("left the alternate screen");
+        assert!(left > entered);
+        assert!(output[left..].contains("\x1b[?25h"), "cursor not shown again");
+    }
+
+    /// Waits for the first full frame and checks that the terminal is raw meanwhile.
+    fn wait_ready(&self) -> String {
+        let screen = self.wait_for("20 images");
+        assert!(!self.terminal_is_cooked(), "raw mode should be on while the workbench runs");
+        screen
+    }
+}
+
+#[test]
+fn switches_panes_opens_help_and_quits() {
+    let mut session = Session::start(&[]);
+    let dataset = session.wait_ready();
+    assert!(dataset.contains("1 Dataset") && dataset.contains("4 Samples"), "{dataset}");
+    assert!(dataset.contains("zeltmug_01.png"), "{dataset}");
+    assert!(dataset.contains("20 img · 20 cap · 0 runs"), "{dataset}");
+
+    session.send("2");
+    let captions = session.wait_for("20 of 20 images captioned");
+    assert!(captions.contains("trigger “zeltmug” in"), "{captions}");
+    session.send("3");
+    let train = session.wait_for("No runs yet in runs/.");
+    assert!(train.contains("200 steps of batch 2 at 128 px on builtin:tiny"), "{train}");
+    session.send("\t");
+    let samples = session.wait_for("3 sample prompts");
+    assert!(samples.contains("zeltmug on a beach at sunset"), "{samples}");
+    session.send("1");
+    session.wait_for("short side 96");
+
+    session.send("?");
+    let help = session.wait_for("Everywhere");
+    assert!(
+        help.contains("Dataset pane (this pane)") && help.contains("quit (asks if something is unsaved)"),
+        "{help}"
+    );
+    session.send("\x1b");
+    session.wait_for("20 images");
+    // Esc must close the overlay, not leave the program.
+    assert!(!session.contents().contains("Everywhere"));
+
+    session.send("q");
+    let status = session.wait_exit();
+    assert!(status.success(), "{status:?}");
+    session.assert_restored();
+}
+
+#[test]
+fn an_unsaved_theme_is_offered_for_saving_on_quit() {
+    let mut session = Session::start(&[]);
+    session.wait_ready();
+    session.send("t");
+    session.wait_for("● unsaved");
+    session.send("q");
+    let dialog = session.wait_for("Quit?");
+    assert!(dialog.contains("the theme `light` is not saved to project.toml"), "{dialog}");
+    session.send("s");
+    assert!(session.wait_exit().success());
+    session.assert_restored();
+    let saved = std::fs::read_to_string(session.project.path().join("project.toml")).unwrap();
+    assert!(saved.contains("theme = \"light\""), "{saved}");
+    assert!(saved.starts_with("# The demo project"), "comments must survive");
+}
+
+#[test]
+fn follows_a_live_resize() {
+    let mut session = Session::start(&[]);
+    session.wait_ready();
+    session.master.resize(PtySize { rows: 30, cols: 100, pixel_width: 0, pixel_height: 0 }).unwrap();
+    session.screen.lock().unwrap().screen_mut().set_size(size(30), size(100));
+    let start = Instant::now();
+    loop {
+        let rows: Vec<String> = session.screen.lock().unwrap().screen().rows(0, 100).collect();
+        // The help hint sits at the right end of the top row, and the status bar on the last.
+        let (top, bottom) = (rows[0].trim_end(), rows[29].trim_end());
+        if top.ends_with("? help") && top.chars().count() > 95 && bottom.contains("20 img") {
+            break;
+        }
+        assert!(start.elapsed() < TIMEOUT, "no redraw at 100×30; rows: {rows:#?}");
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    session.send("\x03"); // Ctrl-C quits too.
+    assert!(session.wait_exit().success());
+    session.assert_restored();
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let mut session = Session::start(&[]);
+    session.wait_ready();
+    let pid = session.child.process_id().unwrap() as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(session.wait_exit().exit_code(), 128 + 15);
+    session.assert_restored();
+}
+
+#[test]
+fn sighup_from_a_dropped_connection_restores_the_terminal() {
+    let mut session = Session::start(&[]);
+    session.wait_ready();
+    let pid = session.child.process_id().unwrap() as libc::pid_t;
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    assert_eq!(session.wait_exit().exit_code(), 128 + 1);
+    session.assert_restored();
+}
+
+#[test]
+fn a_panic_restores_the_terminal_before_reporting() {
+    let mut session = Session::start(&[("EASEL_CRASH_DRILL", "panic")]);
+    let status = session.wait_exit();
+    assert!(!status.success());
+    session.assert_restored();
+    let output = session.output_text();
+    // The first restore is the panic hook's; unwinding restores once more, harmlessly.
+    let left = output.find("\x1b[?1049l").unwrap();
+    let message = output.find("crash drill: panic inside the workbench").expect("panic message shown");
+    assert!(message > left, "the panic message must print after the screen is restored, to be readable");
+}
+
+#[test]
+fn an_error_restores_the_terminal_before_reporting() {
+    let mut session = Session::start(&[("EASEL_CRASH_DRILL", "error")]);
+    assert_eq!(session.wait_exit().exit_code(), 1);
+    session.assert_restored();
+    let output = session.output_text();
+    let message = output.find("easel: error: crash drill: error inside the workbench").expect("error shown");
+    assert!(message > output.find("\x1b[?1049l").unwrap());
+}

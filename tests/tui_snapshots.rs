@@ -1,0 +1,127 @@
+//! What the workbench draws, as text snapshots at 80×24 (ratatui's
+//! TestBackend + insta), and a sweep of small sizes that must not panic.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use easel::dataset::Inventory;
+use easel::project::Project;
+use easel::train::list_runs;
+use easel::tui::{Action, App, PaneId, ProjectFiles, Theme, render};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+/// A copy of the demo project with one finished-looking run, so snapshots do
+/// not depend on runs made in the checkout.
+fn demo_copy() -> tempfile::TempDir {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("projects/demo");
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(source.join("project.toml"), dir.path().join("project.toml")).unwrap();
+    let dataset = dir.path().join("dataset");
+    fs::create_dir(&dataset).unwrap();
+    for item in fs::read_dir(source.join("dataset")).unwrap() {
+        let path: PathBuf = item.unwrap().path();
+        fs::copy(&path, dataset.join(path.file_name().unwrap())).unwrap();
+    }
+    let run = dir.path().join("runs/20261126-101500");
+    fs::create_dir_all(run.join("checkpoints")).unwrap();
+    fs::create_dir_all(run.join("samples/step-000050")).unwrap();
+    fs::write(run.join("metrics.jsonl"), "{\"step\":25,\"loss\":0.31}\n{\"step\":50,\"loss\":0.22}\n").unwrap();
+    fs::write(run.join("checkpoints/step-000050.safetensors"), b"").unwrap();
+    for i in 0..3 {
+        fs::write(run.join(format!("samples/step-000050/{i}.png")), b"").unwrap();
+    }
+    dir
+}
+
+fn loaded_app(root: &Path, theme: &str) -> App {
+    let project = Project::open(root).unwrap();
+    let files =
+        ProjectFiles { inventory: Inventory::read(&project.dataset_dir(), None), runs: list_runs(&project.runs_dir()) };
+    let mut app = App::new(project, Theme::resolve(theme, Path::new(".")).unwrap());
+    app.files_loaded(files);
+    app
+}
+
+fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| render(app, frame)).unwrap();
+    terminal
+}
+
+#[test]
+fn each_pane_at_80x24() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    for pane in PaneId::ALL {
+        app.apply(Action::ShowPane(pane));
+        let name = format!("pane_{}_80x24", pane.title().to_lowercase());
+        insta::assert_snapshot!(name, draw(&app, 80, 24).backend());
+    }
+}
+
+#[test]
+fn selection_moves_the_detail_view() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Captions));
+    for _ in 0..10 {
+        app.apply(Action::Down);
+    }
+    insta::assert_snapshot!("captions_eleventh_selected_80x24", draw(&app, 80, 24).backend());
+}
+
+#[test]
+fn help_overlay_at_80x24() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Train));
+    app.apply(Action::ToggleHelp);
+    insta::assert_snapshot!("help_train_80x24", draw(&app, 80, 24).backend());
+}
+
+#[test]
+fn quit_dialog_after_an_unsaved_theme_change() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::CycleTheme);
+    app.apply(Action::Quit);
+    insta::assert_snapshot!("quit_dialog_80x24", draw(&app, 80, 24).backend());
+}
+
+#[test]
+fn a_new_empty_project() {
+    let dir = tempfile::tempdir().unwrap();
+    easel::project::init(dir.path(), Some("fresh"), "").unwrap();
+    let mut app = loaded_app(dir.path(), "ansi16");
+    insta::assert_snapshot!("empty_dataset_80x24", draw(&app, 80, 24).backend());
+    app.apply(Action::ShowPane(PaneId::Samples));
+    insta::assert_snapshot!("empty_samples_80x24", draw(&app, 80, 24).backend());
+}
+
+#[test]
+fn smallest_supported_and_too_small() {
+    let dir = demo_copy();
+    let app = loaded_app(dir.path(), "dark");
+    insta::assert_snapshot!("dataset_20x5", draw(&app, 20, 5).backend());
+    insta::assert_snapshot!("too_small_19x5", draw(&app, 19, 5).backend());
+}
+
+#[test]
+fn every_view_draws_at_every_small_size_without_panicking() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "light");
+    let mut views: Vec<Vec<Action>> = PaneId::ALL.iter().map(|p| vec![Action::ShowPane(*p)]).collect();
+    views.push(vec![Action::ToggleHelp]);
+    views.push(vec![Action::Close, Action::CycleTheme, Action::Quit]);
+    for actions in views {
+        for action in actions {
+            app.apply(action);
+        }
+        for width in 1..=90 {
+            for height in 1..=30 {
+                draw(&app, width, height);
+            }
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! The CLIP text encoder (Hugging Face `CLIPTextModel` layout), written with
+//! differentiable ops so that text-encoder LoRA can be trained through it.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+use super::nn::{LayerNorm, Linear, quick_gelu, softmax_last_dim};
+
+/// The keys of a text encoder's `config.json` that shape the network.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct ClipTextConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_activation")]
+    pub hidden_act: Activation,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+}
+
+fn default_activation() -> Activation {
+    Activation::QuickGelu
+}
+
+fn default_eps() -> f64 {
+    1e-5
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// SD1's OpenAI CLIP.
+    QuickGelu,
+    /// SD2's and SDXL's OpenCLIP (exact GELU).
+    Gelu,
+}
+
+impl ClipTextConfig {
+    pub fn from_file(path: &Path) -> std::result::Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Attention {
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    out_proj: Linear,
+    heads: usize,
+}
+
+impl Attention {
+    fn load(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
+        let h = config.hidden_size;
+        Ok(Self {
+            q_proj: Linear::load(vb.pp("q_proj"), h, h, true)?,
+            k_proj: Linear::load(vb.pp("k_proj"), h, h, true)?,
+            v_proj: Linear::load(vb.pp("v_proj"), h, h, true)?,
+            out_proj: Linear::load(vb.pp("out_proj"), h, h, true)?,
+            heads: config.num_attention_heads,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, causal_mask: &Tensor) -> Result<Tensor> {
+        let (batch, tokens, hidden) = x.dims3()?;
+        let head_dim = hidden / self.heads;
+        let split = |t: Tensor| t.reshape((batch, tokens, self.heads, head_dim))?.transpose(1, 2)?.contiguous();
+        let q = split((self.q_proj.forward(x)? * (head_dim as f64).powf(-0.5))?)?;
+        let k = split(self.k_proj.forward(x)?)?;
+        let v = split(self.v_proj.forward(x)?)?;
+        let scores = q.matmul(&k.t()?)?.broadcast_add(causal_mask)?;
+        let attended = softmax_last_dim(&scores)?.matmul(&v)?;
+        let merged = attended.transpose(1, 2)?.reshape((batch, tokens, hidden))?;
+        self.out_proj.forward(&merged)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct EncoderLayer {
+    layer_norm1: LayerNorm,
+    self_attn: Attention,
+    layer_norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    activation: Activation,
+}
+
+impl EncoderLayer {
+    fn load(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
+        let (h, i, eps) = (config.hidden_size, config.intermediate_size, config.layer_norm_eps);
+        Ok(Self {
+            layer_norm1: LayerNorm::load(vb.pp("layer_norm1"), h, eps)?,
+            self_attn: Attention::load(vb.pp("self_attn"), config)?,
+            layer_norm2: LayerNorm::load(vb.pp("layer_norm2"), h, eps)?,
+            fc1: Linear::load(vb.pp("mlp.fc1"), h, i, true)?,
+            fc2: Linear::load(vb.pp("mlp.fc2"), i, h, true)?,
+            activation: config.hidden_act,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, causal_mask: &Tensor) -> Result<Tensor> {
+        let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?, causal_mask)?)?;
+        let hidden = self.fc1.forward(&self.layer_norm2.forward(&x)?)?;
+        let hidden = match self.activation {
+            Activation::QuickGelu => quick_gelu(&hidden)?,
+            Activation::Gelu => hidden.gelu_erf()?,
+        };
+        x + self.fc2.forward(&hidden)?
+    }
+}
+
+/// What the text encoder gives the UNet.
+#[derive(Debug, Clone)]
+pub struct TextEncoding {
+    /// The last layer's output after the final layer norm (what SD1 uses).
+    pub last_hidden_state: Tensor,
+    /// The second-to-last layer's output, before any final norm ("clip skip 2";
+    /// SDXL conditions on this).
+    pub penultimate: Tensor,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClipTextModel {
+    token_embedding: Tensor,
+    position_embedding: Tensor,
+    layers: Vec<EncoderLayer>,
+    final_layer_norm: LayerNorm,
+    pub config: ClipTextConfig,
+}
+
+impl ClipTextModel {
+    /// Loads from weights named as in `CLIPTextModel`, with or without the
+    /// classic `text_model.` prefix (transformers 5 saves without it).
+    pub fn load(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
+        let vb =
+            if vb.contains_tensor("text_model.embeddings.token_embedding.weight") { vb.pp("text_model") } else { vb };
+        let h = config.hidden_size;
+        let embeddings = vb.pp("embeddings");
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| EncoderLayer::load(vb.pp(format!("encoder.layers.{i}")), config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            token_embedding: embeddings.get((config.vocab_size, h), "token_embedding.weight")?,
+            position_embedding: embeddings.get((config.max_position_embeddings, h), "position_embedding.weight")?,
+            layers,
+            final_layer_norm: LayerNorm::load(vb.pp("final_layer_norm"), h, config.layer_norm_eps)?,
+            config: config.clone(),
+        })
+    }
+
+    /// Encodes token ids of shape `[batch, tokens]`.
+    pub fn forward(&self, ids: &Tensor) -> Result<TextEncoding> {
+        let (batch, tokens) = ids.dims2()?;
+        let hidden = self.token_embedding.dim(1)?;
+        let embedded = self.token_embedding.index_select(&ids.flatten_all()?, 0)?.reshape((batch, tokens, hidden))?;
+        let mut x = embedded.broadcast_add(&self.position_embedding.i(..tokens)?)?;
+        let mask = causal_mask(tokens, x.dtype(), x.device())?;
+        let mut penultimate = x.clone();
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, &mask)?;
+            if i + 2 == self.layers.len() {
+                penultimate = x.clone();
+            }
+        }
+        Ok(TextEncoding { last_hidden_state: self.final_layer_norm.forward(&x)?, penultimate })
+    }
+}
+
+/// 0 on and below the diagonal, −∞ above: a token only sees those before it.
+fn causal_mask(tokens: usize, dtype: DType, device: &Device) -> Result<Tensor> {
+    let values: Vec<f32> =
+        (0..tokens).flat_map(|i| (0..tokens).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
+    Tensor::from_vec(values, (tokens, tokens), device)?.to_dtype(dtype)
+}

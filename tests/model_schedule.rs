@@ -35,6 +35,7 @@ fn alphas_cumprod_match_diffusers() {
     let refs = refs();
     let ours = schedule().alphas_cumprod_tensor(&Device::Cpu).unwrap();
     let diff = max_abs_diff(&ours, &refs["ddpm_alphas_cumprod"]);
+    eprintln!("alphas_cumprod max |Δ| = {diff:e}");
     assert!(diff < 1e-6, "max |Δ| = {diff}");
 }
 
@@ -48,8 +49,10 @@ fn add_noise_and_velocity_match_diffusers() {
     let (x0, noise) = (&refs["noise_x0"], &refs["noise_noise"]);
     let noisy = schedule.add_noise(x0, noise, &timesteps).unwrap();
     let diff = max_abs_diff(&noisy, &refs["noise_noisy"]);
+    eprintln!("add_noise max |Δ| = {diff:e}");
     assert!(diff < 1e-6, "add_noise max |Δ| = {diff}");
     let velocity = schedule.velocity(x0, noise, &timesteps).unwrap();
     let diff = max_abs_diff(&velocity, &refs["noise_velocity"]);
+    eprintln!("velocity max |Δ| = {diff:e}");
     assert!(diff < 1e-6, "velocity max |Δ| = {diff}");
 }

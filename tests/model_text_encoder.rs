@@ -23,6 +23,7 @@ fn check(vb: VarBuilder) {
     let encoding = model.forward(&ids).unwrap();
     let last = max_abs_diff(&encoding.last_hidden_state, &refs["te_last_hidden_state"]);
     let penultimate = max_abs_diff(&encoding.penultimate, &refs["te_penultimate_hidden_state"]);
+    eprintln!("text encoder max |Δ|: last hidden state {last:e}, penultimate {penultimate:e}");
     assert!(last < 1e-5, "last hidden state max |Δ| = {last}");
     assert!(penultimate < 1e-5, "penultimate max |Δ| = {penultimate}");
 }

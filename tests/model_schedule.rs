@@ -1,22 +1,10 @@
 //! The noise schedule against diffusers' own numbers (tests/fixtures/tiny-sd15/refs.safetensors).
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-
-use candle_core::{Device, Tensor};
+use candle_core::Device;
+use common::{fixture, max_abs_diff, refs};
 use easel::model::schedule::{NoiseSchedule, PredictionType, SchedulerConfig};
 
-fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sd15").join(path)
-}
-
-fn refs() -> HashMap<String, Tensor> {
-    candle_core::safetensors::load(fixture("refs.safetensors"), &Device::Cpu).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
+mod common;
 
 fn schedule() -> NoiseSchedule {
     NoiseSchedule::new(SchedulerConfig::from_file(&fixture("diffusers/scheduler/scheduler_config.json")).unwrap())

@@ -1,22 +1,15 @@
 //! The CLIP text encoder against diffusers' outputs (atol 1e-5, as the
 //! fixtures README suggests), from the diffusers folder and the single file.
 
-use std::path::{Path, PathBuf};
-
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
+use common::{fixture, max_abs_diff, refs};
 use easel::model::clip::{ClipTextConfig, ClipTextModel};
 
-fn fixture(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sd15").join(path)
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
-}
+mod common;
 
 fn check(vb: VarBuilder) {
-    let refs = candle_core::safetensors::load(fixture("refs.safetensors"), &Device::Cpu).unwrap();
+    let refs = refs();
     let config = ClipTextConfig::from_file(&fixture("diffusers/text_encoder/config.json")).unwrap();
     let model = ClipTextModel::load(vb, &config).unwrap();
     let ids = refs["te_input_ids"].to_dtype(DType::U32).unwrap();

@@ -1,16 +1,14 @@
 //! The CLIP tokenizer against the ids diffusers fed its text encoder.
 
-use std::path::Path;
-
-use candle_core::Device;
+use common::{fixture, refs};
 use easel::model::tokenizer::{ClipTokenizer, Padding};
+
+mod common;
 
 #[test]
 fn the_fixture_prompts_tokenize_as_in_diffusers() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sd15");
-    let refs = candle_core::safetensors::load(root.join("refs.safetensors"), &Device::Cpu).unwrap();
-    let expected = refs["te_input_ids"].to_vec2::<i64>().unwrap();
-    let from_folder = ClipTokenizer::from_folder(&root.join("diffusers/tokenizer"), Padding::EndOfText).unwrap();
+    let expected = refs()["te_input_ids"].to_vec2::<i64>().unwrap();
+    let from_folder = ClipTokenizer::from_folder(&fixture("diffusers/tokenizer"), Padding::EndOfText).unwrap();
     let shipped = ClipTokenizer::shipped(Padding::EndOfText);
     for (row, text) in expected.iter().zip(["a photo of a cat, wearing a red hat", "blurry, low quality"]) {
         let row: Vec<u32> = row.iter().map(|&id| id as u32).collect();

@@ -3,7 +3,6 @@
 //! off, main screen back) on every way out.
 
 use std::io::{Read, Write};
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,23 +25,11 @@ struct Session {
     project: tempfile::TempDir,
 }
 
-/// A copy of the demo project (project.toml and captions/images), so tests
-/// can save into it.
-fn demo_copy() -> tempfile::TempDir {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("projects/demo");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::copy(source.join("project.toml"), dir.path().join("project.toml")).unwrap();
-    std::fs::create_dir(dir.path().join("dataset")).unwrap();
-    for item in std::fs::read_dir(source.join("dataset")).unwrap() {
-        let path = item.unwrap().path();
-        std::fs::copy(&path, dir.path().join("dataset").join(path.file_name().unwrap())).unwrap();
-    }
-    dir
-}
+mod common;
 
 impl Session {
     fn start(env: &[(&str, &str)]) -> Self {
-        let project = demo_copy();
+        let project = common::demo_copy();
         let pair =
             native_pty_system().openpty(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }).unwrap();
         let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_easel"));

@@ -2,7 +2,7 @@
 //! TestBackend + insta), and a sweep of small sizes that must not panic.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use easel::dataset::Inventory;
 use easel::project::Project;
@@ -11,18 +11,12 @@ use easel::tui::{Action, App, PaneId, ProjectFiles, Theme, render};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
+mod common;
+
 /// A copy of the demo project with one finished-looking run, so snapshots do
 /// not depend on runs made in the checkout.
 fn demo_copy() -> tempfile::TempDir {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("projects/demo");
-    let dir = tempfile::tempdir().unwrap();
-    fs::copy(source.join("project.toml"), dir.path().join("project.toml")).unwrap();
-    let dataset = dir.path().join("dataset");
-    fs::create_dir(&dataset).unwrap();
-    for item in fs::read_dir(source.join("dataset")).unwrap() {
-        let path: PathBuf = item.unwrap().path();
-        fs::copy(&path, dataset.join(path.file_name().unwrap())).unwrap();
-    }
+    let dir = common::demo_copy();
     let run = dir.path().join("runs/20261126-101500");
     fs::create_dir_all(run.join("checkpoints")).unwrap();
     fs::create_dir_all(run.join("samples/step-000050")).unwrap();

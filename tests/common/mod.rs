@@ -1,0 +1,38 @@
+//! Helpers shared by the integration tests. Each test crate uses a part of
+//! them, so unused ones are expected there.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use candle_core::{Device, Tensor};
+
+/// A copy of the demo project's project.toml and dataset in a temporary
+/// folder: tests can write into it, and runs made in the checkout do not leak in.
+pub fn demo_copy() -> tempfile::TempDir {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("projects/demo");
+    let dir = tempfile::tempdir().unwrap();
+    fs::copy(source.join("project.toml"), dir.path().join("project.toml")).unwrap();
+    let dataset = dir.path().join("dataset");
+    fs::create_dir(&dataset).unwrap();
+    for item in fs::read_dir(source.join("dataset")).unwrap() {
+        let path = item.unwrap().path();
+        fs::copy(&path, dataset.join(path.file_name().unwrap())).unwrap();
+    }
+    dir
+}
+
+/// A file of the tiny SD1.5 fixture (made by diffusers, see tests/fixtures/README.md).
+pub fn fixture(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sd15").join(path)
+}
+
+/// The fixture's reference tensors.
+pub fn refs() -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(fixture("refs.safetensors"), &Device::Cpu).unwrap()
+}
+
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+}

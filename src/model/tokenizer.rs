@@ -192,11 +192,8 @@ impl ClipTokenizer {
                 .enumerate()
                 .filter_map(|(i, pair)| self.ranks.get(&(pair[0].clone(), pair[1].clone())).map(|rank| (*rank, i)))
                 .min();
-            let Some((_, _)) = best else { break };
-            let (a, b) = {
-                let i = best.expect("checked").1;
-                (symbols[i].clone(), symbols[i + 1].clone())
-            };
+            let Some((_, i)) = best else { break };
+            let (a, b) = (symbols[i].clone(), symbols[i + 1].clone());
             // Merge every occurrence of the best pair, left to right.
             let mut merged = Vec::with_capacity(symbols.len());
             let mut i = 0;

@@ -43,8 +43,7 @@ pub enum Activation {
 
 impl ClipTextConfig {
     pub fn from_file(path: &Path) -> std::result::Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        super::read_json_config(path)
     }
 }
 

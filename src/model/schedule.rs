@@ -71,8 +71,7 @@ pub enum TimestepSpacing {
 
 impl SchedulerConfig {
     pub fn from_file(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+        super::read_json_config(path)
     }
 }
 
@@ -119,25 +118,23 @@ impl NoiseSchedule {
     }
 
     /// `[B,1,1,1]` tensors of √ᾱ_t and √(1−ᾱ_t), one row per timestep.
-    fn coefficients(&self, timesteps: &[usize], device: &Device) -> CandleResult<(Tensor, Tensor)> {
-        let take = |f: fn(f32) -> f32| -> Vec<f32> { timesteps.iter().map(|&t| f(self.alphas_cumprod[t])).collect() };
-        let shape = (timesteps.len(), 1, 1, 1);
-        let signal = Tensor::from_vec(take(|a| a.sqrt()), shape, device)?;
-        let noise = Tensor::from_vec(take(|a| (1.0 - a).sqrt()), shape, device)?;
-        Ok((signal, noise))
+    fn coefficients(&self, timesteps: &[usize], like: &Tensor) -> CandleResult<(Tensor, Tensor)> {
+        let column = |f: fn(f32) -> f32| -> CandleResult<Tensor> {
+            let values = timesteps.iter().map(|&t| f(self.alphas_cumprod[t])).collect();
+            Tensor::from_vec(values, (timesteps.len(), 1, 1, 1), like.device())?.to_dtype(like.dtype())
+        };
+        Ok((column(|a| a.sqrt())?, column(|a| (1.0 - a).sqrt())?))
     }
 
     /// x_t = √ᾱ_t·x₀ + √(1−ᾱ_t)·ε, one timestep per batch item.
     pub fn add_noise(&self, x0: &Tensor, noise: &Tensor, timesteps: &[usize]) -> CandleResult<Tensor> {
-        let (signal, sigma) = self.coefficients(timesteps, x0.device())?;
-        let (signal, sigma) = (signal.to_dtype(x0.dtype())?, sigma.to_dtype(x0.dtype())?);
+        let (signal, sigma) = self.coefficients(timesteps, x0)?;
         x0.broadcast_mul(&signal)? + noise.broadcast_mul(&sigma)?
     }
 
     /// The v-prediction target v = √ᾱ_t·ε − √(1−ᾱ_t)·x₀.
     pub fn velocity(&self, x0: &Tensor, noise: &Tensor, timesteps: &[usize]) -> CandleResult<Tensor> {
-        let (signal, sigma) = self.coefficients(timesteps, x0.device())?;
-        let (signal, sigma) = (signal.to_dtype(x0.dtype())?, sigma.to_dtype(x0.dtype())?);
+        let (signal, sigma) = self.coefficients(timesteps, x0)?;
         noise.broadcast_mul(&signal)? - x0.broadcast_mul(&sigma)?
     }
 

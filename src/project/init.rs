@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use super::{PROJECT_FILE, Project, ProjectError};
+use super::{PROJECT_FILE, Project, ProjectError, folder_name};
 use crate::fsutil::atomic_write;
 
 /// The commented project.toml that `easel init` writes. Every value in it is
@@ -23,10 +23,7 @@ pub fn init(dir: &Path, name: Option<&str>, trigger: &str) -> Result<Project, Pr
     if file.exists() {
         return Err(ProjectError::AlreadyExists { file });
     }
-    let folder_name = std::path::absolute(dir)
-        .ok()
-        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-        .unwrap_or_else(|| "project".to_string());
+    let folder_name = folder_name(dir);
     let name = name.unwrap_or(&folder_name);
     for sub in ["dataset", "runs", "cache"] {
         let path = dir.join(sub);

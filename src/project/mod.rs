@@ -46,8 +46,7 @@ impl Project {
         if let Some(name) = &self.config.name {
             return name.clone();
         }
-        let absolute = std::path::absolute(&self.root).unwrap_or_else(|_| self.root.clone());
-        absolute.file_name().map_or_else(|| "project".to_string(), |n| n.to_string_lossy().into_owned())
+        folder_name(&self.root)
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -94,6 +93,12 @@ impl Project {
         let entries = locate::key_entries(&self.source).unwrap_or_default();
         ConfigError::at_key(&self.config_path(), &self.source, &entries, key, message)
     }
+}
+
+/// The name of the folder `dir` points at (also for `.`), the default project name.
+fn folder_name(dir: &Path) -> String {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    absolute.file_name().map_or_else(|| "project".to_string(), |n| n.to_string_lossy().into_owned())
 }
 
 /// Parses and validates project.toml text; `file` is only used to name it in errors.

@@ -41,6 +41,59 @@ pub enum Command {
         #[arg(long, default_value = "")]
         trigger: String,
     },
+    /// Draw an image from a prompt with a project's base model (or any model) and LoRAs.
+    Generate(Box<GenerateCommand>),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GenerateCommand {
+    /// Use this project's base model.
+    #[arg(long, value_name = "DIR", required_unless_present = "model")]
+    project: Option<PathBuf>,
+    /// A diffusers folder, a single-file .safetensors checkpoint, or builtin:tiny.
+    #[arg(long, value_name = "PATH", conflicts_with = "project")]
+    model: Option<PathBuf>,
+    /// A diffusers folder whose configs replace those inferred from a single file.
+    #[arg(long, value_name = "DIR")]
+    config: Option<PathBuf>,
+    /// A LoRA to apply, kohya or PEFT .safetensors, with an optional strength (repeatable).
+    #[arg(long = "lora", value_name = "FILE[:WEIGHT]")]
+    loras: Vec<crate::generate::LoraSpec>,
+    #[arg(long)]
+    prompt: String,
+    /// What to steer away from (classifier-free guidance's unconditional prompt).
+    #[arg(long, default_value = "")]
+    negative: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[arg(long, default_value_t = 30)]
+    steps: usize,
+    #[arg(long, default_value_t = 7.5)]
+    guidance: f64,
+    /// Image size (default: the model's native size, 128x128 for builtin:tiny).
+    #[arg(long, value_name = "WxH", value_parser = crate::generate::parse_size)]
+    size: Option<(usize, usize)>,
+    #[arg(long, default_value = "ddim", value_parser = crate::generate::parse_sampler)]
+    scheduler: crate::model::sampling::SamplerKind,
+    /// Start from these initial latents (a .safetensors with one tensor [1,4,h/8,w/8]).
+    #[arg(long, value_name = "FILE")]
+    latents: Option<PathBuf>,
+    /// Also write the final latents (before decoding) to this .safetensors file.
+    #[arg(long, value_name = "FILE")]
+    save_latents: Option<PathBuf>,
+    /// Run the model in half precision: f16 or bf16.
+    #[arg(long, value_name = "f16|bf16", value_parser = parse_half)]
+    half: Option<candle_core::DType>,
+    #[arg(long, value_name = "FILE.png")]
+    out: PathBuf,
+}
+
+fn parse_half(text: &str) -> Result<candle_core::DType, String> {
+    match text {
+        "f16" | "fp16" => Ok(candle_core::DType::F16),
+        "bf16" => Ok(candle_core::DType::BF16),
+        other => Err(format!("`{other}`: use f16 or bf16")),
+    }
 }
 
 /// Runs the command line and turns errors into a message and an exit code.
@@ -58,8 +111,36 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Init { dir, name, trigger }) => init(&dir, name.as_deref(), &trigger),
+        Some(Command::Generate(command)) => generate(*command),
         None => workbench(cli.project.as_deref().unwrap_or(Path::new(".")), cli.theme.as_deref()),
     }
+}
+
+fn generate(command: GenerateCommand) -> anyhow::Result<ExitCode> {
+    let request = crate::model::sampling::SampleRequest {
+        prompt: command.prompt,
+        negative: command.negative,
+        width: 0,
+        height: 0,
+        steps: command.steps,
+        guidance: command.guidance,
+        sampler: command.scheduler,
+        seed: command.seed,
+        initial_latents: None,
+    };
+    crate::generate::run(crate::generate::GenerateArgs {
+        project: command.project,
+        model: command.model,
+        config_folder: command.config,
+        loras: command.loras,
+        request,
+        size: command.size,
+        latents: command.latents,
+        out: command.out,
+        save_latents: command.save_latents,
+        half: command.half,
+    })?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init(dir: &Path, name: Option<&str>, trigger: &str) -> anyhow::Result<ExitCode> {

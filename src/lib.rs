@@ -9,6 +9,7 @@ pub mod captions;
 pub mod cli;
 pub mod dataset;
 pub mod fsutil;
+pub mod generate;
 pub mod model;
 pub mod project;
 pub mod train;

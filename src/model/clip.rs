@@ -7,6 +7,7 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use super::lora::{LoraHost, LoraLayers, LoraLinear, join};
 use super::nn::{LayerNorm, Linear, quick_gelu, softmax_last_dim};
 
 /// The keys of a text encoder's `config.json` that shape the network.
@@ -49,10 +50,10 @@ impl ClipTextConfig {
 
 #[derive(Debug, Clone)]
 struct Attention {
-    q_proj: Linear,
-    k_proj: Linear,
-    v_proj: Linear,
-    out_proj: Linear,
+    q_proj: LoraLinear,
+    k_proj: LoraLinear,
+    v_proj: LoraLinear,
+    out_proj: LoraLinear,
     heads: usize,
 }
 
@@ -60,10 +61,10 @@ impl Attention {
     fn load(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
         let h = config.hidden_size;
         Ok(Self {
-            q_proj: Linear::load(vb.pp("q_proj"), h, h, true)?,
-            k_proj: Linear::load(vb.pp("k_proj"), h, h, true)?,
-            v_proj: Linear::load(vb.pp("v_proj"), h, h, true)?,
-            out_proj: Linear::load(vb.pp("out_proj"), h, h, true)?,
+            q_proj: LoraLinear::load(vb.pp("q_proj"), h, h, true)?,
+            k_proj: LoraLinear::load(vb.pp("k_proj"), h, h, true)?,
+            v_proj: LoraLinear::load(vb.pp("v_proj"), h, h, true)?,
+            out_proj: LoraLinear::load(vb.pp("out_proj"), h, h, true)?,
             heads: config.num_attention_heads,
         })
     }
@@ -87,8 +88,8 @@ struct EncoderLayer {
     layer_norm1: LayerNorm,
     self_attn: Attention,
     layer_norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: LoraLinear,
+    fc2: LoraLinear,
     activation: Activation,
 }
 
@@ -99,8 +100,8 @@ impl EncoderLayer {
             layer_norm1: LayerNorm::load(vb.pp("layer_norm1"), h, eps)?,
             self_attn: Attention::load(vb.pp("self_attn"), config)?,
             layer_norm2: LayerNorm::load(vb.pp("layer_norm2"), h, eps)?,
-            fc1: Linear::load(vb.pp("mlp.fc1"), h, i, true)?,
-            fc2: Linear::load(vb.pp("mlp.fc2"), i, h, true)?,
+            fc1: LoraLinear::load(vb.pp("mlp.fc1"), h, i, true)?,
+            fc2: LoraLinear::load(vb.pp("mlp.fc2"), i, h, true)?,
             activation: config.hidden_act,
         })
     }
@@ -124,6 +125,9 @@ pub struct TextEncoding {
     /// The second-to-last layer's output, before any final norm ("clip skip 2";
     /// SDXL conditions on this).
     pub penultimate: Tensor,
+    /// The final-normed state at each prompt's first end token, through
+    /// `text_projection` when the model has one (SDXL's pooled embedding).
+    pub pooled: Tensor,
 }
 
 #[derive(Debug, Clone)]
@@ -132,6 +136,7 @@ pub struct ClipTextModel {
     position_embedding: Tensor,
     layers: Vec<EncoderLayer>,
     final_layer_norm: LayerNorm,
+    text_projection: Option<Linear>,
     pub config: ClipTextConfig,
 }
 
@@ -139,6 +144,15 @@ impl ClipTextModel {
     /// Loads from weights named as in `CLIPTextModel`, with or without the
     /// classic `text_model.` prefix (transformers 5 saves without it).
     pub fn load(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
+        // `CLIPTextModelWithProjection` (SDXL's second encoder) adds this.
+        let text_projection = match vb.contains_tensor("text_projection.weight") {
+            true => {
+                let projection = vb.get_unchecked("text_projection.weight")?;
+                let (out, input) = projection.dims2()?;
+                Some(Linear::load(vb.pp("text_projection"), input, out, false)?)
+            }
+            false => None,
+        };
         let vb =
             if vb.contains_tensor("text_model.embeddings.token_embedding.weight") { vb.pp("text_model") } else { vb };
         let h = config.hidden_size;
@@ -151,6 +165,7 @@ impl ClipTextModel {
             position_embedding: embeddings.get((config.max_position_embeddings, h), "position_embedding.weight")?,
             layers,
             final_layer_norm: LayerNorm::load(vb.pp("final_layer_norm"), h, config.layer_norm_eps)?,
+            text_projection,
             config: config.clone(),
         })
     }
@@ -169,8 +184,46 @@ impl ClipTextModel {
                 penultimate = x.clone();
             }
         }
-        Ok(TextEncoding { last_hidden_state: self.final_layer_norm.forward(&x)?, penultimate })
+        let last_hidden_state = self.final_layer_norm.forward(&x)?;
+        let pooled = pool_at_end_token(&last_hidden_state, ids)?;
+        let pooled = match &self.text_projection {
+            Some(projection) => projection.forward(&pooled)?,
+            None => pooled,
+        };
+        Ok(TextEncoding { last_hidden_state, penultimate, pooled })
     }
+}
+
+impl LoraHost for ClipTextModel {
+    fn lora_layers<'a>(&'a mut self, prefix: &str, out: &mut LoraLayers<'a>) {
+        for (i, layer) in self.layers.iter_mut().enumerate() {
+            let path = join(prefix, &format!("text_model.encoder.layers.{i}"));
+            let attention = &mut layer.self_attn;
+            out.push((join(&path, "self_attn.q_proj"), &mut attention.q_proj));
+            out.push((join(&path, "self_attn.k_proj"), &mut attention.k_proj));
+            out.push((join(&path, "self_attn.v_proj"), &mut attention.v_proj));
+            out.push((join(&path, "self_attn.out_proj"), &mut attention.out_proj));
+            out.push((join(&path, "mlp.fc1"), &mut layer.fc1));
+            out.push((join(&path, "mlp.fc2"), &mut layer.fc2));
+        }
+    }
+}
+
+/// Row `[b, first end token of prompt b]` of `hidden` `[batch, tokens, width]`.
+/// The end token has the highest id in CLIP's vocabulary, so its first
+/// occurrence is the first maximum, as transformers finds it.
+fn pool_at_end_token(hidden: &Tensor, ids: &Tensor) -> Result<Tensor> {
+    let rows = ids.to_dtype(DType::U32)?.to_vec2::<u32>()?;
+    let pooled = rows
+        .iter()
+        .enumerate()
+        .map(|(b, row)| {
+            let highest = row.iter().copied().max().unwrap_or(0);
+            let position = row.iter().position(|&id| id == highest).unwrap_or(0);
+            hidden.i((b, position))?.unsqueeze(0)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Tensor::cat(&pooled, 0)
 }
 
 /// 0 on and below the diagonal, −∞ above: a token only sees those before it.

@@ -1,12 +1,64 @@
-//! Building blocks made only of differentiable candle ops. candle-nn's
-//! `softmax_last_dim` and fused layer norm have no backward pass (gradients
-//! through them are silently dropped), so the trainable model code uses these.
+//! Building blocks made only of ops that backpropagate, with frozen weights.
+//!
+//! candle-nn's `softmax_last_dim` and fused layer norm have no backward pass
+//! (gradients through them are silently dropped), and candle's own backward
+//! for matmul and conv computes a gradient for *both* operands, so a frozen
+//! weight would get a gradient computed and stored at every step. The layers
+//! here compute their output from a detached input and carry the gradient back
+//! to the input with [`frozen_map`], so only the input's gradient is computed.
 
-use candle_core::{D, DType, Module, Result, Tensor};
+use std::sync::Arc;
+
+use candle_core::backend::{BackendDevice, BackendStorage};
+use candle_core::{CpuStorage, CudaStorage, CustomOp1, D, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 
-/// A frozen linear layer `y = x·Wᵀ + b`. Its weights are plain tensors, not
-/// variables, so backpropagation neither computes nor stores their gradients.
+type Vjp = Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
+
+/// A custom op whose value is zero and whose backward applies `vjp` to the
+/// incoming gradient: it routes a gradient to the input of a frozen function.
+struct GradientCarrier {
+    shape: Shape,
+    dtype: DType,
+    vjp: Vjp,
+}
+
+impl CustomOp1 for GradientCarrier {
+    fn name(&self) -> &'static str {
+        "frozen-gradient-carrier"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        Ok((storage.device().zeros_impl(&self.shape, self.dtype)?, self.shape.clone()))
+    }
+
+    fn cuda_fwd(&self, storage: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
+        Ok((storage.device().zeros_impl(&self.shape, self.dtype)?, self.shape.clone()))
+    }
+
+    fn bwd(&self, _: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some((self.vjp)(grad)?))
+    }
+}
+
+/// Applies a function of `x` whose other operands are frozen weights.
+/// Without a gradient to track, it is just `value(x)`. Otherwise the value is
+/// computed from a detached `x`, and `vjp` (the gradient of the output mapped
+/// to the gradient of `x`) is the only backward work done.
+pub fn frozen_map(
+    x: &Tensor,
+    value: impl FnOnce(&Tensor) -> Result<Tensor>,
+    vjp: impl Fn(&Tensor) -> Result<Tensor> + Send + Sync + 'static,
+) -> Result<Tensor> {
+    if !x.track_op() {
+        return value(x);
+    }
+    let y = value(&x.detach())?;
+    let carrier = GradientCarrier { shape: y.shape().clone(), dtype: y.dtype(), vjp: Arc::new(vjp) };
+    y + x.apply_op1(carrier)?
+}
+
+/// A frozen linear layer `y = x·Wᵀ + b` over the last dimension.
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Tensor,
@@ -23,12 +75,76 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.broadcast_matmul(&self.weight.t()?)?;
-        match &self.bias {
-            Some(bias) => y.broadcast_add(bias),
-            None => Ok(y),
-        }
+        let weight = self.weight.clone();
+        frozen_map(
+            x,
+            |x| {
+                let y = x.broadcast_matmul(&self.weight.t()?)?;
+                match &self.bias {
+                    Some(bias) => y.broadcast_add(bias),
+                    None => Ok(y),
+                }
+            },
+            move |grad| grad.broadcast_matmul(&weight),
+        )
     }
+}
+
+/// A frozen 2-D convolution over `[batch, channels, height, width]`.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub padding: usize,
+    pub stride: usize,
+}
+
+impl Conv2d {
+    pub fn load(vb: VarBuilder, channels: (usize, usize), kernel: usize, stride: usize, padding: usize) -> Result<Self> {
+        let (in_channels, out_channels) = channels;
+        let weight = vb.get((out_channels, in_channels, kernel, kernel), "weight")?;
+        Ok(Self { weight, bias: Some(vb.get(out_channels, "bias")?), padding, stride })
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (weight, padding, stride) = (self.weight.clone(), self.padding, self.stride);
+        let input_height = x.dim(2)?;
+        frozen_map(
+            x,
+            |x| {
+                let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+                match &self.bias {
+                    Some(bias) => y.broadcast_add(&bias.reshape((1, (), 1, 1))?),
+                    None => Ok(y),
+                }
+            },
+            move |grad| {
+                // The transposed convolution of the gradient, padded back to the
+                // input's size when the stride dropped a trailing row.
+                let kernel = weight.dim(2)?;
+                let covered = (grad.dim(2)? - 1) * stride + kernel - 2 * padding;
+                grad.conv_transpose2d(&weight, padding, input_height - covered, stride, 1)
+            },
+        )
+    }
+}
+
+/// Multiplies channel `c` (dimension `channel_dim`) by `weight[c]` and adds
+/// `bias[c]`; the frozen affine step of the normalisation layers.
+fn frozen_affine(x: &Tensor, weight: &Tensor, bias: &Tensor, channel_dim: usize) -> Result<Tensor> {
+    let mut shape = vec![1; x.rank()];
+    shape[channel_dim] = weight.elem_count();
+    let weight = weight.reshape(shape.as_slice())?;
+    let bias = bias.reshape(shape.as_slice())?;
+    let scale = weight.clone();
+    frozen_map(x, |x| x.broadcast_mul(&weight)?.broadcast_add(&bias), move |grad| grad.broadcast_mul(&scale))
+}
+
+/// Casts half-precision activations to f32 for statistics; f32 and f64 stay.
+fn statistics_dtype(x: &Tensor) -> Result<Tensor> {
+    if matches!(x.dtype(), DType::F16 | DType::BF16) { x.to_dtype(DType::F32) } else { Ok(x.clone()) }
 }
 
 /// Layer normalisation over the last dimension, with affine weight and bias.
@@ -47,14 +163,49 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        // Statistics in f32 for half-precision activations; f32 and f64 stay as they are.
         let dtype = x.dtype();
-        let x = if matches!(dtype, DType::F16 | DType::BF16) { x.to_dtype(DType::F32)? } else { x.clone() };
+        let x = statistics_dtype(x)?;
         let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
         let variance = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        let normalized = centered.broadcast_div(&(variance + self.eps)?.sqrt()?)?;
-        normalized.to_dtype(dtype)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        let normalized = centered.broadcast_div(&(variance + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
+        frozen_affine(&normalized, &self.weight, &self.bias, normalized.rank() - 1)
     }
+}
+
+/// Group normalisation of `[batch, channels, …]` with per-channel affine.
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub groups: usize,
+    pub eps: f64,
+}
+
+impl GroupNorm {
+    pub fn load(vb: VarBuilder, groups: usize, channels: usize, eps: f64) -> Result<Self> {
+        Ok(Self { weight: vb.get(channels, "weight")?, bias: vb.get(channels, "bias")?, groups, eps })
+    }
+}
+
+impl Module for GroupNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (dtype, shape) = (x.dtype(), x.shape().clone());
+        let grouped = statistics_dtype(x)?.reshape((shape.dims()[0], self.groups, ()))?;
+        let centered = grouped.broadcast_sub(&grouped.mean_keepdim(2)?)?;
+        let variance = centered.sqr()?.mean_keepdim(2)?;
+        let normalized = centered.broadcast_div(&(variance + self.eps)?.sqrt()?)?.reshape(shape)?.to_dtype(dtype)?;
+        frozen_affine(&normalized, &self.weight, &self.bias, 1)
+    }
+}
+
+/// Nearest-neighbour 2× upsampling of `[batch, channels, height, width]` by
+/// broadcasting, whose backward sums the four copies. (candle's
+/// `upsample_nearest2d` backward overwrites instead of accumulating.)
+pub fn upsample_nearest_2x(x: &Tensor) -> Result<Tensor> {
+    let (batch, channels, height, width) = x.dims4()?;
+    x.reshape((batch, channels, height, 1, width, 1))?
+        .broadcast_as((batch, channels, height, 2, width, 2))?
+        .reshape((batch, channels, height * 2, width * 2))
 }
 
 /// Softmax over the last dimension. The row maximum is subtracted for
@@ -63,6 +214,16 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
     let exp = shifted.exp()?;
     exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
+}
+
+/// Scaled dot-product attention of `[batch·heads, tokens, head_dim]` tensors.
+/// Scores are computed in f32 when the inputs are half precision, as diffusers'
+/// `upcast_attention` does, since f16 scores overflow.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let scale = (q.dim(D::Minus1)? as f64).powf(-0.5);
+    let scores = (statistics_dtype(q)?.matmul(&statistics_dtype(k)?.t()?)? * scale)?;
+    softmax_last_dim(&scores)?.to_dtype(dtype)?.matmul(v)
 }
 
 /// CLIP's activation: x·σ(1.702·x).

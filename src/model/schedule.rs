@@ -73,6 +73,19 @@ impl SchedulerConfig {
     pub fn from_file(path: &Path) -> Result<Self, String> {
         super::read_json_config(path)
     }
+
+    /// The schedule Stable Diffusion 1.x, 2.x and XL were trained with, for
+    /// single-file checkpoints, which carry no scheduler config.
+    pub fn stable_diffusion() -> Self {
+        Self {
+            beta_start: 0.00085,
+            beta_end: 0.012,
+            beta_schedule: BetaSchedule::ScaledLinear,
+            steps_offset: 1,
+            set_alpha_to_one: false,
+            ..Self::default()
+        }
+    }
 }
 
 /// ᾱ for every training timestep, and the noising it implies.

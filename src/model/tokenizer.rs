@@ -18,8 +18,8 @@ pub const CONTEXT_LENGTH: usize = 77;
 pub const START_OF_TEXT: &str = "<|startoftext|>";
 pub const END_OF_TEXT: &str = "<|endoftext|>";
 
-const SHIPPED_VOCAB: &str = include_str!("../../assets/clip/vocab.json");
-const SHIPPED_MERGES: &str = include_str!("../../assets/clip/merges.txt");
+pub const SHIPPED_VOCAB: &str = include_str!("../../assets/clip/vocab.json");
+pub const SHIPPED_MERGES: &str = include_str!("../../assets/clip/merges.txt");
 
 /// What fills the prompt after the end token: SD1's tokenizer repeats the end
 /// token, SD2's and SDXL's second tokenizer use `!` (id 0).

@@ -69,6 +69,16 @@ impl Project {
     /// Stores the theme choice in project.toml, changing only the `theme` line
     /// so that the user's comments and layout survive. The file is re-read
     /// first, so edits made by hand since the project was opened are kept.
+    /// Where the base model is on disk: the project's copy of the built-in
+    /// tiny model (written on first use), or the configured path resolved
+    /// against the project folder.
+    pub fn base_model_path(&self) -> anyhow::Result<PathBuf> {
+        match &self.config.model.base {
+            BaseModel::BuiltinTiny => crate::model::builtin::ensure_tiny(&self.cache_dir()),
+            BaseModel::Path(path) => Ok(self.root.join(path)),
+        }
+    }
+
     pub fn save_theme(&mut self, theme: &str) -> Result<(), ProjectError> {
         let file = self.config_path();
         let text =

@@ -1,0 +1,191 @@
+//! `builtin:tiny`: a tiny SD1.5-shaped model with deterministic random
+//! weights, written on first use as a real diffusers folder in the project's
+//! cache so the ordinary loader reads it. It makes the demo and the tests run
+//! on a CPU in seconds; it draws nothing recognisable.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, Result};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::VarBuilder;
+use candle_nn::var_builder::SimpleBackend;
+use rand::SeedableRng;
+use rand_distr::{Distribution, Uniform};
+use serde_json::json;
+
+use super::clip::{ClipTextConfig, ClipTextModel};
+use super::lora::fnv1a;
+use super::unet::{UNet, UNetConfig};
+use super::vae::{Vae, VaeConfig};
+
+/// Bump when the configs or the weight recipe change, so old caches are not reused.
+const VERSION: u32 = 1;
+const SEED: u64 = 0x5eed_7175;
+
+fn unet_config() -> serde_json::Value {
+    json!({
+        "_class_name": "UNet2DConditionModel",
+        "in_channels": 4, "out_channels": 4, "sample_size": 16,
+        "block_out_channels": [32, 64],
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+        "layers_per_block": 2, "attention_head_dim": 2, "cross_attention_dim": 32,
+        "norm_num_groups": 32, "norm_eps": 1e-5, "flip_sin_to_cos": true, "freq_shift": 0,
+        "use_linear_projection": false, "transformer_layers_per_block": 1
+    })
+}
+
+fn vae_config() -> serde_json::Value {
+    json!({
+        "_class_name": "AutoencoderKL",
+        "in_channels": 3, "out_channels": 3, "latent_channels": 4, "sample_size": 128,
+        "block_out_channels": [32, 32, 32, 32],
+        "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+        "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
+        "layers_per_block": 2, "norm_num_groups": 32, "scaling_factor": 0.18215
+    })
+}
+
+fn text_encoder_config() -> serde_json::Value {
+    json!({
+        "architectures": ["CLIPTextModel"], "model_type": "clip_text_model",
+        "vocab_size": 49408, "hidden_size": 32, "intermediate_size": 128,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 77,
+        "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5,
+        "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407
+    })
+}
+
+/// SD1.5's own noise schedule.
+fn scheduler_config() -> serde_json::Value {
+    json!({
+        "_class_name": "DDIMScheduler",
+        "num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+        "beta_schedule": "scaled_linear", "prediction_type": "epsilon",
+        "set_alpha_to_one": false, "steps_offset": 1, "timestep_spacing": "leading", "clip_sample": false
+    })
+}
+
+/// Hands out a deterministic tensor for each name asked for and keeps it,
+/// so loading the model code with it yields exactly the weights to save.
+#[derive(Clone, Default)]
+struct Generator {
+    tensors: Arc<Mutex<HashMap<String, Tensor>>>,
+}
+
+impl Generator {
+    /// PyTorch-like initialisation: norms start at weight 1 and bias 0, other
+    /// tensors uniform in ±1/√fan_in, embeddings small. Seeded by name, so
+    /// the load order does not matter.
+    fn make(name: &str, shape: &Shape) -> candle_core::Result<Tensor> {
+        let dims = shape.dims();
+        let is_norm = name.contains("norm");
+        if is_norm && name.ends_with(".weight") {
+            return Tensor::ones(shape, DType::F32, &Device::Cpu);
+        }
+        if is_norm && name.ends_with(".bias") {
+            return Tensor::zeros(shape, DType::F32, &Device::Cpu);
+        }
+        let bound = if name.contains("embedding.weight") {
+            0.05
+        } else {
+            let fan_in: usize = if dims.len() > 1 { dims[1..].iter().product() } else { dims[0] };
+            1.0 / (fan_in as f32).sqrt()
+        };
+        let mut rng = rand::rngs::StdRng::seed_from_u64(SEED ^ fnv1a(name.as_bytes()));
+        let uniform = Uniform::new(-bound, bound).map_err(candle_core::Error::wrap)?;
+        let values: Vec<f32> = (0..shape.elem_count()).map(|_| uniform.sample(&mut rng)).collect();
+        Tensor::from_vec(values, shape, &Device::Cpu)
+    }
+
+    fn store(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tensor>> {
+        self.tensors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl SimpleBackend for Generator {
+    fn get(&self, shape: Shape, name: &str, _: candle_nn::Init, dtype: DType, _: &Device) -> candle_core::Result<Tensor> {
+        let tensor = Self::make(name, &shape)?;
+        self.store().insert(name.to_string(), tensor.clone());
+        tensor.to_dtype(dtype)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("the tiny model generator needs a shape for `{name}`")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        false
+    }
+}
+
+/// Runs `load` against a generator and returns the weights it asked for.
+fn generate(load: impl FnOnce(VarBuilder) -> candle_core::Result<()>) -> Result<HashMap<String, Tensor>> {
+    let generator = Generator::default();
+    load(VarBuilder::from_backend(Box::new(generator.clone()), DType::F32, Device::Cpu))?;
+    Ok(std::mem::take(&mut *generator.store()))
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n").with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// The folder holding the tiny model under `cache_dir`, written if missing.
+/// It is built in a temporary folder and renamed into place, so an
+/// interrupted first run never leaves a half-written model behind.
+pub fn ensure_tiny(cache_dir: &Path) -> Result<PathBuf> {
+    let folder = cache_dir.join(format!("builtin-tiny-v{VERSION}"));
+    if folder.join("model_index.json").is_file() {
+        return Ok(folder);
+    }
+    std::fs::create_dir_all(cache_dir).with_context(|| format!("cannot create {}", cache_dir.display()))?;
+    let partial = cache_dir.join(format!(".builtin-tiny-v{VERSION}.partial-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    write_tiny(&partial)?;
+    match std::fs::rename(&partial, &folder) {
+        Ok(()) => Ok(folder),
+        // Another process finished first: use its copy.
+        Err(_) if folder.join("model_index.json").is_file() => {
+            let _ = std::fs::remove_dir_all(&partial);
+            Ok(folder)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot move the tiny model into {}", folder.display())),
+    }
+}
+
+fn write_tiny(folder: &Path) -> Result<()> {
+    for part in ["unet", "vae", "text_encoder", "tokenizer", "scheduler"] {
+        std::fs::create_dir_all(folder.join(part)).with_context(|| format!("cannot create {}", folder.display()))?;
+    }
+    let unet: UNetConfig = serde_json::from_value(unet_config())?;
+    let vae: VaeConfig = serde_json::from_value(vae_config())?;
+    let text: ClipTextConfig = serde_json::from_value(text_encoder_config())?;
+    let parts: [(&str, &str, serde_json::Value, HashMap<String, Tensor>); 3] = [
+        ("unet", "diffusion_pytorch_model", unet_config(), generate(|vb| UNet::load(vb, &unet).map(drop))?),
+        ("vae", "diffusion_pytorch_model", vae_config(), generate(|vb| Vae::load(vb, &vae).map(drop))?),
+        ("text_encoder", "model", text_encoder_config(), generate(|vb| ClipTextModel::load(vb, &text).map(drop))?),
+    ];
+    for (part, stem, config, tensors) in parts {
+        write_json(&folder.join(part).join("config.json"), &config)?;
+        let path = folder.join(part).join(format!("{stem}.safetensors"));
+        candle_core::safetensors::save(&tensors, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    write_json(&folder.join("scheduler/scheduler_config.json"), &scheduler_config())?;
+    std::fs::write(folder.join("tokenizer/vocab.json"), super::tokenizer::SHIPPED_VOCAB)?;
+    std::fs::write(folder.join("tokenizer/merges.txt"), super::tokenizer::SHIPPED_MERGES)?;
+    write_json(
+        &folder.join("tokenizer/tokenizer_config.json"),
+        &json!({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "pad_token": "<|endoftext|>"}),
+    )?;
+    write_json(
+        &folder.join("model_index.json"),
+        &json!({
+            "_class_name": "StableDiffusionPipeline",
+            "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+            "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+            "scheduler": ["diffusers", "DDIMScheduler"]
+        }),
+    )
+}

@@ -1,0 +1,310 @@
+//! A whole Stable Diffusion model loaded for use: tokenizers, text encoders,
+//! UNet, VAE and noise schedule, from a diffusers folder, a single-file
+//! checkpoint or the built-in tiny model.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use candle_core::{DType, Device, Tensor};
+
+use super::Family;
+use super::clip::{ClipTextConfig, ClipTextModel};
+use super::lora::{LoraHost, LoraLayers};
+use super::schedule::{PredictionType, SchedulerConfig};
+use super::single_file;
+use super::tokenizer::{ClipTokenizer, Padding};
+use super::unet::{AddedConditioning, UNet, UNetConfig};
+use super::vae::{Vae, VaeConfig};
+use super::weights::{WeightFiles, WeightSource, refuse_pickle};
+
+/// How to load: precision, device, and for single files what the weights
+/// cannot say.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    pub dtype: DType,
+    pub device: Device,
+    /// A diffusers folder whose configs (and tokenizer) replace the ones a
+    /// single-file checkpoint's shapes imply: needed for non-standard models,
+    /// since attention head counts are not stored in the weights.
+    pub config_folder: Option<PathBuf>,
+    /// Overrides the prediction type (SD2 files do not record it).
+    pub prediction: Option<PredictionType>,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { dtype: DType::F32, device: Device::Cpu, config_folder: None, prediction: None }
+    }
+}
+
+/// One tokenizer and its text encoder.
+#[derive(Debug, Clone)]
+pub struct TextEncoder {
+    pub tokenizer: std::sync::Arc<ClipTokenizer>,
+    pub model: ClipTextModel,
+}
+
+/// The UNet's conditioning for a batch of prompts.
+#[derive(Debug, Clone)]
+pub struct Conditioning {
+    /// `[batch, 77, cross_attention_dim]`.
+    pub context: Tensor,
+    /// SDXL's pooled text and size ids.
+    pub added: Option<AddedConditioning>,
+}
+
+impl Conditioning {
+    /// Stacks two conditionings along the batch (unconditional first, for guidance).
+    pub fn concat(first: &Self, second: &Self) -> candle_core::Result<Self> {
+        let added = match (&first.added, &second.added) {
+            (Some(a), Some(b)) => Some(AddedConditioning {
+                text_embeds: Tensor::cat(&[&a.text_embeds, &b.text_embeds], 0)?,
+                time_ids: Tensor::cat(&[&a.time_ids, &b.time_ids], 0)?,
+            }),
+            _ => None,
+        };
+        Ok(Self { context: Tensor::cat(&[&first.context, &second.context], 0)?, added })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StableDiffusion {
+    pub family: Family,
+    pub text_encoders: Vec<TextEncoder>,
+    pub unet: UNet,
+    pub vae: Vae,
+    pub scheduler: SchedulerConfig,
+    pub device: Device,
+    /// Where it came from, for messages and LoRA metadata.
+    pub origin: String,
+}
+
+/// The files holding a diffusers part's weights, preferring safetensors,
+/// full precision, then fp16 variants, then sharded indexes.
+fn part_weights(folder: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+    for name in [format!("{stem}.safetensors"), format!("{stem}.fp16.safetensors")] {
+        let path = folder.join(&name);
+        if path.is_file() {
+            return Ok(vec![path]);
+        }
+    }
+    let index = folder.join(format!("{stem}.safetensors.index.json"));
+    if index.is_file() {
+        let text = std::fs::read_to_string(&index).with_context(|| format!("cannot read {}", index.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{}", index.display()))?;
+        let mut files: Vec<PathBuf> = json["weight_map"]
+            .as_object()
+            .ok_or_else(|| anyhow!("{}: no weight_map", index.display()))?
+            .values()
+            .filter_map(|v| v.as_str().map(|name| folder.join(name)))
+            .collect();
+        files.sort();
+        files.dedup();
+        return Ok(files);
+    }
+    for extension in ["bin", "ckpt", "pt"] {
+        let pickle = folder.join(format!("{stem}.{extension}"));
+        if pickle.is_file() {
+            refuse_pickle(&pickle).map_err(|e| anyhow!(e))?;
+        }
+    }
+    bail!("{}: no {stem}.safetensors", folder.display())
+}
+
+fn tokenizer_padding(folder: &Path) -> Padding {
+    let config: Option<serde_json::Value> = std::fs::read_to_string(folder.join("tokenizer_config.json"))
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    let pad = config.as_ref().and_then(|c| c.get("pad_token")).and_then(|p| p.as_str().or_else(|| p.get("content")?.as_str()));
+    if pad == Some("!") { Padding::Exclamation } else { Padding::EndOfText }
+}
+
+fn load_tokenizer(folder: &Path) -> Result<ClipTokenizer> {
+    ClipTokenizer::from_folder(folder, tokenizer_padding(folder)).map_err(|e| anyhow!(e))
+}
+
+fn config<T>(result: std::result::Result<T, String>) -> Result<T> {
+    result.map_err(|e| anyhow!(e))
+}
+
+fn load_text_encoder(source: WeightSource, config: &ClipTextConfig, options: &LoadOptions) -> Result<ClipTextModel> {
+    Ok(ClipTextModel::load(source.var_builder(options.dtype, &options.device), config)?)
+}
+
+impl StableDiffusion {
+    /// Loads a diffusers folder or a single-file `.safetensors` checkpoint.
+    pub fn load(path: &Path, options: &LoadOptions) -> Result<Self> {
+        refuse_pickle(path).map_err(|e| anyhow!(e))?;
+        if options.dtype == DType::BF16 && options.device.is_cpu() {
+            bail!("bf16 needs a CUDA GPU (candle's CPU backend has no bf16 matrix multiply); use f32 or f16 on the CPU");
+        }
+        if path.is_dir() {
+            Self::from_diffusers(path, options)
+        } else if path.is_file() {
+            Self::from_single_file(path, options)
+        } else {
+            bail!("{}: no such model file or folder", path.display())
+        }
+    }
+
+    fn part(folder: &Path, name: &str) -> Result<PathBuf> {
+        let part = folder.join(name);
+        if !part.is_dir() {
+            bail!(
+                "{}: missing `{name}/` (a diffusers model folder has unet/, vae/, text_encoder/, tokenizer/ and scheduler/)",
+                folder.display()
+            );
+        }
+        Ok(part)
+    }
+
+    pub fn from_diffusers(folder: &Path, options: &LoadOptions) -> Result<Self> {
+        let open = |part: &Path, stem: &str| -> Result<WeightSource> {
+            Ok(WeightSource::direct(WeightFiles::open(&part_weights(part, stem)?).map_err(|e| anyhow!(e))?))
+        };
+        let unet_dir = Self::part(folder, "unet")?;
+        let unet_config = config(UNetConfig::from_file(&unet_dir.join("config.json")))?;
+        let unet = UNet::load(open(&unet_dir, "diffusion_pytorch_model")?.var_builder(options.dtype, &options.device), &unet_config)?;
+        let vae_dir = Self::part(folder, "vae")?;
+        let vae_config = config(VaeConfig::from_file(&vae_dir.join("config.json")))?;
+        let vae = Vae::load(open(&vae_dir, "diffusion_pytorch_model")?.var_builder(options.dtype, &options.device), &vae_config)?;
+
+        let mut text_encoders = Vec::new();
+        for (encoder, tokenizer) in [("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")] {
+            if encoder.ends_with("_2") && !folder.join(encoder).is_dir() {
+                break;
+            }
+            let dir = Self::part(folder, encoder)?;
+            let te_config = config(ClipTextConfig::from_file(&dir.join("config.json")))?;
+            let model = load_text_encoder(open(&dir, "model")?, &te_config, options)?;
+            let tokenizer = load_tokenizer(&Self::part(folder, tokenizer)?)?;
+            text_encoders.push(TextEncoder { tokenizer: tokenizer.into(), model });
+        }
+
+        let mut scheduler = config(SchedulerConfig::from_file(&Self::part(folder, "scheduler")?.join("scheduler_config.json")))?;
+        if let Some(prediction) = options.prediction {
+            scheduler.prediction_type = prediction;
+        }
+        let family = match (text_encoders.len(), unet_config.cross_attention_dim) {
+            (2, _) => Family::Sdxl,
+            (_, 1024) => Family::Sd2,
+            _ if text_encoders[0].model.config.hidden_act == super::clip::Activation::Gelu => Family::Sd2,
+            _ => Family::Sd1,
+        };
+        Ok(Self { family, text_encoders, unet, vae, scheduler, device: options.device.clone(), origin: folder.display().to_string() })
+    }
+
+    pub fn from_single_file(file: &Path, options: &LoadOptions) -> Result<Self> {
+        let files = WeightFiles::open(&[file.to_path_buf()]).map_err(|e| anyhow!(e))?;
+        let shapes = files.shapes();
+        let in_file = |e: String| anyhow!("{}: {e}", file.display());
+        let family = single_file::detect_family(&shapes).map_err(in_file)?;
+        let overrides = options.config_folder.as_deref();
+        let override_config = |part: &str, name: &str| overrides.map(|folder| folder.join(part).join(name));
+
+        let (mut unet_config, unet_names) = single_file::unet(&shapes, family).map_err(in_file)?;
+        if let Some(path) = override_config("unet", "config.json") {
+            unet_config = config(UNetConfig::from_file(&path))?;
+        }
+        let unet = UNet::load(WeightSource::translated(files.clone(), unet_names).var_builder(options.dtype, &options.device), &unet_config)?;
+        let (mut vae_config, vae_names) = single_file::vae(&shapes, family).map_err(in_file)?;
+        if let Some(path) = override_config("vae", "config.json") {
+            vae_config = config(VaeConfig::from_file(&path))?;
+        }
+        let vae = Vae::load(WeightSource::translated(files.clone(), vae_names).var_builder(options.dtype, &options.device), &vae_config)?;
+
+        let (first, second) = single_file::text_prefixes(family);
+        let mut text_encoders = Vec::new();
+        let mut encoders = vec![(first, "text_encoder", "tokenizer")];
+        if let Some(prefix) = second {
+            encoders.push((prefix, "text_encoder_2", "tokenizer_2"));
+        }
+        for (index, (prefix, part, tokenizer_part)) in encoders.into_iter().enumerate() {
+            let open_clip = family == Family::Sd2 || index == 1;
+            let (mut te_config, names) = if open_clip {
+                single_file::open_clip_text(&shapes, prefix, family == Family::Sd2)
+            } else {
+                single_file::clip_text(&shapes, prefix)
+            }
+            .map_err(in_file)?;
+            if let Some(path) = override_config(part, "config.json") {
+                te_config = config(ClipTextConfig::from_file(&path))?;
+            }
+            let model = load_text_encoder(WeightSource::translated(files.clone(), names), &te_config, options)?;
+            // A single file carries no tokenizer: use the one Easel ships,
+            // padded as the family's own tokenizer pads.
+            let tokenizer = match overrides.map(|folder| folder.join(tokenizer_part)).filter(|dir| dir.is_dir()) {
+                Some(dir) => load_tokenizer(&dir)?,
+                None => ClipTokenizer::shipped(if open_clip { Padding::Exclamation } else { Padding::EndOfText }),
+            };
+            text_encoders.push(TextEncoder { tokenizer: tokenizer.into(), model });
+        }
+
+        let mut scheduler = match override_config("scheduler", "scheduler_config.json") {
+            Some(path) => config(SchedulerConfig::from_file(&path))?,
+            None => SchedulerConfig::stable_diffusion(),
+        };
+        if overrides.is_none() && family == Family::Sd2 {
+            // Nothing in an SD2 file says ε or v; the 768 models most people use are v.
+            scheduler.prediction_type = PredictionType::VPrediction;
+        }
+        if let Some(prediction) = options.prediction {
+            scheduler.prediction_type = prediction;
+        }
+        Ok(Self { family, text_encoders, unet, vae, scheduler, device: options.device.clone(), origin: file.display().to_string() })
+    }
+
+    /// Encodes prompts for images of `(height, width)` pixels.
+    pub fn encode_prompts(&self, prompts: &[&str], size: (usize, usize)) -> Result<Conditioning> {
+        let mut outputs = Vec::new();
+        for encoder in &self.text_encoders {
+            let ids: Vec<u32> = prompts.iter().flat_map(|p| encoder.tokenizer.encode(p)).collect();
+            let ids = Tensor::from_vec(ids, (prompts.len(), super::tokenizer::CONTEXT_LENGTH), &self.device)?;
+            outputs.push(encoder.model.forward(&ids)?);
+        }
+        if self.family != Family::Sdxl {
+            return Ok(Conditioning { context: outputs[0].last_hidden_state.clone(), added: None });
+        }
+        // SDXL: both encoders' penultimate states side by side; the second's pooled output.
+        let context = Tensor::cat(&[&outputs[0].penultimate, &outputs[1].penultimate], 2)?;
+        let (height, width) = (size.0 as f32, size.1 as f32);
+        let ids: Vec<f32> = prompts.iter().flat_map(|_| [height, width, 0.0, 0.0, height, width]).collect();
+        let time_ids = Tensor::from_vec(ids, (prompts.len(), 6), &self.device)?;
+        Ok(Conditioning { context, added: Some(AddedConditioning { text_embeds: outputs[1].pooled.clone(), time_ids }) })
+    }
+
+    /// Every adaptable layer, as `unet.…`, `text_encoder.…`, `text_encoder_2.…`.
+    pub fn lora_layers(&mut self) -> LoraLayers<'_> {
+        let mut layers = Vec::new();
+        self.unet.lora_layers("unet", &mut layers);
+        for (index, encoder) in self.text_encoders.iter_mut().enumerate() {
+            let prefix = if index == 0 { "text_encoder" } else { "text_encoder_2" };
+            encoder.model.lora_layers(prefix, &mut layers);
+        }
+        layers
+    }
+
+    /// Folds every attached adapter into the base weights (faster sampling;
+    /// no way back except reloading).
+    pub fn merge_adapters(&mut self) -> Result<()> {
+        for (_, layer) in self.lora_layers() {
+            layer.merge()?;
+        }
+        Ok(())
+    }
+
+    /// Detaches the adapters of one LoRA (by label) or of all.
+    pub fn unload_adapters(&mut self, label: Option<&str>) {
+        super::lora::unload(&mut self.lora_layers(), label);
+    }
+
+    /// The latent size for an image size, checking it fits the model.
+    pub fn latent_size(&self, height: usize, width: usize) -> Result<(usize, usize)> {
+        let factor = self.vae.config.spatial_factor() << self.unet.config.downsamplings();
+        if height == 0 || width == 0 || height % factor != 0 || width % factor != 0 {
+            bail!("image size {width}×{height} must be a positive multiple of {factor} for this model");
+        }
+        let spatial = self.vae.config.spatial_factor();
+        Ok((height / spatial, width / spatial))
+    }
+}

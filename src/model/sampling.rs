@@ -1,0 +1,269 @@
+//! Text-to-image sampling: DDIM (η = 0) and Euler ancestral, stepping the
+//! model's own noise schedule, with classifier-free guidance.
+
+use std::fmt;
+use std::str::FromStr;
+
+use anyhow::{Result, bail};
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+use super::pipeline::{Conditioning, StableDiffusion};
+use super::schedule::{NoiseSchedule, PredictionType, SchedulerConfig, TimestepSpacing};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SamplerKind {
+    Ddim,
+    EulerAncestral,
+}
+
+impl FromStr for SamplerKind {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "ddim" => Ok(Self::Ddim),
+            "euler-a" | "euler_a" | "euler-ancestral" => Ok(Self::EulerAncestral),
+            other => Err(format!("unknown scheduler `{other}` (use ddim or euler-a)")),
+        }
+    }
+}
+
+impl fmt::Display for SamplerKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Ddim => "ddim",
+            Self::EulerAncestral => "euler-a",
+        })
+    }
+}
+
+/// Standard-normal noise from a seed: the same seed gives the same numbers
+/// on every device, since they are drawn on the CPU.
+pub struct SeededNoise {
+    rng: rand::rngs::StdRng,
+}
+
+impl SeededNoise {
+    pub fn new(seed: u64) -> Self {
+        Self { rng: rand::rngs::StdRng::seed_from_u64(seed) }
+    }
+
+    pub fn next(&mut self, shape: &[usize], device: &Device) -> candle_core::Result<Tensor> {
+        let count = shape.iter().product();
+        let values: Vec<f32> = (0..count).map(|_| StandardNormal.sample(&mut self.rng)).collect();
+        Tensor::from_vec(values, shape, device)
+    }
+}
+
+/// The descending inference timesteps for `steps` steps, as diffusers
+/// spaces them.
+pub fn inference_timesteps(config: &SchedulerConfig, steps: usize) -> Vec<usize> {
+    let n = config.num_train_timesteps;
+    match config.timestep_spacing {
+        TimestepSpacing::Leading => (0..steps).rev().map(|i| i * (n / steps) + config.steps_offset).collect(),
+        TimestepSpacing::Trailing => {
+            let ratio = n as f64 / steps as f64;
+            (0..steps).map(|i| (n as f64 - i as f64 * ratio).round() as usize - 1).collect()
+        }
+        TimestepSpacing::Linspace => {
+            let last = (n - 1) as f64;
+            (0..steps).rev().map(|i| if steps == 1 { 0 } else { (i as f64 * last / (steps - 1) as f64).round() as usize }).collect()
+        }
+    }
+}
+
+/// DDIM with η = 0 and no sample clipping.
+pub struct Ddim {
+    pub timesteps: Vec<usize>,
+    schedule: NoiseSchedule,
+    step_size: usize,
+    final_alpha: f32,
+}
+
+impl Ddim {
+    pub fn new(config: &SchedulerConfig, steps: usize) -> Self {
+        let schedule = NoiseSchedule::new(config.clone());
+        let final_alpha = if config.set_alpha_to_one { 1.0 } else { schedule.alphas_cumprod[0] };
+        Self { timesteps: inference_timesteps(config, steps), step_size: config.num_train_timesteps / steps, schedule, final_alpha }
+    }
+
+    /// The latents after step `i` given the model output at `sample`.
+    pub fn step(&self, i: usize, output: &Tensor, sample: &Tensor) -> candle_core::Result<Tensor> {
+        let t = self.timesteps[i];
+        let alpha = self.schedule.alphas_cumprod[t];
+        let alpha_prev = t.checked_sub(self.step_size).map_or(self.final_alpha, |prev| self.schedule.alphas_cumprod[prev]);
+        let (sqrt_alpha, sqrt_beta) = (f64::from(alpha.sqrt()), f64::from((1.0 - alpha).sqrt()));
+        let (x0, eps) = match self.schedule.config.prediction_type {
+            PredictionType::Epsilon => (((sample - (output * sqrt_beta)?)? / sqrt_alpha)?, output.clone()),
+            PredictionType::VPrediction => (
+                ((sample * sqrt_alpha)? - (output * sqrt_beta)?)?,
+                ((output * sqrt_alpha)? + (sample * sqrt_beta)?)?,
+            ),
+            PredictionType::Sample => (output.clone(), ((sample - (output * sqrt_alpha)?)? / sqrt_beta)?),
+        };
+        (x0 * f64::from(alpha_prev.sqrt()))? + (eps * f64::from((1.0 - alpha_prev).sqrt()))?
+    }
+}
+
+/// Euler ancestral: an Euler step down to σ_down, then fresh noise up to σ_to.
+pub struct EulerAncestral {
+    pub timesteps: Vec<usize>,
+    /// σ per step, then a final 0.
+    pub sigmas: Vec<f32>,
+    prediction: PredictionType,
+    spacing: TimestepSpacing,
+}
+
+impl EulerAncestral {
+    pub fn new(config: &SchedulerConfig, steps: usize) -> Self {
+        let schedule = NoiseSchedule::new(config.clone());
+        let timesteps = inference_timesteps(config, steps);
+        let mut sigmas: Vec<f32> = timesteps
+            .iter()
+            .map(|&t| {
+                let alpha = schedule.alphas_cumprod[t.min(config.num_train_timesteps - 1)];
+                ((1.0 - alpha) / alpha).sqrt()
+            })
+            .collect();
+        sigmas.push(0.0);
+        Self { timesteps, sigmas, prediction: config.prediction_type, spacing: config.timestep_spacing }
+    }
+
+    /// What the initial standard-normal latents are multiplied by.
+    pub fn init_noise_sigma(&self) -> f32 {
+        let max = self.sigmas.iter().copied().fold(0.0, f32::max);
+        match self.spacing {
+            TimestepSpacing::Leading => (max * max + 1.0).sqrt(),
+            _ => max,
+        }
+    }
+
+    /// The model sees x / √(σ² + 1).
+    pub fn scale_input(&self, i: usize, sample: &Tensor) -> candle_core::Result<Tensor> {
+        let sigma = self.sigmas[i];
+        sample / f64::from((sigma * sigma + 1.0).sqrt())
+    }
+
+    pub fn step(&self, i: usize, output: &Tensor, sample: &Tensor, noise: &Tensor) -> candle_core::Result<Tensor> {
+        let (sigma, sigma_to) = (self.sigmas[i], self.sigmas[i + 1]);
+        let x0 = match self.prediction {
+            PredictionType::Epsilon => (sample - (output * f64::from(sigma))?)?,
+            PredictionType::VPrediction => {
+                let s2 = f64::from(sigma * sigma + 1.0);
+                ((output * (-f64::from(sigma) / s2.sqrt()))? + (sample / s2)?)?
+            }
+            PredictionType::Sample => output.clone(),
+        };
+        let sigma_up = (sigma_to * sigma_to * (sigma * sigma - sigma_to * sigma_to) / (sigma * sigma)).sqrt();
+        let sigma_down = (sigma_to * sigma_to - sigma_up * sigma_up).sqrt();
+        let derivative = ((sample - x0)? / f64::from(sigma))?;
+        let moved = (sample + (derivative * f64::from(sigma_down - sigma))?)?;
+        moved + (noise * f64::from(sigma_up))?
+    }
+}
+
+/// What to draw.
+#[derive(Debug, Clone)]
+pub struct SampleRequest {
+    pub prompt: String,
+    pub negative: String,
+    pub width: usize,
+    pub height: usize,
+    pub steps: usize,
+    pub guidance: f64,
+    pub sampler: SamplerKind,
+    pub seed: u64,
+    /// Start from these `[1, 4, h/8, w/8]` latents instead of seeded noise
+    /// (before the sampler's initial scaling, as diffusers' `latents=`).
+    pub initial_latents: Option<Tensor>,
+}
+
+/// Where the noise comes from: seeded, or replayed (tests use the reference's).
+pub trait NoiseSource {
+    fn next(&mut self, shape: &[usize], device: &Device) -> candle_core::Result<Tensor>;
+}
+
+impl NoiseSource for SeededNoise {
+    fn next(&mut self, shape: &[usize], device: &Device) -> candle_core::Result<Tensor> {
+        SeededNoise::next(self, shape, device)
+    }
+}
+
+/// The model's noise prediction with classifier-free guidance: the batch is
+/// [unconditional, conditional] when guidance is above 1.
+fn guided_prediction(model: &StableDiffusion, x: &Tensor, t: usize, conditioning: &Conditioning, guidance: f64) -> Result<Tensor> {
+    let batch = conditioning.context.dim(0)?;
+    let input = Tensor::cat(&vec![x; batch], 0)?;
+    let timesteps = Tensor::full(t as f32, batch, x.device())?;
+    let output = model.unet.forward(&input, &timesteps, &conditioning.context, conditioning.added.as_ref())?.to_dtype(DType::F32)?;
+    if batch == 1 {
+        return Ok(output);
+    }
+    let (unconditional, conditional) = (output.narrow(0, 0, 1)?, output.narrow(0, 1, 1)?);
+    Ok((&unconditional + ((conditional - &unconditional)? * guidance)?)?)
+}
+
+/// Runs the sampler and returns the final latents (unscaled, as the VAE's
+/// `decode` wants them after dividing by its scaling factor). `on_step` hears
+/// (step done, total, latents).
+pub fn sample(
+    model: &StableDiffusion,
+    request: &SampleRequest,
+    noise: &mut dyn NoiseSource,
+    on_step: &mut dyn FnMut(usize, usize, &Tensor),
+) -> Result<Tensor> {
+    if request.steps == 0 {
+        bail!("steps must be at least 1");
+    }
+    let (latent_h, latent_w) = model.latent_size(request.height, request.width)?;
+    let device = &model.device;
+    let size = (request.height, request.width);
+    let positive = model.encode_prompts(&[&request.prompt], size)?;
+    let conditioning = if request.guidance > 1.0 {
+        Conditioning::concat(&model.encode_prompts(&[&request.negative], size)?, &positive)?
+    } else {
+        positive
+    };
+    let channels = model.unet.config.in_channels;
+    let mut x = match &request.initial_latents {
+        Some(latents) => {
+            let expected = [1, channels, latent_h, latent_w];
+            if latents.dims() != expected {
+                bail!("the given latents have shape {:?}, expected {expected:?} for {}×{}", latents.dims(), request.width, request.height);
+            }
+            latents.to_device(device)?.to_dtype(DType::F32)?
+        }
+        None => noise.next(&[1, channels, latent_h, latent_w], device)?,
+    };
+    match request.sampler {
+        SamplerKind::Ddim => {
+            let ddim = Ddim::new(&model.scheduler, request.steps);
+            for (i, &t) in ddim.timesteps.iter().enumerate() {
+                let output = guided_prediction(model, &x, t, &conditioning, request.guidance)?;
+                x = ddim.step(i, &output, &x)?;
+                on_step(i + 1, request.steps, &x);
+            }
+        }
+        SamplerKind::EulerAncestral => {
+            let euler = EulerAncestral::new(&model.scheduler, request.steps);
+            x = (x * f64::from(euler.init_noise_sigma()))?;
+            for (i, &t) in euler.timesteps.iter().enumerate() {
+                let output = guided_prediction(model, &euler.scale_input(i, &x)?, t, &conditioning, request.guidance)?;
+                let step_noise = noise.next(x.dims(), device)?;
+                x = euler.step(i, &output, &x, &step_noise)?;
+                on_step(i + 1, request.steps, &x);
+            }
+        }
+    }
+    Ok(x)
+}
+
+/// Decodes final latents to an RGB image.
+pub fn decode_image(model: &StableDiffusion, latents: &Tensor) -> Result<image::RgbImage> {
+    let decoded = model.vae.decode(&(latents / model.vae.config.scaling_factor)?)?.to_dtype(DType::F32)?;
+    let pixels = ((decoded / 2.0)? + 0.5)?.clamp(0f32, 1f32)?.affine(255.0, 0.0)?.round()?.to_dtype(DType::U8)?;
+    let (_, _, height, width) = pixels.dims4()?;
+    let data = pixels.squeeze(0)?.permute((1, 2, 0))?.flatten_all()?.to_vec1::<u8>()?;
+    image::RgbImage::from_raw(width as u32, height as u32, data).ok_or_else(|| anyhow::anyhow!("decoded image has the wrong size"))
+}

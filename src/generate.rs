@@ -51,8 +51,10 @@ pub struct GenerateArgs {
 
 /// Parses `WxH`.
 pub fn parse_size(text: &str) -> Result<(usize, usize), String> {
-    let (w, h) = text.split_once(['x', 'X', '×']).ok_or_else(|| format!("`{text}`: expected WIDTHxHEIGHT, e.g. 512x512"))?;
-    let parse = |s: &str| s.trim().parse::<usize>().map_err(|_| format!("`{text}`: expected WIDTHxHEIGHT, e.g. 512x512"));
+    let (w, h) =
+        text.split_once(['x', 'X', '×']).ok_or_else(|| format!("`{text}`: expected WIDTHxHEIGHT, e.g. 512x512"))?;
+    let parse =
+        |s: &str| s.trim().parse::<usize>().map_err(|_| format!("`{text}`: expected WIDTHxHEIGHT, e.g. 512x512"));
     Ok((parse(w)?, parse(h)?))
 }
 
@@ -80,15 +82,15 @@ fn model_path(args: &GenerateArgs) -> Result<PathBuf> {
 
 fn read_latents(path: &Path, device: &Device) -> Result<candle_core::Tensor> {
     crate::model::weights::refuse_pickle(path).map_err(|e| anyhow!(e))?;
-    let tensors = candle_core::safetensors::load(path, device).with_context(|| format!("cannot read latents from {}", path.display()))?;
+    let tensors = candle_core::safetensors::load(path, device)
+        .with_context(|| format!("cannot read latents from {}", path.display()))?;
     match tensors.len() {
         1 => Ok(tensors.into_values().next().expect("one tensor")),
         n => {
             let names: Vec<&String> = tensors.keys().collect();
-            tensors
-                .get("latents")
-                .cloned()
-                .ok_or_else(|| anyhow!("{}: {n} tensors ({names:?}); name the initial latents `latents`", path.display()))
+            tensors.get("latents").cloned().ok_or_else(|| {
+                anyhow!("{}: {n} tensors ({names:?}); name the initial latents `latents`", path.display())
+            })
         }
     }
 }
@@ -98,9 +100,16 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     let dtype = args.half.unwrap_or(DType::F32);
     let path = model_path(&args)?;
     let started = Instant::now();
-    let options = LoadOptions { dtype, device: device.clone(), config_folder: args.config_folder.clone(), prediction: None };
+    let options =
+        LoadOptions { dtype, device: device.clone(), config_folder: args.config_folder.clone(), prediction: None };
     let mut model = StableDiffusion::load(&path, &options)?;
-    eprintln!("loaded {} ({}) in {:.1}s on {:?}", path.display(), model.family.label(), started.elapsed().as_secs_f64(), device);
+    eprintln!(
+        "loaded {} ({}) in {:.1}s on {:?}",
+        path.display(),
+        model.family.label(),
+        started.elapsed().as_secs_f64(),
+        device
+    );
     for (index, lora) in args.loras.iter().enumerate() {
         let file = LoraFile::read(&lora.path, &mut model)?;
         file.apply(&mut model, lora.weight, &format!("lora{index}"))?;

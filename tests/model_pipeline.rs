@@ -59,7 +59,8 @@ fn vae_encode_and_decode_match_diffusers() {
 #[test]
 fn prompt_encoding_matches_diffusers() {
     let model = diffusers();
-    let conditioning = model.encode_prompts(&["a photo of a cat, wearing a red hat", "blurry, low quality"], (128, 128)).unwrap();
+    let conditioning =
+        model.encode_prompts(&["a photo of a cat, wearing a red hat", "blurry, low quality"], (128, 128)).unwrap();
     assert_close("prompt embeddings", &conditioning.context, &refs()["te_last_hidden_state"], 1e-5, 0.0);
     assert!(conditioning.added.is_none(), "SD1 has no pooled conditioning");
     assert_eq!(model.family, Family::Sd1);
@@ -107,7 +108,8 @@ fn check_trajectory(model: &StableDiffusion, sampler: SamplerKind, prefix: &str,
         let diff = max_abs_diff(step, &reference);
         let relative = (step - &reference).unwrap().abs().unwrap();
         let bound = ((reference.abs().unwrap() * 1e-3).unwrap() + f64::from(1e-3 * scale)).unwrap();
-        let violations = relative.gt(&bound).unwrap().to_dtype(DType::F32).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
+        let violations =
+            relative.gt(&bound).unwrap().to_dtype(DType::F32).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
         assert_eq!(violations, 0.0, "{prefix} step {i}: max |Δ| {diff} beyond rtol 1e-3 + 1e-3·{scale}");
         worst = worst.max(diff / scale);
     }
@@ -136,7 +138,11 @@ fn euler_ancestral_trajectory_matches_diffusers_with_its_noise() {
     let sigmas = Tensor::new(euler.sigmas.as_slice(), &Device::Cpu).unwrap();
     assert_close("euler-a sigmas", &sigmas, &refs["euler_a_sigmas"], 1e-5, 1e-6);
     let init_sigma = refs["euler_a_init_noise_sigma"].to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
-    assert!((euler.init_noise_sigma() - init_sigma).abs() < 1e-5, "init sigma {} vs {init_sigma}", euler.init_noise_sigma());
+    assert!(
+        (euler.init_noise_sigma() - init_sigma).abs() < 1e-5,
+        "init sigma {} vs {init_sigma}",
+        euler.init_noise_sigma()
+    );
     let noise = refs["euler_a_step_noise"].clone();
     let mut replay = Replay { steps: (0..10).map(|i| noise.get(i).unwrap()).collect() };
     check_trajectory(&model, SamplerKind::EulerAncestral, "euler_a", &mut replay);

@@ -106,7 +106,14 @@ impl Generator {
 }
 
 impl SimpleBackend for Generator {
-    fn get(&self, shape: Shape, name: &str, _: candle_nn::Init, dtype: DType, _: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        _: &Device,
+    ) -> candle_core::Result<Tensor> {
         let tensor = Self::make(name, &shape)?;
         self.store().insert(name.to_string(), tensor.clone());
         tensor.to_dtype(dtype)
@@ -129,7 +136,8 @@ fn generate(load: impl FnOnce(VarBuilder) -> candle_core::Result<()>) -> Result<
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
-    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n").with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The folder holding the tiny model under `cache_dir`, written if missing.
@@ -155,34 +163,96 @@ pub fn ensure_tiny(cache_dir: &Path) -> Result<PathBuf> {
     }
 }
 
+/// The configs of a random-weight model to write as a diffusers folder.
+#[derive(Debug, Clone)]
+pub struct RandomModel {
+    pub unet: serde_json::Value,
+    pub vae: serde_json::Value,
+    /// One per text encoder; the second (SDXL) is written as `text_encoder_2/`.
+    pub text_encoders: Vec<TextEncoderSpec>,
+    pub scheduler: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct TextEncoderSpec {
+    pub config: serde_json::Value,
+    /// `!` for OpenCLIP-style tokenizers (SD2, SDXL's second), else the end token.
+    pub pad_token: &'static str,
+    /// Width of a `text_projection` to add (SDXL's second encoder).
+    pub projection: Option<usize>,
+}
+
+/// The built-in tiny model's configs.
+pub fn tiny() -> RandomModel {
+    RandomModel {
+        unet: unet_config(),
+        vae: vae_config(),
+        text_encoders: vec![TextEncoderSpec {
+            config: text_encoder_config(),
+            pad_token: "<|endoftext|>",
+            projection: None,
+        }],
+        scheduler: scheduler_config(),
+    }
+}
+
 fn write_tiny(folder: &Path) -> Result<()> {
-    for part in ["unet", "vae", "text_encoder", "tokenizer", "scheduler"] {
-        std::fs::create_dir_all(folder.join(part)).with_context(|| format!("cannot create {}", folder.display()))?;
-    }
-    let unet: UNetConfig = serde_json::from_value(unet_config())?;
-    let vae: VaeConfig = serde_json::from_value(vae_config())?;
-    let text: ClipTextConfig = serde_json::from_value(text_encoder_config())?;
-    let parts: [(&str, &str, serde_json::Value, HashMap<String, Tensor>); 3] = [
-        ("unet", "diffusion_pytorch_model", unet_config(), generate(|vb| UNet::load(vb, &unet).map(drop))?),
-        ("vae", "diffusion_pytorch_model", vae_config(), generate(|vb| Vae::load(vb, &vae).map(drop))?),
-        ("text_encoder", "model", text_encoder_config(), generate(|vb| ClipTextModel::load(vb, &text).map(drop))?),
-    ];
-    for (part, stem, config, tensors) in parts {
-        write_json(&folder.join(part).join("config.json"), &config)?;
-        let path = folder.join(part).join(format!("{stem}.safetensors"));
-        candle_core::safetensors::save(&tensors, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    write_json(&folder.join("scheduler/scheduler_config.json"), &scheduler_config())?;
-    std::fs::write(folder.join("tokenizer/vocab.json"), super::tokenizer::SHIPPED_VOCAB)?;
-    std::fs::write(folder.join("tokenizer/merges.txt"), super::tokenizer::SHIPPED_MERGES)?;
-    write_json(
-        &folder.join("tokenizer/tokenizer_config.json"),
-        &json!({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "pad_token": "<|endoftext|>"}),
+    write_random_model(folder, &tiny())
+}
+
+fn write_weights(
+    folder: &Path,
+    stem: &str,
+    config: &serde_json::Value,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<()> {
+    std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    write_json(&folder.join("config.json"), config)?;
+    let path = folder.join(format!("{stem}.safetensors"));
+    candle_core::safetensors::save(tensors, &path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a diffusers folder with deterministic random weights for `spec`
+/// (the built-in model, and SD2/SDXL-shaped models for tests).
+pub fn write_random_model(folder: &Path, spec: &RandomModel) -> Result<()> {
+    let unet: UNetConfig = serde_json::from_value(spec.unet.clone())?;
+    let vae: VaeConfig = serde_json::from_value(spec.vae.clone())?;
+    write_weights(
+        &folder.join("unet"),
+        "diffusion_pytorch_model",
+        &spec.unet,
+        &generate(|vb| UNet::load(vb, &unet).map(drop))?,
     )?;
+    write_weights(
+        &folder.join("vae"),
+        "diffusion_pytorch_model",
+        &spec.vae,
+        &generate(|vb| Vae::load(vb, &vae).map(drop))?,
+    )?;
+    for (index, encoder) in spec.text_encoders.iter().enumerate() {
+        let suffix = if index == 0 { "" } else { "_2" };
+        let config: ClipTextConfig = serde_json::from_value(encoder.config.clone())?;
+        let mut tensors = generate(|vb| ClipTextModel::load(vb, &config).map(drop))?;
+        if let Some(width) = encoder.projection {
+            let shape = Shape::from((width, config.hidden_size));
+            tensors.insert("text_projection.weight".into(), Generator::make("text_projection.weight", &shape)?);
+        }
+        write_weights(&folder.join(format!("text_encoder{suffix}")), "model", &encoder.config, &tensors)?;
+        let tokenizer = folder.join(format!("tokenizer{suffix}"));
+        std::fs::create_dir_all(&tokenizer)?;
+        std::fs::write(tokenizer.join("vocab.json"), super::tokenizer::SHIPPED_VOCAB)?;
+        std::fs::write(tokenizer.join("merges.txt"), super::tokenizer::SHIPPED_MERGES)?;
+        write_json(
+            &tokenizer.join("tokenizer_config.json"),
+            &json!({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "pad_token": encoder.pad_token}),
+        )?;
+    }
+    std::fs::create_dir_all(folder.join("scheduler"))?;
+    write_json(&folder.join("scheduler/scheduler_config.json"), &spec.scheduler)?;
     write_json(
         &folder.join("model_index.json"),
         &json!({
-            "_class_name": "StableDiffusionPipeline",
+            "_class_name": if spec.text_encoders.len() > 1 { "StableDiffusionXLPipeline" } else { "StableDiffusionPipeline" },
             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
             "scheduler": ["diffusers", "DDIMScheduler"]

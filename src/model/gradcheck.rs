@@ -34,12 +34,15 @@ pub fn max_gradient_error(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Tensor, ste
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Module, Tensor};
+    use candle_core::{DType, Device, Module, Tensor, Var};
 
     use super::max_gradient_error;
-    use crate::model::nn::{LayerNorm, Linear, quick_gelu, softmax_last_dim};
+    use crate::model::nn::{
+        Conv2d, GroupNorm, LayerNorm, Linear, attention, quick_gelu, softmax_last_dim, upsample_nearest_2x,
+    };
+    use crate::model::resnet::Downsample;
 
-    fn input(shape: (usize, usize)) -> Tensor {
+    fn input(shape: &[usize]) -> Tensor {
         Tensor::randn(0f64, 1.0, shape, &Device::Cpu).unwrap()
     }
 
@@ -50,29 +53,87 @@ mod tests {
         (y * w)?.sum_all()
     }
 
+    fn conv(channels: (usize, usize), kernel: usize, stride: usize, padding: usize) -> Conv2d {
+        Conv2d {
+            weight: input(&[channels.1, channels.0, kernel, kernel]),
+            bias: Some(input(&[channels.1])),
+            padding,
+            stride,
+        }
+    }
+
+    fn assert_backpropagates(what: &str, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>, x: &Tensor) {
+        let error = max_gradient_error(|x| weigh(&f(x)?), x, 1e-5).unwrap();
+        assert!(error < 1e-6, "{what}: gradient error {error}");
+    }
+
     #[test]
     fn our_softmax_backpropagates_and_candles_does_not() {
-        let x = input((3, 5));
-        let ours = max_gradient_error(|x| weigh(&softmax_last_dim(x)?), &x, 1e-5).unwrap();
-        assert!(ours < 1e-7, "softmax gradient error {ours}");
+        let x = input(&[3, 5]);
+        assert_backpropagates("softmax", softmax_last_dim, &x);
         let candle = max_gradient_error(|x| weigh(&candle_nn::ops::softmax_last_dim(x)?), &x, 1e-5).unwrap();
         assert!(candle > 1e-3, "candle's softmax now has a backward pass ({candle}): the workaround can go");
     }
 
     #[test]
     fn layer_norm_linear_and_quick_gelu_backpropagate() {
-        let device = Device::Cpu;
-        let norm = LayerNorm {
-            weight: Tensor::randn(1f64, 0.1, 6, &device).unwrap(),
-            bias: Tensor::randn(0f64, 0.1, 6, &device).unwrap(),
-            eps: 1e-5,
-        };
-        let linear = Linear {
-            weight: Tensor::randn(0f64, 0.5, (4, 6), &device).unwrap(),
-            bias: Some(Tensor::randn(0f64, 0.5, 4, &device).unwrap()),
-        };
-        let x = input((2, 6));
-        let error = max_gradient_error(|x| weigh(&quick_gelu(&linear.forward(&norm.forward(x)?)?)?), &x, 1e-5).unwrap();
-        assert!(error < 1e-7, "gradient error {error}");
+        let norm = LayerNorm { weight: input(&[6]).affine(0.1, 1.0).unwrap(), bias: input(&[6]), eps: 1e-5 };
+        let linear = Linear { weight: input(&[4, 6]), bias: Some(input(&[4])) };
+        let f = |x: &Tensor| quick_gelu(&linear.forward(&norm.forward(x)?)?);
+        assert_backpropagates("layer norm → linear → quick gelu", f, &input(&[2, 6]));
+    }
+
+    #[test]
+    fn convolutions_group_norm_and_resampling_backpropagate() {
+        let x = input(&[1, 4, 6, 6]);
+        let plain = conv((4, 3), 3, 1, 1);
+        assert_backpropagates("conv 3×3", |x| plain.forward(x), &x);
+        let strided = conv((4, 4), 3, 2, 1);
+        assert_backpropagates("conv 3×3 stride 2", |x| strided.forward(x), &x);
+        let vae_down = Downsample::from_conv(conv((4, 4), 3, 2, 0), true);
+        assert_backpropagates("VAE downsample (bottom-right pad)", |x| vae_down.forward(x), &x);
+        let norm = GroupNorm { weight: input(&[4]), bias: input(&[4]), groups: 2, eps: 1e-5 };
+        assert_backpropagates("group norm", |x| norm.forward(x), &x);
+        assert_backpropagates("nearest 2× upsample", upsample_nearest_2x, &x);
+    }
+
+    #[test]
+    fn attention_backpropagates_through_queries_keys_and_values() {
+        let (k, v) = (input(&[2, 5, 4]), input(&[2, 5, 4]));
+        assert_backpropagates("attention wrt q", |q| attention(q, &k, &v), &input(&[2, 3, 4]));
+        let q = input(&[2, 3, 4]);
+        assert_backpropagates("attention wrt k", |k| attention(&q, k, &v), &k);
+        assert_backpropagates("attention wrt v", |v| attention(&q, &k, v), &v);
+    }
+
+    /// The shapes of everything candle stored a gradient for.
+    fn stored_gradient_shapes(output: &Tensor) -> Vec<Vec<usize>> {
+        let grads = output.sum_all().unwrap().backward().unwrap();
+        grads.get_ids().map(|id| grads.get_id(*id).unwrap().dims().to_vec()).collect()
+    }
+
+    /// candle's own backward computes and stores a gradient for both operands
+    /// of a matmul or convolution; the frozen layers store none for weights.
+    #[test]
+    fn frozen_weights_get_no_gradient() {
+        let f32 = |shape: &[usize]| input(shape).to_dtype(DType::F32).unwrap();
+        let x = Var::from_tensor(&f32(&[1, 4, 6, 6])).unwrap();
+        let c = Conv2d { weight: f32(&[4, 4, 3, 3]), bias: Some(f32(&[4])), padding: 1, stride: 1 };
+        let norm = GroupNorm { weight: f32(&[4]), bias: f32(&[4]), groups: 2, eps: 1e-5 };
+        let linear = Linear { weight: f32(&[3, 6]), bias: Some(f32(&[3])) };
+        let y = linear.forward(&norm.forward(&c.forward(x.as_tensor()).unwrap()).unwrap()).unwrap();
+        let shapes = stored_gradient_shapes(&y);
+        assert!(shapes.contains(&vec![1, 4, 6, 6]), "the input lost its gradient: {shapes:?}");
+        for weight_shape in [vec![4, 4, 3, 3], vec![1, 4, 1, 1], vec![4], vec![3, 6], vec![6, 3], vec![3]] {
+            assert!(
+                !shapes.contains(&weight_shape),
+                "a weight-shaped gradient {weight_shape:?} was stored: {shapes:?}"
+            );
+        }
+        let plain = x.as_tensor().conv2d(&c.weight, 1, 1, 1, 1).unwrap();
+        assert!(
+            stored_gradient_shapes(&plain).contains(&vec![4, 4, 3, 3]),
+            "candle no longer computes frozen weights' gradients: nn's workaround can go"
+        );
     }
 }

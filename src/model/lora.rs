@@ -60,7 +60,11 @@ pub struct LoraLinear {
 
 impl LoraLinear {
     pub fn load(vb: VarBuilder, in_features: usize, out_features: usize, bias: bool) -> Result<Self> {
-        Ok(Self { base: Linear::load(vb, in_features, out_features, bias)?, stored_as: StoredAs::Linear, adapters: vec![] })
+        Ok(Self {
+            base: Linear::load(vb, in_features, out_features, bias)?,
+            stored_as: StoredAs::Linear,
+            adapters: vec![],
+        })
     }
 
     /// Loads a `[out, in, 1, 1]` convolution as the linear layer it is.
@@ -147,7 +151,13 @@ impl LoraNetwork {
     /// (Kaiming-uniform with a = √5), B zero, so the model starts unchanged.
     /// Each layer's A comes from its own seeded stream, so adding a layer does
     /// not change the others.
-    pub fn create(layers: &[(String, &mut LoraLinear)], rank: usize, alpha: f64, seed: u64, device: &Device) -> Result<Self> {
+    pub fn create(
+        layers: &[(String, &mut LoraLinear)],
+        rank: usize,
+        alpha: f64,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
         let modules = layers
             .iter()
             .map(|(path, layer)| {

@@ -83,7 +83,8 @@ fn read(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| anyhow!("{}: not a safetensors file: {e}", path.display()))?;
     let metadata = header.metadata().clone().unwrap_or_default();
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).with_context(|| format!("{}", path.display()))?;
+    let tensors =
+        candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).with_context(|| format!("{}", path.display()))?;
     Ok((tensors, metadata))
 }
 
@@ -96,12 +97,19 @@ impl LoraFile {
         } else if tensors.keys().any(|k| k.ends_with(".lora_A.weight")) {
             Self::from_peft(tensors, metadata, model)
         } else {
-            bail!("{}: no `.lora_down.weight` (kohya) or `.lora_A.weight` (PEFT) keys: not a LoRA this version reads", path.display())
+            bail!(
+                "{}: no `.lora_down.weight` (kohya) or `.lora_A.weight` (PEFT) keys: not a LoRA this version reads",
+                path.display()
+            )
         };
         file.with_context(|| format!("{}", path.display()))
     }
 
-    fn from_kohya(tensors: HashMap<String, Tensor>, metadata: HashMap<String, String>, model: &mut StableDiffusion) -> Result<Self> {
+    fn from_kohya(
+        tensors: HashMap<String, Tensor>,
+        metadata: HashMap<String, String>,
+        model: &mut StableDiffusion,
+    ) -> Result<Self> {
         let table = kohya_table(model);
         let mut modules = Vec::new();
         let mut unmatched = Vec::new();
@@ -118,7 +126,9 @@ impl LoraFile {
             let down = as_matrix(tensors[down_key].clone(), down_key)?;
             let rank = down.dim(0)?;
             let alpha = match tensors.get(&format!("{name}.alpha")) {
-                Some(alpha) => alpha.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?.first().copied().unwrap_or(rank as f64),
+                Some(alpha) => {
+                    alpha.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?.first().copied().unwrap_or(rank as f64)
+                }
                 None => rank as f64,
             };
             modules.push(ModuleWeights { path: path.clone(), down, up: as_matrix(up.clone(), &up_key)?, alpha });
@@ -126,7 +136,11 @@ impl LoraFile {
         Ok(Self { format: LoraFormat::Kohya, modules, metadata, unmatched })
     }
 
-    fn from_peft(tensors: HashMap<String, Tensor>, metadata: HashMap<String, String>, model: &mut StableDiffusion) -> Result<Self> {
+    fn from_peft(
+        tensors: HashMap<String, Tensor>,
+        metadata: HashMap<String, String>,
+        model: &mut StableDiffusion,
+    ) -> Result<Self> {
         let adapter: serde_json::Map<String, serde_json::Value> = match metadata.get("lora_adapter_metadata") {
             Some(text) => serde_json::from_str(text).context("lora_adapter_metadata is not a JSON object")?,
             None => serde_json::Map::new(),
@@ -150,8 +164,11 @@ impl LoraFile {
             // holds per-module exceptions keyed by module path.
             let component = path.split('.').next().unwrap_or("unet");
             let module = path.split_once('.').map_or(path, |(_, rest)| rest);
-            let pattern = adapter.get(&format!("{component}.alpha_pattern")).and_then(|p| p.get(module)).and_then(|v| v.as_f64());
-            let alpha = pattern.or_else(|| adapter.get(&format!("{component}.lora_alpha")).and_then(|v| v.as_f64())).unwrap_or(rank);
+            let pattern =
+                adapter.get(&format!("{component}.alpha_pattern")).and_then(|p| p.get(module)).and_then(|v| v.as_f64());
+            let alpha = pattern
+                .or_else(|| adapter.get(&format!("{component}.lora_alpha")).and_then(|v| v.as_f64()))
+                .unwrap_or(rank);
             modules.push(ModuleWeights { path: path.to_string(), down, up: as_matrix(up.clone(), &up_key)?, alpha });
         }
         Ok(Self { format: LoraFormat::Peft, modules, metadata, unmatched })
@@ -217,7 +234,12 @@ fn version_strings(family: Family, prediction: PredictionType) -> (&'static str,
 }
 
 /// The header metadata kohya's trainer writes, as far as Easel knows it.
-pub fn kohya_metadata(network: &LoraNetwork, family: Family, prediction: PredictionType, info: &TrainingInfo) -> HashMap<String, String> {
+pub fn kohya_metadata(
+    network: &LoraNetwork,
+    family: Family,
+    prediction: PredictionType,
+    info: &TrainingInfo,
+) -> HashMap<String, String> {
     let (version, architecture) = version_strings(family, prediction);
     let python_bool = |b: bool| if b { "True" } else { "False" }.to_string();
     let mut m = HashMap::new();
@@ -260,12 +282,18 @@ fn stored(tensor: &Tensor, stored_as: StoredAs) -> Result<Tensor> {
 }
 
 fn write(path: &Path, tensors: Vec<(String, Tensor)>, metadata: HashMap<String, String>) -> Result<()> {
-    let bytes = safetensors::serialize(tensors, Some(metadata)).map_err(|e| anyhow!("cannot encode {}: {e}", path.display()))?;
+    let bytes = safetensors::serialize(tensors, Some(metadata))
+        .map_err(|e| anyhow!("cannot encode {}: {e}", path.display()))?;
     crate::fsutil::atomic_write(path, &bytes).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// Writes `network` in kohya's format, atomically.
-pub fn save_kohya(path: &Path, network: &LoraNetwork, model: &StableDiffusion, metadata: HashMap<String, String>) -> Result<()> {
+pub fn save_kohya(
+    path: &Path,
+    network: &LoraNetwork,
+    model: &StableDiffusion,
+    metadata: HashMap<String, String>,
+) -> Result<()> {
     let mut tensors = Vec::new();
     for module in &network.modules {
         let name = kohya_name(model.family, &module.path, model.unet.config.layers_per_block)

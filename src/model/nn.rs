@@ -100,7 +100,13 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
-    pub fn load(vb: VarBuilder, channels: (usize, usize), kernel: usize, stride: usize, padding: usize) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        channels: (usize, usize),
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
         let (in_channels, out_channels) = channels;
         let weight = vb.get((out_channels, in_channels, kernel, kernel), "weight")?;
         Ok(Self { weight, bias: Some(vb.get(out_channels, "bias")?), padding, stride })
@@ -203,9 +209,12 @@ impl Module for GroupNorm {
 /// `upsample_nearest2d` backward overwrites instead of accumulating.)
 pub fn upsample_nearest_2x(x: &Tensor) -> Result<Tensor> {
     let (batch, channels, height, width) = x.dims4()?;
-    x.reshape((batch, channels, height, 1, width, 1))?
-        .broadcast_as((batch, channels, height, 2, width, 2))?
-        .reshape((batch, channels, height * 2, width * 2))
+    x.reshape((batch, channels, height, 1, width, 1))?.broadcast_as((batch, channels, height, 2, width, 2))?.reshape((
+        batch,
+        channels,
+        height * 2,
+        width * 2,
+    ))
 }
 
 /// Softmax over the last dimension. The row maximum is subtracted for

@@ -115,7 +115,10 @@ fn tokenizer_padding(folder: &Path) -> Padding {
     let config: Option<serde_json::Value> = std::fs::read_to_string(folder.join("tokenizer_config.json"))
         .ok()
         .and_then(|text| serde_json::from_str(&text).ok());
-    let pad = config.as_ref().and_then(|c| c.get("pad_token")).and_then(|p| p.as_str().or_else(|| p.get("content")?.as_str()));
+    let pad = config
+        .as_ref()
+        .and_then(|c| c.get("pad_token"))
+        .and_then(|p| p.as_str().or_else(|| p.get("content")?.as_str()));
     if pad == Some("!") { Padding::Exclamation } else { Padding::EndOfText }
 }
 
@@ -136,7 +139,9 @@ impl StableDiffusion {
     pub fn load(path: &Path, options: &LoadOptions) -> Result<Self> {
         refuse_pickle(path).map_err(|e| anyhow!(e))?;
         if options.dtype == DType::BF16 && options.device.is_cpu() {
-            bail!("bf16 needs a CUDA GPU (candle's CPU backend has no bf16 matrix multiply); use f32 or f16 on the CPU");
+            bail!(
+                "bf16 needs a CUDA GPU (candle's CPU backend has no bf16 matrix multiply); use f32 or f16 on the CPU"
+            );
         }
         if path.is_dir() {
             Self::from_diffusers(path, options)
@@ -164,10 +169,16 @@ impl StableDiffusion {
         };
         let unet_dir = Self::part(folder, "unet")?;
         let unet_config = config(UNetConfig::from_file(&unet_dir.join("config.json")))?;
-        let unet = UNet::load(open(&unet_dir, "diffusion_pytorch_model")?.var_builder(options.dtype, &options.device), &unet_config)?;
+        let unet = UNet::load(
+            open(&unet_dir, "diffusion_pytorch_model")?.var_builder(options.dtype, &options.device),
+            &unet_config,
+        )?;
         let vae_dir = Self::part(folder, "vae")?;
         let vae_config = config(VaeConfig::from_file(&vae_dir.join("config.json")))?;
-        let vae = Vae::load(open(&vae_dir, "diffusion_pytorch_model")?.var_builder(options.dtype, &options.device), &vae_config)?;
+        let vae = Vae::load(
+            open(&vae_dir, "diffusion_pytorch_model")?.var_builder(options.dtype, &options.device),
+            &vae_config,
+        )?;
 
         let mut text_encoders = Vec::new();
         for (encoder, tokenizer) in [("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")] {
@@ -181,7 +192,8 @@ impl StableDiffusion {
             text_encoders.push(TextEncoder { tokenizer: tokenizer.into(), model });
         }
 
-        let mut scheduler = config(SchedulerConfig::from_file(&Self::part(folder, "scheduler")?.join("scheduler_config.json")))?;
+        let mut scheduler =
+            config(SchedulerConfig::from_file(&Self::part(folder, "scheduler")?.join("scheduler_config.json")))?;
         if let Some(prediction) = options.prediction {
             scheduler.prediction_type = prediction;
         }
@@ -191,7 +203,15 @@ impl StableDiffusion {
             _ if text_encoders[0].model.config.hidden_act == super::clip::Activation::Gelu => Family::Sd2,
             _ => Family::Sd1,
         };
-        Ok(Self { family, text_encoders, unet, vae, scheduler, device: options.device.clone(), origin: folder.display().to_string() })
+        Ok(Self {
+            family,
+            text_encoders,
+            unet,
+            vae,
+            scheduler,
+            device: options.device.clone(),
+            origin: folder.display().to_string(),
+        })
     }
 
     pub fn from_single_file(file: &Path, options: &LoadOptions) -> Result<Self> {
@@ -206,12 +226,20 @@ impl StableDiffusion {
         if let Some(path) = override_config("unet", "config.json") {
             unet_config = config(UNetConfig::from_file(&path))?;
         }
-        let unet = UNet::load(WeightSource::translated(files.clone(), unet_names).var_builder(options.dtype, &options.device), &unet_config)?;
+        let unet = UNet::load(
+            WeightSource::translated(files.clone(), unet_names, "model.diffusion_model.*")
+                .var_builder(options.dtype, &options.device),
+            &unet_config,
+        )?;
         let (mut vae_config, vae_names) = single_file::vae(&shapes, family).map_err(in_file)?;
         if let Some(path) = override_config("vae", "config.json") {
             vae_config = config(VaeConfig::from_file(&path))?;
         }
-        let vae = Vae::load(WeightSource::translated(files.clone(), vae_names).var_builder(options.dtype, &options.device), &vae_config)?;
+        let vae = Vae::load(
+            WeightSource::translated(files.clone(), vae_names, "first_stage_model.*")
+                .var_builder(options.dtype, &options.device),
+            &vae_config,
+        )?;
 
         let (first, second) = single_file::text_prefixes(family);
         let mut text_encoders = Vec::new();
@@ -230,7 +258,11 @@ impl StableDiffusion {
             if let Some(path) = override_config(part, "config.json") {
                 te_config = config(ClipTextConfig::from_file(&path))?;
             }
-            let model = load_text_encoder(WeightSource::translated(files.clone(), names), &te_config, options)?;
+            let model = load_text_encoder(
+                WeightSource::translated(files.clone(), names, &format!("{prefix}*")),
+                &te_config,
+                options,
+            )?;
             // A single file carries no tokenizer: use the one Easel ships,
             // padded as the family's own tokenizer pads.
             let tokenizer = match overrides.map(|folder| folder.join(tokenizer_part)).filter(|dir| dir.is_dir()) {
@@ -251,7 +283,15 @@ impl StableDiffusion {
         if let Some(prediction) = options.prediction {
             scheduler.prediction_type = prediction;
         }
-        Ok(Self { family, text_encoders, unet, vae, scheduler, device: options.device.clone(), origin: file.display().to_string() })
+        Ok(Self {
+            family,
+            text_encoders,
+            unet,
+            vae,
+            scheduler,
+            device: options.device.clone(),
+            origin: file.display().to_string(),
+        })
     }
 
     /// Encodes prompts for images of `(height, width)` pixels.
@@ -270,7 +310,10 @@ impl StableDiffusion {
         let (height, width) = (size.0 as f32, size.1 as f32);
         let ids: Vec<f32> = prompts.iter().flat_map(|_| [height, width, 0.0, 0.0, height, width]).collect();
         let time_ids = Tensor::from_vec(ids, (prompts.len(), 6), &self.device)?;
-        Ok(Conditioning { context, added: Some(AddedConditioning { text_embeds: outputs[1].pooled.clone(), time_ids }) })
+        Ok(Conditioning {
+            context,
+            added: Some(AddedConditioning { text_embeds: outputs[1].pooled.clone(), time_ids }),
+        })
     }
 
     /// Every adaptable layer, as `unet.…`, `text_encoder.…`, `text_encoder_2.…`.

@@ -76,7 +76,11 @@ pub struct Downsample {
 impl Downsample {
     pub fn load(vb: VarBuilder, channels: usize, pad_bottom_right: bool) -> Result<Self> {
         let padding = if pad_bottom_right { 0 } else { 1 };
-        Ok(Self { conv: Conv2d::load(vb.pp("conv"), (channels, channels), 3, 2, padding)?, pad_bottom_right })
+        Ok(Self::from_conv(Conv2d::load(vb.pp("conv"), (channels, channels), 3, 2, padding)?, pad_bottom_right))
+    }
+
+    pub fn from_conv(conv: Conv2d, pad_bottom_right: bool) -> Self {
+        Self { conv, pad_bottom_right }
     }
 }
 

@@ -68,7 +68,10 @@ pub fn inference_timesteps(config: &SchedulerConfig, steps: usize) -> Vec<usize>
         }
         TimestepSpacing::Linspace => {
             let last = (n - 1) as f64;
-            (0..steps).rev().map(|i| if steps == 1 { 0 } else { (i as f64 * last / (steps - 1) as f64).round() as usize }).collect()
+            (0..steps)
+                .rev()
+                .map(|i| if steps == 1 { 0 } else { (i as f64 * last / (steps - 1) as f64).round() as usize })
+                .collect()
         }
     }
 }
@@ -85,21 +88,26 @@ impl Ddim {
     pub fn new(config: &SchedulerConfig, steps: usize) -> Self {
         let schedule = NoiseSchedule::new(config.clone());
         let final_alpha = if config.set_alpha_to_one { 1.0 } else { schedule.alphas_cumprod[0] };
-        Self { timesteps: inference_timesteps(config, steps), step_size: config.num_train_timesteps / steps, schedule, final_alpha }
+        Self {
+            timesteps: inference_timesteps(config, steps),
+            step_size: config.num_train_timesteps / steps,
+            schedule,
+            final_alpha,
+        }
     }
 
     /// The latents after step `i` given the model output at `sample`.
     pub fn step(&self, i: usize, output: &Tensor, sample: &Tensor) -> candle_core::Result<Tensor> {
         let t = self.timesteps[i];
         let alpha = self.schedule.alphas_cumprod[t];
-        let alpha_prev = t.checked_sub(self.step_size).map_or(self.final_alpha, |prev| self.schedule.alphas_cumprod[prev]);
+        let alpha_prev =
+            t.checked_sub(self.step_size).map_or(self.final_alpha, |prev| self.schedule.alphas_cumprod[prev]);
         let (sqrt_alpha, sqrt_beta) = (f64::from(alpha.sqrt()), f64::from((1.0 - alpha).sqrt()));
         let (x0, eps) = match self.schedule.config.prediction_type {
             PredictionType::Epsilon => (((sample - (output * sqrt_beta)?)? / sqrt_alpha)?, output.clone()),
-            PredictionType::VPrediction => (
-                ((sample * sqrt_alpha)? - (output * sqrt_beta)?)?,
-                ((output * sqrt_alpha)? + (sample * sqrt_beta)?)?,
-            ),
+            PredictionType::VPrediction => {
+                (((sample * sqrt_alpha)? - (output * sqrt_beta)?)?, ((output * sqrt_alpha)? + (sample * sqrt_beta)?)?)
+            }
             PredictionType::Sample => (output.clone(), ((sample - (output * sqrt_alpha)?)? / sqrt_beta)?),
         };
         (x0 * f64::from(alpha_prev.sqrt()))? + (eps * f64::from((1.0 - alpha_prev).sqrt()))?
@@ -192,11 +200,20 @@ impl NoiseSource for SeededNoise {
 
 /// The model's noise prediction with classifier-free guidance: the batch is
 /// [unconditional, conditional] when guidance is above 1.
-fn guided_prediction(model: &StableDiffusion, x: &Tensor, t: usize, conditioning: &Conditioning, guidance: f64) -> Result<Tensor> {
+fn guided_prediction(
+    model: &StableDiffusion,
+    x: &Tensor,
+    t: usize,
+    conditioning: &Conditioning,
+    guidance: f64,
+) -> Result<Tensor> {
     let batch = conditioning.context.dim(0)?;
     let input = Tensor::cat(&vec![x; batch], 0)?;
     let timesteps = Tensor::full(t as f32, batch, x.device())?;
-    let output = model.unet.forward(&input, &timesteps, &conditioning.context, conditioning.added.as_ref())?.to_dtype(DType::F32)?;
+    let output = model
+        .unet
+        .forward(&input, &timesteps, &conditioning.context, conditioning.added.as_ref())?
+        .to_dtype(DType::F32)?;
     if batch == 1 {
         return Ok(output);
     }
@@ -230,7 +247,12 @@ pub fn sample(
         Some(latents) => {
             let expected = [1, channels, latent_h, latent_w];
             if latents.dims() != expected {
-                bail!("the given latents have shape {:?}, expected {expected:?} for {}×{}", latents.dims(), request.width, request.height);
+                bail!(
+                    "the given latents have shape {:?}, expected {expected:?} for {}×{}",
+                    latents.dims(),
+                    request.width,
+                    request.height
+                );
             }
             latents.to_device(device)?.to_dtype(DType::F32)?
         }
@@ -265,5 +287,6 @@ pub fn decode_image(model: &StableDiffusion, latents: &Tensor) -> Result<image::
     let pixels = ((decoded / 2.0)? + 0.5)?.clamp(0f32, 1f32)?.affine(255.0, 0.0)?.round()?.to_dtype(DType::U8)?;
     let (_, _, height, width) = pixels.dims4()?;
     let data = pixels.squeeze(0)?.permute((1, 2, 0))?.flatten_all()?.to_vec1::<u8>()?;
-    image::RgbImage::from_raw(width as u32, height as u32, data).ok_or_else(|| anyhow::anyhow!("decoded image has the wrong size"))
+    image::RgbImage::from_raw(width as u32, height as u32, data)
+        .ok_or_else(|| anyhow::anyhow!("decoded image has the wrong size"))
 }

@@ -5,11 +5,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::Family;
 use super::clip::{Activation, ClipTextConfig};
 use super::unet::{PerBlock, UNetConfig};
 use super::vae::VaeConfig;
 use super::weights::Stored;
-use super::Family;
 
 pub const UNET_PREFIX: &str = "model.diffusion_model.";
 pub const VAE_PREFIX: &str = "first_stage_model.";
@@ -22,7 +22,9 @@ const SDXL_TEXT2_PREFIX: &str = "conditioner.embedders.1.model.";
 pub fn detect_family(shapes: &HashMap<String, Vec<usize>>) -> Result<Family, String> {
     let has_prefix = |prefix: &str| shapes.keys().any(|key| key.starts_with(prefix));
     if !has_prefix(UNET_PREFIX) {
-        return Err(format!("no `{UNET_PREFIX}*` tensors: this is not a Stable Diffusion checkpoint (a LoRA or a VAE alone?)"));
+        return Err(format!(
+            "no `{UNET_PREFIX}*` tensors: this is not a Stable Diffusion checkpoint (a LoRA or a VAE alone?)"
+        ));
     }
     if has_prefix(SDXL_TEXT2_PREFIX) {
         Ok(Family::Sdxl)
@@ -138,7 +140,9 @@ fn count_indices(shapes: &HashMap<String, Vec<usize>>, prefix: &str) -> usize {
 /// The UNet's names and config. Heads are not stored in the weights: they
 /// follow each family's published configs (SD1: 8 heads; SD2, SDXL: 64-wide).
 pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNetConfig, NameMap), String> {
-    let shape = |key: &str| shapes.get(&format!("{UNET_PREFIX}{key}")).ok_or_else(|| format!("missing tensor `{UNET_PREFIX}{key}`"));
+    let shape = |key: &str| {
+        shapes.get(&format!("{UNET_PREFIX}{key}")).ok_or_else(|| format!("missing tensor `{UNET_PREFIX}{key}`"))
+    };
     // The first downsampler sits right after the first level's resnets.
     let layers = (1..20)
         .find(|n| shapes.contains_key(&format!("{UNET_PREFIX}input_blocks.{n}.0.op.weight")))
@@ -152,16 +156,33 @@ pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNe
             names.insert(name, Stored::Renamed(key.clone()));
         }
     }
-    let translated: HashMap<&str, &Vec<usize>> =
-        names.iter().filter_map(|(name, stored)| Some((name.as_str(), shapes.get(match stored { Stored::Renamed(k) => k, _ => return None })?))).collect();
-    let levels = (0..10).take_while(|i| translated.contains_key(format!("down_blocks.{i}.resnets.0.conv1.weight").as_str())).count();
+    let translated: HashMap<&str, &Vec<usize>> = names
+        .iter()
+        .filter_map(|(name, stored)| {
+            Some((
+                name.as_str(),
+                shapes.get(match stored {
+                    Stored::Renamed(k) => k,
+                    _ => return None,
+                })?,
+            ))
+        })
+        .collect();
+    let levels = (0..10)
+        .take_while(|i| translated.contains_key(format!("down_blocks.{i}.resnets.0.conv1.weight").as_str()))
+        .count();
     if levels == 0 {
         return Err("no UNet down blocks found".into());
     }
-    let channels: Vec<usize> = (0..levels).map(|i| translated[format!("down_blocks.{i}.resnets.0.conv1.weight").as_str()][0]).collect();
-    let has_attention = |kind: &str, i: usize| translated.keys().any(|name| name.starts_with(&format!("{kind}.{i}.attentions.")));
+    let channels: Vec<usize> =
+        (0..levels).map(|i| translated[format!("down_blocks.{i}.resnets.0.conv1.weight").as_str()][0]).collect();
+    let has_attention =
+        |kind: &str, i: usize| translated.keys().any(|name| name.starts_with(&format!("{kind}.{i}.attentions.")));
     let depth = |prefix: String| {
-        (0..64).take_while(|k| translated.contains_key(format!("{prefix}.transformer_blocks.{k}.norm1.weight").as_str())).count().max(1)
+        (0..64)
+            .take_while(|k| translated.contains_key(format!("{prefix}.transformer_blocks.{k}.norm1.weight").as_str()))
+            .count()
+            .max(1)
     };
     let conv_in = shape("input_blocks.0.0.weight")?;
     let conv_out = shape("out.2.weight")?;
@@ -172,20 +193,25 @@ pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNe
         .ok_or("no cross-attention (`attn2.to_k`) in the UNet")?;
     let linear_projection =
         translated.iter().find(|(name, _)| name.ends_with("proj_in.weight")).is_some_and(|(_, shape)| shape.len() == 2);
-    let heads: Vec<usize> =
-        channels.iter().map(|&c| if family == Family::Sd1 { 8 } else { (c / 64).max(1) }).collect();
+    let heads: Vec<usize> = channels.iter().map(|&c| if family == Family::Sd1 { 8 } else { (c / 64).max(1) }).collect();
     let sdxl = family == Family::Sdxl;
     let config = UNetConfig {
         in_channels: conv_in[1],
         out_channels: conv_out[0],
         block_out_channels: channels.clone(),
-        down_block_types: (0..levels).map(|i| if has_attention("down_blocks", i) { "CrossAttnDownBlock2D" } else { "DownBlock2D" }.into()).collect(),
-        up_block_types: (0..levels).map(|i| if has_attention("up_blocks", i) { "CrossAttnUpBlock2D" } else { "UpBlock2D" }.into()).collect(),
+        down_block_types: (0..levels)
+            .map(|i| if has_attention("down_blocks", i) { "CrossAttnDownBlock2D" } else { "DownBlock2D" }.into())
+            .collect(),
+        up_block_types: (0..levels)
+            .map(|i| if has_attention("up_blocks", i) { "CrossAttnUpBlock2D" } else { "UpBlock2D" }.into())
+            .collect(),
         layers_per_block: layers,
         attention_head_dim: PerBlock::Each(heads),
         num_attention_heads: None,
         cross_attention_dim,
-        transformer_layers_per_block: PerBlock::Each((0..levels).map(|i| depth(format!("down_blocks.{i}.attentions.0"))).collect()),
+        transformer_layers_per_block: PerBlock::Each(
+            (0..levels).map(|i| depth(format!("down_blocks.{i}.attentions.0"))).collect(),
+        ),
         reverse_transformer_layers_per_block: None,
         use_linear_projection: linear_projection,
         norm_num_groups: 32,
@@ -240,9 +266,17 @@ pub fn vae(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(VaeC
         return Err(format!("no VAE (`{VAE_PREFIX}encoder.down.*`) in the checkpoint"));
     }
     let channels = (0..levels)
-        .map(|n| shapes.get(&key(&format!("encoder.down.{n}.block.0.conv1.weight"))).map(|s| s[0]).ok_or_else(|| format!("missing `{}`", key(&format!("encoder.down.{n}.block.0.conv1.weight")))))
+        .map(|n| {
+            shapes
+                .get(&key(&format!("encoder.down.{n}.block.0.conv1.weight")))
+                .map(|s| s[0])
+                .ok_or_else(|| format!("missing `{}`", key(&format!("encoder.down.{n}.block.0.conv1.weight"))))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let latent = shapes.get(&key("decoder.conv_in.weight")).map(|s| s[1]).ok_or_else(|| format!("missing `{}`", key("decoder.conv_in.weight")))?;
+    let latent = shapes
+        .get(&key("decoder.conv_in.weight"))
+        .map(|s| s[1])
+        .ok_or_else(|| format!("missing `{}`", key("decoder.conv_in.weight")))?;
     let names = shapes
         .keys()
         .filter_map(|k| Some((vae_name(k.strip_prefix(VAE_PREFIX)?, levels), Stored::Renamed(k.clone()))))
@@ -284,7 +318,8 @@ pub fn clip_text(shapes: &HashMap<String, Vec<usize>>, prefix: &str) -> Result<(
         vocab_size: embedding[0],
         hidden_size: hidden,
         intermediate_size: shape("text_model.encoder.layers.0.mlp.fc1.weight")?[0],
-        num_hidden_layers: count_indices(shapes, &format!("{prefix}text_model.encoder.layers.")).max(count_indices(shapes, &format!("{prefix}encoder.layers."))),
+        num_hidden_layers: count_indices(shapes, &format!("{prefix}text_model.encoder.layers."))
+            .max(count_indices(shapes, &format!("{prefix}encoder.layers."))),
         num_attention_heads: (hidden / 64).max(1),
         max_position_embeddings: shape("text_model.embeddings.position_embedding.weight")?[0],
         hidden_act: Activation::QuickGelu,
@@ -296,7 +331,11 @@ pub fn clip_text(shapes: &HashMap<String, Vec<usize>>, prefix: &str) -> Result<(
 /// An OpenCLIP text encoder (SD2, SDXL's second) in Hugging Face CLIP names:
 /// the fused QKV split by rows, the projection transposed. SD2 drops the last
 /// layer, as diffusers does, since it conditions on the penultimate one.
-pub fn open_clip_text(shapes: &HashMap<String, Vec<usize>>, prefix: &str, drop_last_layer: bool) -> Result<(ClipTextConfig, NameMap), String> {
+pub fn open_clip_text(
+    shapes: &HashMap<String, Vec<usize>>,
+    prefix: &str,
+    drop_last_layer: bool,
+) -> Result<(ClipTextConfig, NameMap), String> {
     let stored = |name: &str| {
         let key = format!("{prefix}{name}");
         shapes.get(&key).map(|shape| (key.clone(), shape.clone())).ok_or_else(|| format!("missing tensor `{key}`"))
@@ -306,20 +345,35 @@ pub fn open_clip_text(shapes: &HashMap<String, Vec<usize>>, prefix: &str, drop_l
     let layers = count_indices(shapes, &format!("{prefix}transformer.resblocks.")) - usize::from(drop_last_layer);
     let mut names = NameMap::new();
     names.insert("text_model.embeddings.token_embedding.weight".into(), Stored::Renamed(embedding_key));
-    names.insert("text_model.embeddings.position_embedding.weight".into(), Stored::Renamed(stored("positional_embedding")?.0));
+    names.insert(
+        "text_model.embeddings.position_embedding.weight".into(),
+        Stored::Renamed(stored("positional_embedding")?.0),
+    );
     for part in ["weight", "bias"] {
-        names.insert(format!("text_model.final_layer_norm.{part}"), Stored::Renamed(stored(&format!("ln_final.{part}"))?.0));
+        names.insert(
+            format!("text_model.final_layer_norm.{part}"),
+            Stored::Renamed(stored(&format!("ln_final.{part}"))?.0),
+        );
     }
     for n in 0..layers {
         let from = |name: &str| format!("{prefix}transformer.resblocks.{n}.{name}");
         let to = |name: &str| format!("text_model.encoder.layers.{n}.{name}");
         for part in ["weight", "bias"] {
-            for (ldm, hf) in [("ln_1", "layer_norm1"), ("ln_2", "layer_norm2"), ("attn.out_proj", "self_attn.out_proj"), ("mlp.c_fc", "mlp.fc1"), ("mlp.c_proj", "mlp.fc2")] {
+            for (ldm, hf) in [
+                ("ln_1", "layer_norm1"),
+                ("ln_2", "layer_norm2"),
+                ("attn.out_proj", "self_attn.out_proj"),
+                ("mlp.c_fc", "mlp.fc1"),
+                ("mlp.c_proj", "mlp.fc2"),
+            ] {
                 names.insert(to(&format!("{hf}.{part}")), Stored::Renamed(from(&format!("{ldm}.{part}"))));
             }
             for (index, projection) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
                 let key = from(&format!("attn.in_proj_{part}"));
-                names.insert(to(&format!("self_attn.{projection}.{part}")), Stored::Rows { key, start: index * hidden, len: hidden });
+                names.insert(
+                    to(&format!("self_attn.{projection}.{part}")),
+                    Stored::Rows { key, start: index * hidden, len: hidden },
+                );
             }
         }
     }
@@ -345,5 +399,179 @@ pub fn text_prefixes(family: Family) -> (&'static str, Option<&'static str>) {
         Family::Sd1 => (SD1_TEXT_PREFIX, None),
         Family::Sd2 => (SD2_TEXT_PREFIX, None),
         Family::Sdxl => (SDXL_TEXT_PREFIX, Some(SDXL_TEXT2_PREFIX)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::{DType, Device, IndexOp, Tensor};
+    use candle_nn::VarBuilder;
+
+    use super::*;
+    use crate::model::clip::ClipTextModel;
+    use crate::model::weights::{WeightFiles, WeightSource};
+
+    #[test]
+    fn unet_names_follow_the_block_index_rules() {
+        let cases = [
+            ("input_blocks.0.0.weight", "conv_in.weight"),
+            ("time_embed.2.bias", "time_embedding.linear_2.bias"),
+            ("label_emb.0.0.weight", "add_embedding.linear_1.weight"),
+            ("input_blocks.1.0.in_layers.0.weight", "down_blocks.0.resnets.0.norm1.weight"),
+            ("input_blocks.3.0.op.weight", "down_blocks.0.downsamplers.0.conv.weight"),
+            (
+                "input_blocks.4.1.transformer_blocks.3.attn1.to_q.weight",
+                "down_blocks.1.attentions.0.transformer_blocks.3.attn1.to_q.weight",
+            ),
+            ("input_blocks.8.0.skip_connection.bias", "down_blocks.2.resnets.1.conv_shortcut.bias"),
+            ("middle_block.1.proj_in.weight", "mid_block.attentions.0.proj_in.weight"),
+            ("middle_block.2.out_layers.3.bias", "mid_block.resnets.1.conv2.bias"),
+            ("output_blocks.2.1.conv.weight", "up_blocks.0.upsamplers.0.conv.weight"),
+            ("output_blocks.5.2.conv.bias", "up_blocks.1.upsamplers.0.conv.bias"),
+            ("output_blocks.5.0.emb_layers.1.weight", "up_blocks.1.resnets.2.time_emb_proj.weight"),
+            ("output_blocks.7.1.norm.weight", "up_blocks.2.attentions.1.norm.weight"),
+            ("out.0.weight", "conv_norm_out.weight"),
+            ("out.2.bias", "conv_out.bias"),
+        ];
+        for (ldm, diffusers) in cases {
+            assert_eq!(unet_name(ldm, 2).as_deref(), Some(diffusers), "{ldm}");
+        }
+        // The SGM module names kohya writes for SDXL invert the mapping.
+        for module in [
+            "down_blocks.1.attentions.1.transformer_blocks.0.attn2.to_k",
+            "mid_block.attentions.0.proj_out",
+            "up_blocks.0.attentions.2.transformer_blocks.9.ff.net.2",
+        ] {
+            let ldm = unet_ldm_module(module, 2).unwrap();
+            assert_eq!(unet_name(&format!("{ldm}.weight"), 2).unwrap(), format!("{module}.weight"), "{module} → {ldm}");
+        }
+    }
+
+    #[test]
+    fn vae_names_reverse_the_decoder_levels() {
+        let cases = [
+            ("encoder.down.1.block.0.nin_shortcut.weight", "encoder.down_blocks.1.resnets.0.conv_shortcut.weight"),
+            ("encoder.down.2.downsample.conv.bias", "encoder.down_blocks.2.downsamplers.0.conv.bias"),
+            ("decoder.up.0.block.2.conv1.weight", "decoder.up_blocks.3.resnets.2.conv1.weight"),
+            ("decoder.up.3.upsample.conv.weight", "decoder.up_blocks.0.upsamplers.0.conv.weight"),
+            ("encoder.mid.attn_1.proj_out.weight", "encoder.mid_block.attentions.0.to_out.0.weight"),
+            ("decoder.mid.attn_1.norm.bias", "decoder.mid_block.attentions.0.group_norm.bias"),
+            ("decoder.mid.block_2.norm2.weight", "decoder.mid_block.resnets.1.norm2.weight"),
+            ("encoder.norm_out.weight", "encoder.conv_norm_out.weight"),
+            ("quant_conv.weight", "quant_conv.weight"),
+        ];
+        for (ldm, diffusers) in cases {
+            assert_eq!(vae_name(ldm, 4), diffusers, "{ldm}");
+        }
+    }
+
+    /// An OpenCLIP encoder read through the name translation equals the same
+    /// weights split and transposed by hand into Hugging Face names.
+    #[test]
+    fn open_clip_text_encoders_translate_to_hugging_face_clip() {
+        let (d, layers) = (8usize, 3usize);
+        let randn = |shape: &[usize]| Tensor::randn(0f32, 0.3, shape, &Device::Cpu).unwrap();
+        let prefix = SDXL_TEXT2_PREFIX;
+        let mut open_clip = HashMap::new();
+        let mut hf = HashMap::new();
+        let mut put = |ldm: String, hf_name: Option<String>, tensor: Tensor| {
+            if let Some(name) = hf_name {
+                hf.insert(name, tensor.clone());
+            }
+            open_clip.insert(format!("{prefix}{ldm}"), tensor);
+        };
+        put(
+            "token_embedding.weight".into(),
+            Some("text_model.embeddings.token_embedding.weight".into()),
+            randn(&[100, d]),
+        );
+        put(
+            "positional_embedding".into(),
+            Some("text_model.embeddings.position_embedding.weight".into()),
+            randn(&[77, d]),
+        );
+        for part in ["weight", "bias"] {
+            put(format!("ln_final.{part}"), Some(format!("text_model.final_layer_norm.{part}")), randn(&[d]));
+        }
+        let mut splits = Vec::new();
+        let projection = randn(&[d, 6]);
+        put("text_projection".into(), None, projection.clone());
+        for n in 0..layers {
+            let layer = |name: &str| format!("text_model.encoder.layers.{n}.{name}");
+            for part in ["weight", "bias"] {
+                let shape = |rows: usize, cols: usize| if part == "weight" { vec![rows, cols] } else { vec![rows] };
+                for (ldm, hf_name, rows, cols) in [
+                    ("ln_1", "layer_norm1", d, 0),
+                    ("ln_2", "layer_norm2", d, 0),
+                    ("attn.out_proj", "self_attn.out_proj", d, d),
+                    ("mlp.c_fc", "mlp.fc1", 4 * d, d),
+                    ("mlp.c_proj", "mlp.fc2", d, 4 * d),
+                ] {
+                    let dims = if cols == 0 { vec![rows] } else { shape(rows, cols) };
+                    put(
+                        format!("transformer.resblocks.{n}.{ldm}.{part}"),
+                        Some(layer(&format!("{hf_name}.{part}"))),
+                        randn(&dims),
+                    );
+                }
+                let fused = randn(&shape(3 * d, d));
+                for (i, name) in ["q_proj", "k_proj", "v_proj"].iter().enumerate() {
+                    splits.push((
+                        layer(&format!("self_attn.{name}.{part}")),
+                        fused.i(i * d..(i + 1) * d).unwrap().contiguous().unwrap(),
+                    ));
+                }
+                put(format!("transformer.resblocks.{n}.attn.in_proj_{part}"), None, fused);
+            }
+        }
+        hf.extend(splits);
+        hf.insert("text_projection.weight".into(), projection.t().unwrap().contiguous().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("openclip.safetensors");
+        candle_core::safetensors::save(&open_clip, &path).unwrap();
+        let shapes: HashMap<String, Vec<usize>> =
+            open_clip.iter().map(|(k, v)| (k.clone(), v.dims().to_vec())).collect();
+
+        let (mut config, names) = open_clip_text(&shapes, prefix, false).unwrap();
+        assert_eq!((config.hidden_size, config.num_hidden_layers, config.vocab_size), (d, layers, 100));
+        config.num_attention_heads = 2;
+        let files = WeightFiles::open(&[path]).unwrap();
+        let translated = ClipTextModel::load(
+            WeightSource::translated(files, names, prefix).var_builder(DType::F32, &Device::Cpu),
+            &config,
+        )
+        .unwrap();
+        let by_hand = ClipTextModel::load(VarBuilder::from_tensors(hf, DType::F32, &Device::Cpu), &config).unwrap();
+        let ids = Tensor::new(&[[49u32, 7, 99, 3, 0, 0]], &Device::Cpu).unwrap();
+        let (a, b) = (translated.forward(&ids).unwrap(), by_hand.forward(&ids).unwrap());
+        let diff =
+            |x: &Tensor, y: &Tensor| (x - y).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert_eq!(diff(&a.last_hidden_state, &b.last_hidden_state), 0.0);
+        assert_eq!(diff(&a.pooled, &b.pooled), 0.0);
+        assert_eq!(a.pooled.dims(), &[1, 6], "pooled output goes through the projection");
+
+        // SD2 drops the last layer and the projection.
+        let (sd2, names) = open_clip_text(&shapes, prefix, true).unwrap();
+        assert_eq!(sd2.num_hidden_layers, layers - 1);
+        assert!(!names.contains_key("text_projection.weight"));
+    }
+
+    #[test]
+    fn families_are_told_apart_by_their_text_encoder_keys() {
+        let with = |keys: &[&str]| keys.iter().map(|k| (k.to_string(), vec![1])).collect::<HashMap<_, _>>();
+        let unet = "model.diffusion_model.input_blocks.0.0.weight";
+        assert_eq!(
+            detect_family(&with(&[unet, "cond_stage_model.transformer.text_model.final_layer_norm.weight"])),
+            Ok(Family::Sd1)
+        );
+        assert_eq!(detect_family(&with(&[unet, "cond_stage_model.model.ln_final.weight"])), Ok(Family::Sd2));
+        assert_eq!(detect_family(&with(&[unet, "conditioner.embedders.1.model.ln_final.weight"])), Ok(Family::Sdxl));
+        assert!(
+            detect_family(&with(&["lora_unet_x.lora_down.weight"]))
+                .unwrap_err()
+                .contains("not a Stable Diffusion checkpoint")
+        );
     }
 }

@@ -86,7 +86,8 @@ impl Module for PixelAttention {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (batch, channels, height, width) = x.dims4()?;
         let tokens = self.group_norm.forward(x)?.flatten_from(2)?.transpose(1, 2)?.contiguous()?;
-        let attended = attention(&self.to_q.forward(&tokens)?, &self.to_k.forward(&tokens)?, &self.to_v.forward(&tokens)?)?;
+        let attended =
+            attention(&self.to_q.forward(&tokens)?, &self.to_k.forward(&tokens)?, &self.to_v.forward(&tokens)?)?;
         let h = self.to_out.forward(&attended)?.transpose(1, 2)?.reshape((batch, channels, height, width))?;
         h + x
     }
@@ -184,8 +185,11 @@ impl Vae {
                     ResnetBlock::load(vb.pp(format!("resnets.{j}")), resnet_shape(config, from, out_channels))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let downsample =
-                if i + 1 < levels { Some(Downsample::load(vb.pp("downsamplers.0"), out_channels, true)?) } else { None };
+            let downsample = if i + 1 < levels {
+                Some(Downsample::load(vb.pp("downsamplers.0"), out_channels, true)?)
+            } else {
+                None
+            };
             encoder_levels.push((resnets, downsample));
         }
 
@@ -202,7 +206,8 @@ impl Vae {
                     ResnetBlock::load(vb.pp(format!("resnets.{j}")), resnet_shape(config, from, out_channels))
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let upsample = if i + 1 < levels { Some(Upsample::load(vb.pp("upsamplers.0"), out_channels)?) } else { None };
+            let upsample =
+                if i + 1 < levels { Some(Upsample::load(vb.pp("upsamplers.0"), out_channels)?) } else { None };
             decoder_levels.push((resnets, upsample));
         }
 
@@ -248,7 +253,10 @@ impl Vae {
             h = quant.forward(&h)?;
         }
         let latent = self.config.latent_channels;
-        Ok(LatentDistribution { mean: h.narrow(1, 0, latent)?, logvar: h.narrow(1, latent, latent)?.clamp(-30f32, 20f32)? })
+        Ok(LatentDistribution {
+            mean: h.narrow(1, 0, latent)?,
+            logvar: h.narrow(1, latent, latent)?.clamp(-30f32, 20f32)?,
+        })
     }
 
     /// Decodes raw latents (already divided by the scaling factor) to images in about [−1, 1].

@@ -74,7 +74,9 @@ impl WeightFiles {
             candle_core::bail!("{}: missing tensor `{key}`", self.describe());
         };
         let (path, mapped) = &self.files[file];
-        let tensor = mapped.load(key, device).map_err(|e| candle_core::Error::msg(format!("{}: tensor `{key}`: {e}", path.display())))?;
+        let tensor = mapped
+            .load(key, device)
+            .map_err(|e| candle_core::Error::msg(format!("{}: tensor `{key}`: {e}", path.display())))?;
         Ok((tensor, path))
     }
 }
@@ -103,17 +105,20 @@ impl Stored {
 pub struct WeightSource {
     files: Arc<WeightFiles>,
     names: Option<Arc<HashMap<String, Stored>>>,
+    /// Which stored tensors a translated source reads, for messages (`model.diffusion_model.*`).
+    scope: String,
 }
 
 impl WeightSource {
     /// Tensors asked for by their stored names.
     pub fn direct(files: Arc<WeightFiles>) -> Self {
-        Self { files, names: None }
+        Self { files, names: None, scope: String::new() }
     }
 
-    /// Tensors asked for by model names, found through `names`.
-    pub fn translated(files: Arc<WeightFiles>, names: HashMap<String, Stored>) -> Self {
-        Self { files, names: Some(Arc::new(names)) }
+    /// Tensors asked for by model names, found through `names`, which were
+    /// made from the stored tensors under `scope`.
+    pub fn translated(files: Arc<WeightFiles>, names: HashMap<String, Stored>, scope: &str) -> Self {
+        Self { files, names: Some(Arc::new(names)), scope: scope.to_string() }
     }
 
     pub fn var_builder(self, dtype: DType, device: &Device) -> VarBuilder<'static> {
@@ -128,6 +133,15 @@ impl WeightSource {
     }
 
     fn fetch(&self, name: &str, device: &Device) -> Result<(Tensor, &Path, Stored)> {
+        if let Some(names) = &self.names
+            && !names.contains_key(name)
+        {
+            candle_core::bail!(
+                "{}: no tensor under `{}` gives the model's `{name}`: a tensor is missing, or this is another kind of model",
+                self.files.describe(),
+                self.scope
+            );
+        }
         let stored = self.resolve(name);
         let (tensor, path) = self.files.load(stored.key(), device).map_err(|e| {
             if stored.key() == name { e } else { candle_core::Error::msg(format!("{e} (the model's `{name}`)")) }

@@ -99,7 +99,11 @@ impl UNetConfig {
     pub fn check(&self) -> Result<(), String> {
         let levels = self.block_out_channels.len();
         if self.down_block_types.len() != levels || self.up_block_types.len() != levels {
-            return Err(format!("{levels} block_out_channels but {} down and {} up block types", self.down_block_types.len(), self.up_block_types.len()));
+            return Err(format!(
+                "{levels} block_out_channels but {} down and {} up block types",
+                self.down_block_types.len(),
+                self.up_block_types.len()
+            ));
         }
         for kind in self.down_block_types.iter().chain(&self.up_block_types) {
             if !["CrossAttnDownBlock2D", "DownBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"].contains(&kind.as_str()) {
@@ -116,7 +120,11 @@ impl UNetConfig {
         }
         match self.addition_embed_type.as_deref() {
             None => Ok(()),
-            Some("text_time") if self.addition_time_embed_dim.is_some() && self.projection_class_embeddings_input_dim.is_some() => Ok(()),
+            Some("text_time")
+                if self.addition_time_embed_dim.is_some() && self.projection_class_embeddings_input_dim.is_some() =>
+            {
+                Ok(())
+            }
             Some(kind) => Err(format!("addition_embed_type {kind} is not supported (or its dimensions are missing)")),
         }
     }

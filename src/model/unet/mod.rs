@@ -132,9 +132,12 @@ impl UNet {
 
         let last = channels[levels - 1];
         let mid = vb.pp("mid_block");
-        let mid_shape = transformer(last, config.heads(levels - 1), config.transformer_layers_per_block.get(levels - 1));
-        let mid_resnets =
-            [ResnetBlock::load(mid.pp("resnets.0"), resnet(last, last))?, ResnetBlock::load(mid.pp("resnets.1"), resnet(last, last))?];
+        let mid_shape =
+            transformer(last, config.heads(levels - 1), config.transformer_layers_per_block.get(levels - 1));
+        let mid_resnets = [
+            ResnetBlock::load(mid.pp("resnets.0"), resnet(last, last))?,
+            ResnetBlock::load(mid.pp("resnets.1"), resnet(last, last))?,
+        ];
         let mid_attention = SpatialTransformer::load(mid.pp("attentions.0"), mid_shape)?;
 
         let reversed: Vec<usize> = channels.iter().rev().copied().collect();
@@ -150,9 +153,12 @@ impl UNet {
             for j in 0..layers {
                 let skip = if j + 1 == layers { skip_from_below } else { out_channels };
                 let from = if j == 0 { previous } else { out_channels };
-                level.resnets.push(ResnetBlock::load(vb.pp(format!("resnets.{j}")), resnet(from + skip, out_channels))?);
+                level
+                    .resnets
+                    .push(ResnetBlock::load(vb.pp(format!("resnets.{j}")), resnet(from + skip, out_channels))?);
                 if kind.starts_with("CrossAttn") {
-                    let shape = transformer(out_channels, config.heads(levels - 1 - i), config.up_transformer_layers(i));
+                    let shape =
+                        transformer(out_channels, config.heads(levels - 1 - i), config.up_transformer_layers(i));
                     level.attentions.push(SpatialTransformer::load(vb.pp(format!("attentions.{j}")), shape)?);
                 }
             }
@@ -176,7 +182,12 @@ impl UNet {
             mid_resnets,
             mid_attention,
             up_blocks,
-            conv_norm_out: GroupNorm::load(vb.pp("conv_norm_out"), config.norm_num_groups, channels[0], config.norm_eps)?,
+            conv_norm_out: GroupNorm::load(
+                vb.pp("conv_norm_out"),
+                config.norm_num_groups,
+                channels[0],
+                config.norm_eps,
+            )?,
             conv_out: Conv2d::load(vb.pp("conv_out"), (channels[0], config.out_channels), 3, 1, 1)?,
             config: config.clone(),
         })
@@ -206,7 +217,8 @@ impl UNet {
         }
         let dtype = self.dtype();
         let config = &self.config;
-        let sinusoid = timestep_embedding(timesteps, config.block_out_channels[0], config.flip_sin_to_cos, config.freq_shift)?;
+        let sinusoid =
+            timestep_embedding(timesteps, config.block_out_channels[0], config.flip_sin_to_cos, config.freq_shift)?;
         let mut embedding = self.time_embedding.forward(&sinusoid.to_dtype(dtype)?)?;
         match (&self.add_embedding, added) {
             (Some(add_embedding), Some(added)) => {

@@ -36,7 +36,11 @@ impl Attention {
         let heads = self.heads;
         let split = |t: Tensor| -> Result<Tensor> {
             let (batch, tokens, inner) = t.dims3()?;
-            t.reshape((batch, tokens, heads, inner / heads))?.transpose(1, 2)?.reshape((batch * heads, tokens, inner / heads))
+            t.reshape((batch, tokens, heads, inner / heads))?.transpose(1, 2)?.reshape((
+                batch * heads,
+                tokens,
+                inner / heads,
+            ))
         };
         let q = split(self.to_q.forward(x)?)?;
         let k = split(self.to_k.forward(context)?)?;
@@ -44,7 +48,11 @@ impl Attention {
         let attended = attention(&q.contiguous()?, &k.contiguous()?, &v.contiguous()?)?;
         let (batch_heads, tokens, head_dim) = attended.dims3()?;
         let batch = batch_heads / heads;
-        let merged = attended.reshape((batch, heads, tokens, head_dim))?.transpose(1, 2)?.reshape((batch, tokens, heads * head_dim))?;
+        let merged = attended.reshape((batch, heads, tokens, head_dim))?.transpose(1, 2)?.reshape((
+            batch,
+            tokens,
+            heads * head_dim,
+        ))?;
         self.to_out.forward(&merged)
     }
 }
@@ -144,7 +152,9 @@ impl SpatialTransformer {
             }
         };
         let blocks = (0..shape.depth)
-            .map(|i| TransformerBlock::load(vb.pp(format!("transformer_blocks.{i}")), c, shape.context_dim, shape.heads))
+            .map(|i| {
+                TransformerBlock::load(vb.pp(format!("transformer_blocks.{i}")), c, shape.context_dim, shape.heads)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             norm: GroupNorm::load(vb.pp("norm"), shape.groups, c, 1e-6)?,

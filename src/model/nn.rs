@@ -127,14 +127,29 @@ impl Module for Conv2d {
                 }
             },
             move |grad| {
-                // The transposed convolution of the gradient, padded back to the
-                // input's size when the stride dropped a trailing row.
                 let kernel = weight.dim(2)?;
+                if stride == 1 && 2 * padding + 1 == kernel {
+                    // A same-size convolution's input gradient is the
+                    // convolution of the gradient with the flipped, transposed
+                    // kernel: candle's conv2d (im2col + matmul) is much faster
+                    // than its direct conv_transpose2d kernel.
+                    return grad.conv2d(&flipped_transposed(&weight)?, kernel - 1 - padding, 1, 1, 1);
+                }
+                // Otherwise the transposed convolution, padded back to the
+                // input's size when the stride dropped a trailing row.
                 let covered = (grad.dim(2)? - 1) * stride + kernel - 2 * padding;
                 grad.conv_transpose2d(&weight, padding, input_height - covered, stride, 1)
             },
         )
     }
+}
+
+/// `[out, in, h, w]` → `[in, out, h, w]` with both spatial axes reversed.
+fn flipped_transposed(weight: &Tensor) -> Result<Tensor> {
+    let (_, _, height, width) = weight.dims4()?;
+    let reversed = |n: usize| Tensor::from_vec((0..n as u32).rev().collect::<Vec<_>>(), n, weight.device());
+    let transposed = weight.transpose(0, 1)?.contiguous()?;
+    transposed.index_select(&reversed(height)?, 2)?.contiguous()?.index_select(&reversed(width)?, 3)?.contiguous()
 }
 
 /// Multiplies channel `c` (dimension `channel_dim`) by `weight[c]` and adds

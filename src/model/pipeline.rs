@@ -344,7 +344,7 @@ impl StableDiffusion {
     /// The latent size for an image size, checking it fits the model.
     pub fn latent_size(&self, height: usize, width: usize) -> Result<(usize, usize)> {
         let factor = self.vae.config.spatial_factor() << self.unet.config.downsamplings();
-        if height == 0 || width == 0 || height % factor != 0 || width % factor != 0 {
+        if height == 0 || width == 0 || !height.is_multiple_of(factor) || !width.is_multiple_of(factor) {
             bail!("image size {width}×{height} must be a positive multiple of {factor} for this model");
         }
         let spatial = self.vae.config.spatial_factor();

@@ -175,10 +175,10 @@ impl Vae {
         let encoder = vb.pp("encoder");
         let mut encoder_levels = Vec::with_capacity(levels);
         let mut out_channels = channels[0];
-        for i in 0..levels {
+        for (i, &level_channels) in channels.iter().enumerate() {
             let vb = encoder.pp(format!("down_blocks.{i}"));
             let in_channels = out_channels;
-            out_channels = channels[i];
+            out_channels = level_channels;
             let resnets = (0..config.layers_per_block)
                 .map(|j| {
                     let from = if j == 0 { in_channels } else { out_channels };
@@ -196,10 +196,10 @@ impl Vae {
         let decoder = vb.pp("decoder");
         let mut decoder_levels = Vec::with_capacity(levels);
         let mut out_channels = last;
-        for (i, &channels) in channels.iter().rev().enumerate() {
+        for (i, &level_channels) in channels.iter().rev().enumerate() {
             let vb = decoder.pp(format!("up_blocks.{i}"));
             let in_channels = out_channels;
-            out_channels = channels;
+            out_channels = level_channels;
             let resnets = (0..=config.layers_per_block)
                 .map(|j| {
                     let from = if j == 0 { in_channels } else { out_channels };

@@ -212,7 +212,7 @@ impl UNet {
     ) -> Result<Tensor> {
         let (_, _, height, width) = sample.dims4()?;
         let factor = 1 << self.config.downsamplings();
-        if height % factor != 0 || width % factor != 0 {
+        if !height.is_multiple_of(factor) || !width.is_multiple_of(factor) {
             candle_core::bail!("latent size {height}×{width} must be divisible by {factor} for this UNet");
         }
         let dtype = self.dtype();

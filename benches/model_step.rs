@@ -27,7 +27,8 @@ fn tiny_model_step(c: &mut Criterion) {
     let noise = Tensor::randn(0f32, 1.0, (2, 4, 16, 16), &device).unwrap();
     let timesteps = Tensor::new(&[250f32, 750.0], &device).unwrap();
 
-    let mut group = c.benchmark_group(format!("builtin:tiny, batch 2, 128 px, {}", if device.is_cuda() { "cuda" } else { "cpu" }));
+    let mut group =
+        c.benchmark_group(format!("builtin:tiny, batch 2, 128 px, {}", if device.is_cuda() { "cuda" } else { "cpu" }));
     group.sample_size(20);
     group.bench_function("UNet forward (baseline)", |b| {
         b.iter(|| {

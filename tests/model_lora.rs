@@ -201,3 +201,21 @@ fn a_lora_for_another_model_is_refused_by_shape() {
     let error = lora.apply(&mut model, 1.0, "wrong.safetensors").unwrap_err().to_string();
     assert!(error.contains("attn1.to_q") && error.contains("another model"), "{error}");
 }
+
+#[test]
+fn a_lora_whose_modules_match_nothing_is_refused() {
+    let mut model = model();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sdxl.safetensors");
+    let name = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q";
+    let tensors = HashMap::from([
+        (format!("{name}.lora_down.weight"), Tensor::zeros((4, 640), DType::F32, &Device::Cpu).unwrap()),
+        (format!("{name}.lora_up.weight"), Tensor::zeros((640, 4), DType::F32, &Device::Cpu).unwrap()),
+    ]);
+    candle_core::safetensors::save(&tensors, &path).unwrap();
+    let error = format!("{:#}", LoraFile::read(&path, &mut model).unwrap_err());
+    assert!(
+        error.contains("sdxl.safetensors") && error.contains("none of its 1 modules") && error.contains(name),
+        "{error}"
+    );
+}

@@ -63,9 +63,21 @@ pub fn kohya_name(family: Family, path: &str, layers_per_block: usize) -> Option
 }
 
 /// kohya module name → our path, for every adaptable layer of `model`.
+/// For SDXL the diffusers-style names some tools write are accepted too.
 fn kohya_table(model: &mut StableDiffusion) -> HashMap<String, String> {
     let (family, layers) = (model.family, model.unet.config.layers_per_block);
-    model.lora_layers().into_iter().filter_map(|(path, _)| Some((kohya_name(family, &path, layers)?, path))).collect()
+    let mut table = HashMap::new();
+    for (path, _) in model.lora_layers() {
+        if family == Family::Sdxl
+            && let Some(name) = kohya_name(Family::Sd1, &path, layers).filter(|n| n.starts_with("lora_unet_"))
+        {
+            table.insert(name, path.clone());
+        }
+        if let Some(name) = kohya_name(family, &path, layers) {
+            table.insert(name, path);
+        }
+    }
+    table
 }
 
 /// A `[r, in, 1, 1]` conv LoRA weight as `[r, in]`; larger kernels are refused.
@@ -102,7 +114,17 @@ impl LoraFile {
                 path.display()
             )
         };
-        file.with_context(|| format!("{}", path.display()))
+        let file = file.with_context(|| format!("{}", path.display()))?;
+        if file.modules.is_empty() {
+            bail!(
+                "{}: none of its {} modules match a layer of this {} model (a LoRA for another model family?); first: {}",
+                path.display(),
+                file.unmatched.len(),
+                model.family.label(),
+                file.unmatched.first().map_or("none", String::as_str)
+            );
+        }
+        Ok(file)
     }
 
     fn from_kohya(

@@ -153,6 +153,14 @@ fn sdxl_shaped_models_condition_on_both_encoders_and_pooled_size_ids() {
     let b = model.unet.forward(&sample, &t, &other.context, other.added.as_ref()).unwrap();
     assert!(max_abs_diff(&a, &b) > 1e-5, "size conditioning has no effect");
     assert_eq!(model.vae.config.scaling_factor, 0.13025);
+    // No negative prompt: zero context and pooled embedding (diffusers' force_zeros_for_empty_prompt).
+    let guided = sampling::guidance_conditioning(&model, "a zeltmug", "", 5.0, (64, 64)).unwrap();
+    let negative_row = guided.context.narrow(0, 0, 1).unwrap();
+    assert_eq!(max_abs_diff(&negative_row, &negative_row.zeros_like().unwrap()), 0.0);
+    let pooled = guided.added.as_ref().unwrap().text_embeds.narrow(0, 0, 1).unwrap();
+    assert_eq!(max_abs_diff(&pooled, &pooled.zeros_like().unwrap()), 0.0);
+    let with_negative = sampling::guidance_conditioning(&model, "a zeltmug", "blurry", 5.0, (64, 64)).unwrap();
+    assert!(max_abs_diff(&with_negative.context.narrow(0, 0, 1).unwrap(), &negative_row) > 1e-3);
     draw(&model, SamplerKind::EulerAncestral);
     kohya_round_trip(
         &mut model,

@@ -135,6 +135,7 @@ fn euler_ancestral_trajectory_matches_diffusers_with_its_noise() {
     let euler = sampling::EulerAncestral::new(&model.scheduler, 10);
     let expected: Vec<i64> = refs["euler_a_timesteps"].to_dtype(DType::I64).unwrap().to_vec1().unwrap();
     assert_eq!(euler.timesteps.iter().map(|&t| t as i64).collect::<Vec<_>>(), expected);
+    assert!(euler.timesteps.iter().all(|t| t.fract() == 0.0), "leading spacing gives whole timesteps");
     let sigmas = Tensor::new(euler.sigmas.as_slice(), &Device::Cpu).unwrap();
     assert_close("euler-a sigmas", &sigmas, &refs["euler_a_sigmas"], 1e-5, 1e-6);
     let init_sigma = refs["euler_a_init_noise_sigma"].to_dtype(DType::F32).unwrap().to_scalar::<f32>().unwrap();
@@ -188,6 +189,7 @@ fn runs_in_f16_and_refuses_bf16_on_the_cpu() {
     let options = LoadOptions { dtype: DType::F16, ..LoadOptions::default() };
     let model = StableDiffusion::load(&fixture("diffusers"), &options).unwrap();
     assert_eq!(model.unet.dtype(), DType::F16);
+    assert_eq!(model.vae.dtype(), DType::F32, "force_upcast keeps the VAE in f32, as diffusers does");
     let output = unet_output(&model).to_dtype(DType::F32).unwrap();
     let diff = max_abs_diff(&output, &refs()["unet_out"]);
     eprintln!("unet in f16: max |Δ| {diff:e}");

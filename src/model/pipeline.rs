@@ -130,6 +130,12 @@ fn config<T>(result: std::result::Result<T, String>) -> Result<T> {
     result.map_err(|e| anyhow!(e))
 }
 
+/// The VAE's dtype: f32 instead of f16 when its config asks to be upcast,
+/// as diffusers does (f16 overflows in SDXL's VAE).
+fn vae_dtype(config: &VaeConfig, options: &LoadOptions) -> DType {
+    if options.dtype == DType::F16 && config.force_upcast { DType::F32 } else { options.dtype }
+}
+
 fn load_text_encoder(source: WeightSource, config: &ClipTextConfig, options: &LoadOptions) -> Result<ClipTextModel> {
     Ok(ClipTextModel::load(source.var_builder(options.dtype, &options.device), config)?)
 }
@@ -176,7 +182,7 @@ impl StableDiffusion {
         let vae_dir = Self::part(folder, "vae")?;
         let vae_config = config(VaeConfig::from_file(&vae_dir.join("config.json")))?;
         let vae = Vae::load(
-            open(&vae_dir, "diffusion_pytorch_model")?.var_builder(options.dtype, &options.device),
+            open(&vae_dir, "diffusion_pytorch_model")?.var_builder(vae_dtype(&vae_config, options), &options.device),
             &vae_config,
         )?;
 
@@ -237,7 +243,7 @@ impl StableDiffusion {
         }
         let vae = Vae::load(
             WeightSource::translated(files.clone(), vae_names, "first_stage_model.*")
-                .var_builder(options.dtype, &options.device),
+                .var_builder(vae_dtype(&vae_config, options), &options.device),
             &vae_config,
         )?;
 

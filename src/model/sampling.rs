@@ -9,8 +9,10 @@ use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
 
+use super::Family;
 use super::pipeline::{Conditioning, StableDiffusion};
 use super::schedule::{NoiseSchedule, PredictionType, SchedulerConfig, TimestepSpacing};
+use super::unet::AddedConditioning;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SamplerKind {
@@ -57,21 +59,19 @@ impl SeededNoise {
 }
 
 /// The descending inference timesteps for `steps` steps, as diffusers
-/// spaces them.
-pub fn inference_timesteps(config: &SchedulerConfig, steps: usize) -> Vec<usize> {
+/// spaces them (`np.round` rounds halves to even). Linspace spacing keeps
+/// fractional timesteps, as Euler schedulers do; DDIM rounds them.
+pub fn inference_timesteps(config: &SchedulerConfig, spacing: TimestepSpacing, steps: usize) -> Vec<f64> {
     let n = config.num_train_timesteps;
-    match config.timestep_spacing {
-        TimestepSpacing::Leading => (0..steps).rev().map(|i| i * (n / steps) + config.steps_offset).collect(),
+    match spacing {
+        TimestepSpacing::Leading => (0..steps).rev().map(|i| (i * (n / steps) + config.steps_offset) as f64).collect(),
         TimestepSpacing::Trailing => {
             let ratio = n as f64 / steps as f64;
-            (0..steps).map(|i| (n as f64 - i as f64 * ratio).round() as usize - 1).collect()
+            (0..steps).map(|i| (n as f64 - i as f64 * ratio).round_ties_even() - 1.0).collect()
         }
         TimestepSpacing::Linspace => {
             let last = (n - 1) as f64;
-            (0..steps)
-                .rev()
-                .map(|i| if steps == 1 { 0 } else { (i as f64 * last / (steps - 1) as f64).round() as usize })
-                .collect()
+            (0..steps).rev().map(|i| if steps == 1 { 0.0 } else { i as f64 * last / (steps - 1) as f64 }).collect()
         }
     }
 }
@@ -88,8 +88,13 @@ impl Ddim {
     pub fn new(config: &SchedulerConfig, steps: usize) -> Self {
         let schedule = NoiseSchedule::new(config.clone());
         let final_alpha = if config.set_alpha_to_one { 1.0 } else { schedule.alphas_cumprod[0] };
+        // DDIM's default spacing is leading; its timesteps are whole numbers.
+        let spacing = config.timestep_spacing.unwrap_or(TimestepSpacing::Leading);
         Self {
-            timesteps: inference_timesteps(config, steps),
+            timesteps: inference_timesteps(config, spacing, steps)
+                .into_iter()
+                .map(|t| t.round_ties_even() as usize)
+                .collect(),
             step_size: config.num_train_timesteps / steps,
             schedule,
             final_alpha,
@@ -116,7 +121,8 @@ impl Ddim {
 
 /// Euler ancestral: an Euler step down to σ_down, then fresh noise up to σ_to.
 pub struct EulerAncestral {
-    pub timesteps: Vec<usize>,
+    /// Fractional with linspace spacing, as diffusers keeps them.
+    pub timesteps: Vec<f64>,
     /// σ per step, then a final 0.
     pub sigmas: Vec<f32>,
     prediction: PredictionType,
@@ -126,16 +132,23 @@ pub struct EulerAncestral {
 impl EulerAncestral {
     pub fn new(config: &SchedulerConfig, steps: usize) -> Self {
         let schedule = NoiseSchedule::new(config.clone());
-        let timesteps = inference_timesteps(config, steps);
+        // Euler's default spacing is linspace (diffusers), unlike DDIM's.
+        let spacing = config.timestep_spacing.unwrap_or(TimestepSpacing::Linspace);
+        let timesteps = inference_timesteps(config, spacing, steps);
+        // σ per training timestep in f32, then interpolated linearly at
+        // fractional timesteps in f64, as np.interp does.
+        let table: Vec<f32> = schedule.alphas_cumprod.iter().map(|&alpha| ((1.0 - alpha) / alpha).sqrt()).collect();
         let mut sigmas: Vec<f32> = timesteps
             .iter()
             .map(|&t| {
-                let alpha = schedule.alphas_cumprod[t.min(config.num_train_timesteps - 1)];
-                ((1.0 - alpha) / alpha).sqrt()
+                let t = t.clamp(0.0, (table.len() - 1) as f64);
+                let (low, fraction) = (t.floor() as usize, t.fract());
+                let high = (low + 1).min(table.len() - 1);
+                (f64::from(table[low]) * (1.0 - fraction) + f64::from(table[high]) * fraction) as f32
             })
             .collect();
         sigmas.push(0.0);
-        Self { timesteps, sigmas, prediction: config.prediction_type, spacing: config.timestep_spacing }
+        Self { timesteps, sigmas, prediction: config.prediction_type, spacing }
     }
 
     /// What the initial standard-normal latents are multiplied by.
@@ -203,7 +216,7 @@ impl NoiseSource for SeededNoise {
 fn guided_prediction(
     model: &StableDiffusion,
     x: &Tensor,
-    t: usize,
+    t: f64,
     conditioning: &Conditioning,
     guidance: f64,
 ) -> Result<Tensor> {
@@ -221,6 +234,31 @@ fn guided_prediction(
     Ok((&unconditional + ((conditional - &unconditional)? * guidance)?)?)
 }
 
+/// The UNet's conditioning for a prompt: `[negative, prompt]` when guidance
+/// is above 1, the prompt alone otherwise.
+pub fn guidance_conditioning(
+    model: &StableDiffusion,
+    prompt: &str,
+    negative: &str,
+    guidance: f64,
+    size: (usize, usize),
+) -> Result<Conditioning> {
+    let positive = model.encode_prompts(&[prompt], size)?;
+    if guidance <= 1.0 {
+        return Ok(positive);
+    }
+    if negative.is_empty() && model.family == Family::Sdxl {
+        // SDXL (force_zeros_for_empty_prompt): no negative prompt means zero
+        // context and pooled embedding, not the encoding of "".
+        let added = positive.added.as_ref().map(|added| -> candle_core::Result<_> {
+            Ok(AddedConditioning { text_embeds: added.text_embeds.zeros_like()?, time_ids: added.time_ids.clone() })
+        });
+        let negative = Conditioning { context: positive.context.zeros_like()?, added: added.transpose()? };
+        return Ok(Conditioning::concat(&negative, &positive)?);
+    }
+    Ok(Conditioning::concat(&model.encode_prompts(&[negative], size)?, &positive)?)
+}
+
 /// Runs the sampler and returns the final latents (unscaled, as the VAE's
 /// `decode` wants them after dividing by its scaling factor). `on_step` hears
 /// (step done, total, latents).
@@ -236,12 +274,7 @@ pub fn sample(
     let (latent_h, latent_w) = model.latent_size(request.height, request.width)?;
     let device = &model.device;
     let size = (request.height, request.width);
-    let positive = model.encode_prompts(&[&request.prompt], size)?;
-    let conditioning = if request.guidance > 1.0 {
-        Conditioning::concat(&model.encode_prompts(&[&request.negative], size)?, &positive)?
-    } else {
-        positive
-    };
+    let conditioning = guidance_conditioning(model, &request.prompt, &request.negative, request.guidance, size)?;
     let channels = model.unet.config.in_channels;
     let mut x = match &request.initial_latents {
         Some(latents) => {
@@ -262,7 +295,7 @@ pub fn sample(
         SamplerKind::Ddim => {
             let ddim = Ddim::new(&model.scheduler, request.steps);
             for (i, &t) in ddim.timesteps.iter().enumerate() {
-                let output = guided_prediction(model, &x, t, &conditioning, request.guidance)?;
+                let output = guided_prediction(model, &x, t as f64, &conditioning, request.guidance)?;
                 x = ddim.step(i, &output, &x)?;
                 on_step(i + 1, request.steps, &x);
             }
@@ -289,4 +322,28 @@ pub fn decode_image(model: &StableDiffusion, latents: &Tensor) -> Result<image::
     let data = pixels.squeeze(0)?.permute((1, 2, 0))?.flatten_all()?.to_vec1::<u8>()?;
     image::RgbImage::from_raw(width as u32, height as u32, data)
         .ok_or_else(|| anyhow::anyhow!("decoded image has the wrong size"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timesteps_are_spaced_and_rounded_as_diffusers_does() {
+        let mut config = SchedulerConfig::stable_diffusion();
+        config.timestep_spacing = None;
+        // Without a spacing in the config, DDIM defaults to leading and Euler to linspace.
+        assert_eq!(Ddim::new(&config, 4).timesteps, vec![751, 501, 251, 1]);
+        let euler = EulerAncestral::new(&config, 20);
+        assert_eq!(euler.timesteps[0], 999.0);
+        assert!((euler.timesteps[1] - 946.421_052_631_578_9).abs() < 1e-9, "{}", euler.timesteps[1]);
+        assert_eq!(euler.init_noise_sigma(), euler.sigmas[0], "linspace: the largest σ, not √(σ²+1)");
+        let sigma = euler.sigmas[1];
+        assert!(sigma > EulerAncestral::new(&config, 2).sigmas[1] && sigma < euler.sigmas[0]);
+        // np.round rounds halves to even: 16 trailing steps hit 812.5 → 812.
+        config.timestep_spacing = Some(TimestepSpacing::Trailing);
+        let trailing = inference_timesteps(&config, TimestepSpacing::Trailing, 16);
+        assert_eq!(trailing[3], 811.0, "{trailing:?}");
+        assert_eq!(&trailing[..3], &[999.0, 937.0, 874.0]);
+    }
 }

@@ -19,7 +19,8 @@ pub struct SchedulerConfig {
     pub trained_betas: Option<Vec<f64>>,
     pub prediction_type: PredictionType,
     pub steps_offset: usize,
-    pub timestep_spacing: TimestepSpacing,
+    /// Absent in older configs; each sampler then uses diffusers' own default.
+    pub timestep_spacing: Option<TimestepSpacing>,
     pub set_alpha_to_one: bool,
 }
 
@@ -34,7 +35,7 @@ impl Default for SchedulerConfig {
             trained_betas: None,
             prediction_type: PredictionType::Epsilon,
             steps_offset: 0,
-            timestep_spacing: TimestepSpacing::Leading,
+            timestep_spacing: None,
             set_alpha_to_one: true,
         }
     }
@@ -83,6 +84,7 @@ impl SchedulerConfig {
             beta_schedule: BetaSchedule::ScaledLinear,
             steps_offset: 1,
             set_alpha_to_one: false,
+            timestep_spacing: Some(TimestepSpacing::Leading),
             ..Self::default()
         }
     }

@@ -224,6 +224,12 @@ pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNe
         sample_size: family.default_resolution() / 8,
         class_embed_type: None,
         mid_block_type: Some("UNetMidBlock2DCrossAttn".into()),
+        time_cond_proj_dim: None,
+        resnet_time_scale_shift: None,
+        only_cross_attention: None,
+        time_embedding_type: None,
+        conv_in_kernel: None,
+        conv_out_kernel: None,
     };
     Ok((config, names))
 }
@@ -292,6 +298,7 @@ pub fn vae(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(VaeC
         use_quant_conv: shapes.contains_key(&key("quant_conv.weight")),
         use_post_quant_conv: shapes.contains_key(&key("post_quant_conv.weight")),
         mid_block_add_attention: shapes.contains_key(&key("encoder.mid.attn_1.q.weight")),
+        force_upcast: true,
     };
     Ok((config, names))
 }

@@ -31,6 +31,9 @@ pub struct VaeConfig {
     pub use_post_quant_conv: bool,
     #[serde(default = "yes")]
     pub mid_block_add_attention: bool,
+    /// Run in f32 when the model is loaded in f16 (SDXL's VAE overflows f16).
+    #[serde(default = "yes")]
+    pub force_upcast: bool,
 }
 
 fn three() -> usize {
@@ -231,7 +234,7 @@ impl Vae {
         })
     }
 
-    fn dtype(&self) -> DType {
+    pub fn dtype(&self) -> DType {
         self.encoder_conv_in.weight.dtype()
     }
 

@@ -13,11 +13,18 @@ pub enum PerBlock {
 }
 
 impl PerBlock {
-    /// The value for block `i`; a short list repeats its last entry.
+    /// The value for block `i` (lists are checked to cover every block).
     pub fn get(&self, i: usize) -> usize {
         match self {
             Self::One(value) => *value,
-            Self::Each(values) => values.get(i).or(values.last()).copied().unwrap_or(1),
+            Self::Each(values) => values[i],
+        }
+    }
+
+    fn covers(&self, blocks: usize) -> bool {
+        match self {
+            Self::One(_) => true,
+            Self::Each(values) => values.len() == blocks,
         }
     }
 }
@@ -66,6 +73,20 @@ pub struct UNetConfig {
     pub class_embed_type: Option<String>,
     #[serde(default = "default_mid_block")]
     pub mid_block_type: Option<String>,
+    /// Variants that change the numbers; only the defaults are implemented,
+    /// so anything else is refused rather than run wrongly.
+    #[serde(default)]
+    pub time_cond_proj_dim: Option<usize>,
+    #[serde(default)]
+    pub resnet_time_scale_shift: Option<String>,
+    #[serde(default)]
+    pub only_cross_attention: Option<serde_json::Value>,
+    #[serde(default)]
+    pub time_embedding_type: Option<String>,
+    #[serde(default)]
+    pub conv_in_kernel: Option<usize>,
+    #[serde(default)]
+    pub conv_out_kernel: Option<usize>,
 }
 
 fn one_layer() -> PerBlock {
@@ -118,6 +139,34 @@ impl UNetConfig {
         if let Some(kind) = &self.class_embed_type {
             return Err(format!("class_embed_type {kind} is not supported"));
         }
+        let heads = self.num_attention_heads.as_ref().unwrap_or(&self.attention_head_dim);
+        for (name, value) in [
+            ("attention_head_dim / num_attention_heads", heads),
+            ("transformer_layers_per_block", &self.transformer_layers_per_block),
+        ] {
+            if !value.covers(levels) {
+                return Err(format!("{name} must give one value or one per block ({levels})"));
+            }
+        }
+        if let Some(reverse) = &self.reverse_transformer_layers_per_block
+            && reverse.len() != levels
+        {
+            return Err(format!("reverse_transformer_layers_per_block must give one value per block ({levels})"));
+        }
+        let unsupported = [
+            ("time_cond_proj_dim", self.time_cond_proj_dim.is_some()),
+            ("resnet_time_scale_shift", self.resnet_time_scale_shift.as_deref().is_some_and(|v| v != "default")),
+            (
+                "only_cross_attention",
+                self.only_cross_attention.as_ref().is_some_and(|v| v != &serde_json::Value::Bool(false)),
+            ),
+            ("time_embedding_type", self.time_embedding_type.as_deref().is_some_and(|v| v != "positional")),
+            ("conv_in_kernel", self.conv_in_kernel.is_some_and(|k| k != 3)),
+            ("conv_out_kernel", self.conv_out_kernel.is_some_and(|k| k != 3)),
+        ];
+        if let Some((key, _)) = unsupported.iter().find(|(_, differs)| *differs) {
+            return Err(format!("{key} other than the Stable Diffusion default is not supported"));
+        }
         match self.addition_embed_type.as_deref() {
             None => Ok(()),
             Some("text_time")
@@ -150,5 +199,43 @@ impl UNetConfig {
     /// How many times the sample is halved: sizes must divide by 2^this.
     pub fn downsamplings(&self) -> usize {
         self.block_out_channels.len() - 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::UNetConfig;
+
+    fn config(extra: serde_json::Value) -> Result<(), String> {
+        let mut json = serde_json::json!({"in_channels": 4, "out_channels": 4, "block_out_channels": [32, 64],
+            "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"], "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"],
+            "layers_per_block": 2, "attention_head_dim": 2, "cross_attention_dim": 32});
+        for (key, value) in extra.as_object().unwrap() {
+            json[key] = value.clone();
+        }
+        serde_json::from_value::<UNetConfig>(json).unwrap().check()
+    }
+
+    #[test]
+    fn variants_that_would_run_wrongly_are_refused() {
+        assert_eq!(config(serde_json::json!({})), Ok(()));
+        assert_eq!(
+            config(serde_json::json!({"resnet_time_scale_shift": "default", "only_cross_attention": false})),
+            Ok(())
+        );
+        for (extra, key) in [
+            (serde_json::json!({"time_cond_proj_dim": 256}), "time_cond_proj_dim"),
+            (serde_json::json!({"resnet_time_scale_shift": "scale_shift"}), "resnet_time_scale_shift"),
+            (serde_json::json!({"attention_head_dim": [2, 4, 8]}), "attention_head_dim"),
+            (serde_json::json!({"transformer_layers_per_block": [1]}), "transformer_layers_per_block"),
+            (
+                serde_json::json!({"down_block_types": ["SimpleCrossAttnDownBlock2D", "DownBlock2D"]}),
+                "SimpleCrossAttnDownBlock2D",
+            ),
+            (serde_json::json!({"addition_embed_type": "text_image"}), "text_image"),
+        ] {
+            let error = config(extra).unwrap_err();
+            assert!(error.contains(key), "{error}");
+        }
     }
 }

@@ -224,7 +224,13 @@ impl UNet {
             (Some(add_embedding), Some(added)) => {
                 let width = config.addition_time_embed_dim.unwrap_or(256);
                 let batch = added.time_ids.dim(0)?;
-                let ids = timestep_embedding(&added.time_ids.flatten_all()?, width, true, 0.0)?.reshape((batch, ()))?;
+                let ids = timestep_embedding(
+                    &added.time_ids.flatten_all()?,
+                    width,
+                    config.flip_sin_to_cos,
+                    config.freq_shift,
+                )?
+                .reshape((batch, ()))?;
                 let input = Tensor::cat(&[added.text_embeds.to_dtype(DType::F32)?, ids], 1)?.to_dtype(dtype)?;
                 embedding = (embedding + add_embedding.forward(&input)?)?;
             }

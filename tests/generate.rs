@@ -47,7 +47,7 @@ fn the_builtin_model_writes_a_png_for_a_project() {
     assert_eq!((image.width(), image.height()), (128, 128));
     assert!(String::from_utf8_lossy(&output.stdout).contains("wrote"));
     assert!(
-        project.path().join("cache/builtin-tiny-v1/model_index.json").is_file(),
+        project.path().join("cache/builtin-tiny-v2/model_index.json").is_file(),
         "the tiny model was not cached in the project"
     );
 }

@@ -41,6 +41,23 @@ pub enum Command {
         #[arg(long, default_value = "")]
         trigger: String,
     },
+    /// Train the project's LoRA without the workbench (progress on a terminal, plain lines in logs).
+    Train {
+        /// The project folder.
+        project: PathBuf,
+        /// Train this many steps instead of project.toml's `train.steps`.
+        #[arg(long)]
+        steps: Option<u32>,
+        /// Continue a run from its last checkpoint: the newest run, or the one named.
+        #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "")]
+        resume: Option<String>,
+        /// Print each new sample image below the progress, where the terminal shows images.
+        #[arg(long)]
+        show_samples: bool,
+        /// Without a terminal, print a progress line every N steps.
+        #[arg(long, default_value_t = 10, value_name = "N")]
+        report_every: u64,
+    },
     /// Draw an image from a prompt with a project's base model (or any model) and LoRAs.
     Generate(Box<GenerateCommand>),
 }
@@ -112,8 +129,37 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Init { dir, name, trigger }) => init(&dir, name.as_deref(), &trigger),
         Some(Command::Generate(command)) => generate(*command),
+        Some(Command::Train { project, steps, resume, show_samples, report_every }) => {
+            train(&project, steps, resume, show_samples, report_every)
+        }
         None => workbench(cli.project.as_deref().unwrap_or(Path::new(".")), cli.theme.as_deref()),
     }
+}
+
+fn train(
+    dir: &Path,
+    steps: Option<u32>,
+    resume: Option<String>,
+    show_samples: bool,
+    report_every: u64,
+) -> anyhow::Result<ExitCode> {
+    let project = Project::open(dir)?;
+    let resume =
+        resume.map(|run| if run.is_empty() { crate::train::Resume::Latest } else { crate::train::Resume::Run(run) });
+    // A drill for the tests: make the loss non-finite at this step.
+    let fault_nan_at = std::env::var("EASEL_FAULT_NAN_STEP").ok().and_then(|s| s.parse().ok());
+    let options = crate::train::TrainOptions {
+        steps,
+        resume,
+        device: crate::generate::default_device(),
+        fault_nan_at,
+        learning_rate: None,
+    };
+    crate::train::headless::run(
+        project,
+        crate::train::headless::HeadlessOptions { train: options, show_samples, report_every },
+    )?;
+    Ok(ExitCode::SUCCESS)
 }
 
 fn generate(command: GenerateCommand) -> anyhow::Result<ExitCode> {

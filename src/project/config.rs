@@ -195,6 +195,25 @@ pub struct TrainConfig {
     pub validate_every: u32,
     /// Share of the images held out for validation.
     pub validation_fraction: f64,
+    /// Micro-batches whose gradients add up to one optimizer step.
+    pub gradient_accumulation: u32,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+    /// Clip the gradient's global norm to this (0: no clipping).
+    pub max_grad_norm: f64,
+    /// Min-SNR-γ loss weighting (0: off; 5 is the usual choice).
+    pub min_snr_gamma: f64,
+    /// Extra per-channel noise offset (0: off; around 0.05 helps very dark or bright images).
+    pub noise_offset: f64,
+    /// Shuffle a caption's comma-separated tags, keeping the first `keep_tags` in place.
+    pub shuffle_tags: bool,
+    pub keep_tags: u32,
+    /// Share of steps that train on an empty caption.
+    pub caption_dropout: f64,
+    /// How many periodic checkpoints to keep (the best by validation loss is kept too).
+    pub keep_checkpoints: u32,
+    /// Append a metrics line every N steps.
+    pub log_every: u32,
 }
 
 impl Default for TrainConfig {
@@ -213,6 +232,16 @@ impl Default for TrainConfig {
             sample_every: 250,
             validate_every: 100,
             validation_fraction: 0.1,
+            gradient_accumulation: 1,
+            weight_decay: 0.01,
+            max_grad_norm: 1.0,
+            min_snr_gamma: 0.0,
+            noise_offset: 0.0,
+            shuffle_tags: false,
+            keep_tags: 1,
+            caption_dropout: 0.0,
+            keep_checkpoints: 3,
+            log_every: 1,
         }
     }
 }
@@ -316,11 +345,29 @@ impl ProjectConfig {
         if train.batch_size == 0 {
             return fail("train.batch_size", "batch_size must be at least 1".into());
         }
-        if !(train.learning_rate.is_finite() && train.learning_rate > 0.0 && train.learning_rate < 1.0) {
+        // 0 is allowed: it trains nothing, which gives a baseline loss curve.
+        if !(train.learning_rate.is_finite() && train.learning_rate >= 0.0 && train.learning_rate < 1.0) {
             return fail(
                 "train.learning_rate",
-                format!("learning_rate must be between 0 and 1, not {}", train.learning_rate),
+                format!("learning_rate must be at least 0 and below 1, not {}", train.learning_rate),
             );
+        }
+        if train.gradient_accumulation == 0 {
+            return fail("train.gradient_accumulation", "gradient_accumulation must be at least 1".into());
+        }
+        if train.log_every == 0 {
+            return fail("train.log_every", "log_every must be at least 1".into());
+        }
+        for (key, value, range) in [
+            ("train.weight_decay", train.weight_decay, 0.0..=1.0),
+            ("train.max_grad_norm", train.max_grad_norm, 0.0..=1e6),
+            ("train.min_snr_gamma", train.min_snr_gamma, 0.0..=1e3),
+            ("train.noise_offset", train.noise_offset, 0.0..=1.0),
+            ("train.caption_dropout", train.caption_dropout, 0.0..=1.0),
+        ] {
+            if !range.contains(&value) {
+                return fail(key, format!("{value} is outside {}..={}", range.start(), range.end()));
+            }
         }
         if train.warmup_steps > train.steps {
             return fail(

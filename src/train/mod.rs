@@ -2,6 +2,15 @@
 //! `metrics.jsonl`, `checkpoints/` and `samples/`; the workbench reads these
 //! folders, so it can follow runs started by another process.
 
+pub mod buckets;
+pub mod data;
+pub mod headless;
+pub mod latents;
+pub mod optim;
+pub mod run_dir;
 mod runs;
+pub mod smoothing;
+pub mod trainer;
 
 pub use runs::{RunSummary, list_runs};
+pub use trainer::{Command, Event, Resume, StepMetrics, TrainOptions, TrainerHandle, spawn};

@@ -1,0 +1,167 @@
+//! `easel train`: a run without the workbench. On a terminal, one progress
+//! line redrawn in place (step, loss, smoothed loss, lr, it/s, ETA) with
+//! events printed above it; in a log (stdout not a TTY), a plain line every
+//! few steps. Ctrl-C or SIGTERM stops the run with a checkpoint.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Result, anyhow};
+
+use super::smoothing::Ema;
+use super::trainer::{Command, Event, StepMetrics, TrainOptions, spawn};
+use crate::project::Project;
+
+pub struct HeadlessOptions {
+    pub train: TrainOptions,
+    /// Print sample images below the progress (viuer) where the terminal can.
+    pub show_samples: bool,
+    /// Without a terminal, print a line every this many steps.
+    pub report_every: u64,
+}
+
+fn duration(seconds: f64) -> String {
+    let seconds = seconds.max(0.0).round() as u64;
+    if seconds >= 3600 {
+        format!("{}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)
+    } else {
+        format!("{}:{:02}", seconds / 60, seconds % 60)
+    }
+}
+
+/// The progress line: bar, step/total, loss, smoothed loss, lr, it/s, ETA.
+pub fn progress_line(m: &StepMetrics, smoothed: f64, width: usize) -> String {
+    let per_second = m.step as f64 / m.elapsed_seconds.max(1e-9);
+    let eta = (m.total - m.step) as f64 / per_second.max(1e-9);
+    let filled = (width as u64 * m.step / m.total.max(1)) as usize;
+    format!(
+        "[{}{}] {}/{} loss {:.4} (smoothed {:.4}) lr {:.2e} {:.2} it/s ETA {}",
+        "#".repeat(filled),
+        "-".repeat(width - filled),
+        m.step,
+        m.total,
+        m.loss,
+        smoothed,
+        m.lr,
+        per_second,
+        duration(eta)
+    )
+}
+
+/// Stops the trainer on Ctrl-C, SIGTERM or SIGHUP, so it saves a checkpoint.
+fn forward_signals(commands: std::sync::mpsc::Sender<Command>) {
+    std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
+        runtime.block_on(async {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
+                return;
+            };
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+                _ = hup.recv() => {}
+            }
+            let _ = commands.send(Command::Stop);
+        });
+    });
+}
+
+pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
+    let tty = std::io::stdout().is_terminal();
+    let handle = spawn(project, options.train);
+    forward_signals(handle.commands.clone());
+    let mut out = std::io::stdout().lock();
+    let mut ema = Ema::new(0.9);
+    let mut bar = String::new();
+    // On a terminal, an event line replaces the progress line, which is then redrawn.
+    let say = |out: &mut std::io::StdoutLock, bar: &str, line: String| {
+        if tty {
+            let _ = write!(out, "\r\x1b[2K{line}\n{bar}");
+        } else {
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    };
+    for event in handle.events.iter() {
+        match event {
+            Event::Started { run_id, dir, start_step, total, train_images, validation_images } => {
+                let from = if start_step > 0 { format!(", resuming at step {start_step}") } else { String::new() };
+                say(
+                    &mut out,
+                    &bar,
+                    format!(
+                        "run {run_id} in {}: {train_images} training and {validation_images} validation images, {total} steps{from}",
+                        dir.display()
+                    ),
+                );
+            }
+            Event::Preparing { what, done, total } if tty => {
+                let _ = write!(out, "\r\x1b[2K{what} {done}/{total}");
+                let _ = out.flush();
+            }
+            Event::Preparing { .. } => {}
+            Event::Step(metrics) => {
+                let smoothed = ema.push(metrics.loss);
+                if tty {
+                    bar = progress_line(&metrics, smoothed, 24);
+                    let _ = write!(out, "\r\x1b[2K{bar}");
+                    let _ = out.flush();
+                } else if metrics.step % options.report_every.max(1) == 0 || metrics.step == metrics.total {
+                    say(
+                        &mut out,
+                        &bar,
+                        format!(
+                            "step {}/{} loss {:.4} smoothed {:.4} lr {:.2e} grad_norm {:.3} {:.2} img/s elapsed {}",
+                            metrics.step,
+                            metrics.total,
+                            metrics.loss,
+                            smoothed,
+                            metrics.lr,
+                            metrics.grad_norm,
+                            metrics.samples_per_second,
+                            duration(metrics.elapsed_seconds)
+                        ),
+                    );
+                }
+            }
+            Event::Validation { step, loss } => say(&mut out, &bar, format!("step {step}: validation loss {loss:.4}")),
+            Event::Samples { step, paths } => {
+                say(
+                    &mut out,
+                    &bar,
+                    format!(
+                        "step {step}: {} samples in {}",
+                        paths.len(),
+                        paths.first().and_then(|p| p.parent()).map(|p| p.display().to_string()).unwrap_or_default()
+                    ),
+                );
+                if options.show_samples && tty {
+                    let _ = write!(out, "\r\x1b[2K");
+                    let _ = out.flush();
+                    for path in &paths {
+                        let config = viuer::Config { width: Some(24), absolute_offset: false, ..Default::default() };
+                        if let Ok(image) = image::open(path) {
+                            let _ = viuer::print(&image, &config);
+                        }
+                    }
+                    let _ = write!(out, "{bar}");
+                }
+            }
+            Event::Checkpoint { step, path } => {
+                say(&mut out, &bar, format!("step {step}: checkpoint {}", path.display()))
+            }
+            Event::Paused { step } => say(&mut out, &bar, format!("paused at step {step}")),
+            Event::Resumed { step } => say(&mut out, &bar, format!("resumed at step {step}")),
+            Event::Finished { step, lora, stopped } => {
+                let how = if stopped { "stopped" } else { "finished" };
+                say(&mut out, "", format!("{how} at step {step}: LoRA {}", lora.display()));
+            }
+            Event::Error(_) => {}
+        }
+    }
+    if tty {
+        let _ = writeln!(out);
+    }
+    handle.thread.join().map_err(|_| anyhow!("the trainer thread panicked"))?
+}

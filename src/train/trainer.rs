@@ -301,6 +301,8 @@ impl<'a> Trainer<'a> {
         };
         if options.resume.is_some() {
             trainer.restore_checkpoint()?;
+            // The metrics file was rewritten (a new file): append to that one.
+            trainer.metrics = MetricsLog::open(&trainer.run.metrics_path())?;
         }
         let _ = events.send(Event::Started {
             run_id: trainer.run.id.clone(),

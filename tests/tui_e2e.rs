@@ -29,7 +29,10 @@ mod common;
 
 impl Session {
     fn start(env: &[(&str, &str)]) -> Self {
-        let project = common::demo_copy();
+        Self::start_in(common::demo_copy(), env)
+    }
+
+    fn start_in(project: tempfile::TempDir, env: &[(&str, &str)]) -> Self {
         let pair =
             native_pty_system().openpty(PtySize { rows: 24, cols: 80, pixel_width: 0, pixel_height: 0 }).unwrap();
         let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_easel"));
@@ -239,4 +242,50 @@ fn an_error_restores_the_terminal_before_reporting() {
     let output = session.output_text();
     let message = output.find("easel: error: crash drill: error inside the workbench").expect("error shown");
     assert!(message > output.find("\x1b[?1049l").unwrap());
+}
+
+/// The highest `step N/` the screen shows.
+fn shown_step(screen: &str) -> Option<u64> {
+    screen.split("step ").skip(1).filter_map(|rest| rest.split('/').next()?.trim().parse().ok()).max()
+}
+
+fn braille_cells(screen: &str) -> usize {
+    screen.chars().filter(|c| ('\u{2801}'..='\u{28ff}').contains(c)).count()
+}
+
+#[test]
+fn the_train_pane_starts_a_run_and_its_chart_updates_live() {
+    let project = common::demo_copy();
+    let config = "name = \"demo\"\ndataset = \"dataset\"\n[train]\nsteps = 60\nbatch_size = 2\nlearning_rate = 1e-3\n\
+                  warmup_steps = 0\nresolution = 64\nprecision = \"f32\"\nsave_every = 0\nsample_every = 0\nvalidate_every = 10\n";
+    std::fs::write(project.path().join("project.toml"), config).unwrap();
+    let mut session = Session::start_in(project, &[]);
+    session.wait_for("1 Dataset");
+    session.send("3");
+    session.wait_for("s: train");
+    session.send("s");
+    session.wait_for("● training");
+    let wait_step = |session: &Session, at_least: u64| {
+        let start = Instant::now();
+        loop {
+            let screen = session.contents();
+            if shown_step(&screen).is_some_and(|s| s >= at_least) && braille_cells(&screen) > 10 {
+                return screen;
+            }
+            assert!(start.elapsed() < Duration::from_secs(120), "no step {at_least} on screen:\n{screen}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let early = wait_step(&session, 8);
+    let later = wait_step(&session, shown_step(&early).unwrap() + 8);
+    assert_ne!(early, later, "the chart did not change");
+    assert!(later.contains("loss") && later.contains("it/s"), "{later}");
+    session.send("x");
+    let stopped = session.wait_for("at step");
+    assert!(stopped.contains("Stopped at step") || stopped.contains("Finished at step"), "{stopped}");
+    session.send("q");
+    assert!(session.wait_exit().success());
+    session.assert_restored();
+    let runs: Vec<_> = std::fs::read_dir(session.project.path().join("runs")).unwrap().collect();
+    assert_eq!(runs.len(), 1);
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use easel::dataset::Inventory;
 use easel::project::Project;
-use easel::train::list_runs;
+use easel::train::{list_runs, read_metrics};
 use easel::tui::{Action, App, PaneId, ProjectFiles, Theme, render};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
@@ -20,7 +20,18 @@ fn demo_copy() -> tempfile::TempDir {
     let run = dir.path().join("runs/20261126-101500");
     fs::create_dir_all(run.join("checkpoints")).unwrap();
     fs::create_dir_all(run.join("samples/step-000050")).unwrap();
-    fs::write(run.join("metrics.jsonl"), "{\"step\":25,\"loss\":0.31}\n{\"step\":50,\"loss\":0.22}\n").unwrap();
+    // A loss curve that falls with some noise, and a validation point every 10 steps.
+    let mut metrics = String::new();
+    for step in 1..=50u64 {
+        let loss = 0.2 + 0.2 * (-(step as f64) / 15.0).exp() + 0.03 * ((step * 7) as f64).sin();
+        let line = serde_json::json!({"step": step, "total": 100, "loss": loss, "lr": 1e-3 * (1.0 - step as f64 / 100.0),
+            "elapsed_s": step as f64 * 0.5, "memory_mib": 512.0});
+        metrics.push_str(&format!("{line}\n"));
+        if step % 10 == 0 {
+            metrics.push_str(&format!("{}\n", serde_json::json!({"step": step, "event": "validation", "val_loss": 0.25 + 0.1 * (-(step as f64) / 20.0).exp()})));
+        }
+    }
+    fs::write(run.join("metrics.jsonl"), metrics).unwrap();
     fs::write(run.join("checkpoints/step-000050.safetensors"), b"").unwrap();
     for i in 0..3 {
         fs::write(run.join(format!("samples/step-000050/{i}.png")), b"").unwrap();
@@ -30,8 +41,10 @@ fn demo_copy() -> tempfile::TempDir {
 
 fn loaded_app(root: &Path, theme: &str) -> App {
     let project = Project::open(root).unwrap();
+    let runs = list_runs(&project.runs_dir());
+    let metrics = runs.first().map(|run| read_metrics(&run.dir));
     let files =
-        ProjectFiles { inventory: Inventory::read(&project.dataset_dir(), None), runs: list_runs(&project.runs_dir()) };
+        ProjectFiles { inventory: Inventory::read(&project.dataset_dir(), None), runs, metrics, compare_metrics: None };
     let mut app = App::new(project, Theme::resolve(theme, Path::new(".")).unwrap());
     app.files_loaded(files);
     app

@@ -107,7 +107,7 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
                     bar = progress_line(&metrics, smoothed, 24);
                     let _ = write!(out, "\r\x1b[2K{bar}");
                     let _ = out.flush();
-                } else if metrics.step % options.report_every.max(1) == 0 || metrics.step == metrics.total {
+                } else if metrics.step.is_multiple_of(options.report_every.max(1)) || metrics.step == metrics.total {
                     say(
                         &mut out,
                         &bar,

@@ -12,5 +12,5 @@ mod runs;
 pub mod smoothing;
 pub mod trainer;
 
-pub use runs::{RunSummary, list_runs};
+pub use runs::{RunMetrics, RunSummary, list_runs, read_metrics};
 pub use trainer::{Command, Event, Resume, StepMetrics, TrainOptions, TrainerHandle, spawn};

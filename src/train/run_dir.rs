@@ -71,8 +71,7 @@ impl RunDir {
             Some(id) => id.to_string(),
             None => super::list_runs(runs_dir)
                 .into_iter()
-                .filter(|run| run.dir.join(FROZEN_CONFIG).is_file())
-                .next_back()
+                .rfind(|run| run.dir.join(FROZEN_CONFIG).is_file())
                 .map(|run| run.id)
                 .ok_or_else(|| anyhow!("{}: no runs to resume", runs_dir.display()))?,
         };

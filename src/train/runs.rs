@@ -55,6 +55,62 @@ fn last_metrics_step(path: &Path) -> io::Result<Option<u64>> {
         .find_map(|value| value.get("step").and_then(serde_json::Value::as_u64)))
 }
 
+/// What a run's metrics.jsonl says, for charts: loss and learning rate per
+/// logged step, validation points, sample rounds, and the last step's figures.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunMetrics {
+    pub loss: Vec<(u64, f64)>,
+    pub lr: Vec<(u64, f64)>,
+    pub validation: Vec<(u64, f64)>,
+    /// Step → sample image paths.
+    pub samples: Vec<(u64, Vec<PathBuf>)>,
+    pub last: Option<serde_json::Value>,
+    pub finished: bool,
+    /// `train.steps` from the run's frozen project.toml, when readable.
+    pub total: Option<u64>,
+}
+
+/// Reads a run's metrics.jsonl; a torn last line (a writer mid-line) is ignored.
+pub fn read_metrics(dir: &Path) -> RunMetrics {
+    let mut metrics = RunMetrics::default();
+    let text = fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
+    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+    for value in complete.lines().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()) {
+        let Some(step) = value.get("step").and_then(serde_json::Value::as_u64) else { continue };
+        let number = |key: &str| value.get(key).and_then(serde_json::Value::as_f64);
+        match value.get("event").and_then(serde_json::Value::as_str) {
+            None => {
+                if let Some(loss) = number("loss") {
+                    metrics.loss.push((step, loss));
+                }
+                if let Some(lr) = number("lr") {
+                    metrics.lr.push((step, lr));
+                }
+                metrics.last = Some(value.clone());
+            }
+            Some("validation") => metrics.validation.extend(number("val_loss").map(|v| (step, v))),
+            Some("samples") => {
+                let paths = value
+                    .get("paths")
+                    .and_then(serde_json::Value::as_array)
+                    .map(|paths| paths.iter().filter_map(|p| p.as_str().map(PathBuf::from)).collect::<Vec<_>>());
+                metrics.samples.push((step, paths.unwrap_or_default()));
+            }
+            Some("finished") => metrics.finished = true,
+            Some(_) => {}
+        }
+    }
+    let logged_total = metrics.last.as_ref().and_then(|v| v.get("total")).and_then(serde_json::Value::as_u64);
+    metrics.total = logged_total.or_else(|| {
+        fs::read_to_string(dir.join("project.toml"))
+            .ok()
+            .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
+            .and_then(|table| table.get("train")?.get("steps")?.as_integer())
+            .map(|steps| steps as u64)
+    });
+    metrics
+}
+
 /// Files with `extension` anywhere under `dir`.
 fn count_files(dir: &Path, extension: &str) -> usize {
     let Ok(items) = fs::read_dir(dir) else { return 0 };

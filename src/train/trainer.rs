@@ -395,7 +395,7 @@ impl<'a> Trainer<'a> {
             let (loss, grad_norm, images) = self.optimizer_step(step)?;
             step += 1;
             images_done += images;
-            if step % u64::from(config.log_every) == 0 || step == self.total {
+            if step.is_multiple_of(u64::from(config.log_every)) || step == self.total {
                 let elapsed = clock.elapsed().as_secs_f64();
                 let metrics = StepMetrics {
                     step,
@@ -409,7 +409,7 @@ impl<'a> Trainer<'a> {
                     memory_mib: resident_memory_mib(),
                 };
                 self.metrics.append(&json!({
-                    "step": step, "epoch": metrics.epoch, "loss": loss, "lr": metrics.lr, "grad_norm": grad_norm,
+                    "step": step, "total": self.total, "epoch": metrics.epoch, "loss": loss, "lr": metrics.lr, "grad_norm": grad_norm,
                     "samples_per_s": metrics.samples_per_second, "elapsed_s": elapsed, "memory_mib": metrics.memory_mib,
                 }))?;
                 let _ = self.events.send(Event::Step(metrics));

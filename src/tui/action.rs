@@ -65,4 +65,22 @@ pub enum Action {
     DiscardAndQuit,
     /// Close the open dialog or overlay.
     Close,
+    /// Train pane: start a run with the project's settings.
+    StartTraining,
+    /// Train pane: pause or resume the running trainer.
+    TogglePause,
+    /// Train pane: save a checkpoint and end the run.
+    StopTraining,
+    SampleNow,
+    SaveNow,
+    /// Train pane: continue the selected run from its last checkpoint.
+    ResumeRun,
+    /// Loss chart: more or less EMA smoothing.
+    SmoothMore,
+    SmoothLess,
+    ToggleLogScale,
+    /// Loss chart: all steps, or only the last N.
+    CycleZoom,
+    /// Overlay the selected run's curve on the chart (or clear the overlay).
+    ToggleCompare,
 }

@@ -4,7 +4,7 @@
 
 use crate::dataset::Inventory;
 use crate::project::Project;
-use crate::train::RunSummary;
+use crate::train::{Command, Event, RunMetrics, RunSummary};
 
 use super::action::{Action, PaneId};
 use super::keymap::{Key, Keymap, Scope};
@@ -15,6 +15,39 @@ use super::theme::Theme;
 pub struct ProjectFiles {
     pub inventory: Inventory,
     pub runs: Vec<RunSummary>,
+    /// The selected (or followed) run's metrics, and the compared run's.
+    pub metrics: Option<RunMetrics>,
+    pub compare_metrics: Option<RunMetrics>,
+}
+
+/// How the loss chart is drawn.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChartView {
+    /// EMA weight of the past, 0 (raw) to 0.99.
+    pub smoothing: f64,
+    pub log_scale: bool,
+    /// Only the last N steps, or all.
+    pub zoom: Option<u64>,
+}
+
+impl Default for ChartView {
+    fn default() -> Self {
+        Self { smoothing: 0.6, log_scale: false, zoom: None }
+    }
+}
+
+const ZOOMS: [Option<u64>; 4] = [None, Some(1000), Some(200), Some(50)];
+
+/// The run this workbench is training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LiveTraining {
+    pub run_id: Option<String>,
+    pub running: bool,
+    pub paused: bool,
+    pub step: u64,
+    pub total: u64,
+    /// The latest event, in words.
+    pub status: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +71,7 @@ pub struct StatusMessage {
 }
 
 /// Work the event loop does on the state's behalf.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Quit,
     /// Write the theme to project.toml, then call `theme_saved` or `save_failed`.
@@ -47,6 +80,12 @@ pub enum Effect {
     Refresh,
     /// Save (as `SaveTheme`), and quit once that succeeded.
     SaveThenQuit,
+    /// Start training: a new run, or continue the named one.
+    StartTraining {
+        resume: Option<String>,
+    },
+    /// Pass a command to the running trainer.
+    Trainer(Command),
 }
 
 /// Rows a page key moves by; the real page height is only known when drawing.
@@ -67,6 +106,12 @@ pub struct App {
     pub saved_theme: String,
     pub message: StatusMessage,
     pub keymap: Keymap,
+    pub chart: ChartView,
+    pub live: Option<LiveTraining>,
+    /// The run whose curve is overlaid on the selected one's.
+    pub compare: Option<String>,
+    /// A run to select as soon as the run list shows it.
+    following: Option<String>,
 }
 
 impl App {
@@ -84,13 +129,95 @@ impl App {
             theme,
             message,
             keymap: Keymap::default(),
+            chart: ChartView::default(),
+            live: None,
+            compare: None,
+            following: None,
         }
     }
 
     /// What is unsaved, in words, or `None` when everything is saved.
     pub fn unsaved(&self) -> Option<String> {
+        if self.live.as_ref().is_some_and(|live| live.running) {
+            return Some("a run is training: quitting ends it (it resumes from its last checkpoint)".into());
+        }
         (self.theme.name != self.saved_theme)
             .then(|| format!("the theme `{}` is not saved to project.toml", self.theme.name))
+    }
+
+    /// The run whose metrics the Train pane shows: the selected one (a run
+    /// started here is selected when it appears).
+    pub fn shown_run(&self) -> Option<&RunSummary> {
+        self.selection(PaneId::Train).map(|i| &self.files.runs[i])
+    }
+
+    /// Run folders to read metrics from: (shown, compared).
+    pub fn metrics_targets(&self) -> (Option<std::path::PathBuf>, Option<std::path::PathBuf>) {
+        let shown = self.shown_run().map(|run| run.dir.clone());
+        let compare = self
+            .compare
+            .as_ref()
+            .and_then(|id| self.files.runs.iter().find(|run| &run.id == id))
+            .map(|r| r.dir.clone());
+        (shown, compare)
+    }
+
+    fn training_running(&self) -> bool {
+        self.live.as_ref().is_some_and(|live| live.running)
+    }
+
+    /// Applies what the trainer reported.
+    pub fn trainer_event(&mut self, event: &Event) {
+        let live = self.live.get_or_insert(LiveTraining {
+            run_id: None,
+            running: true,
+            paused: false,
+            step: 0,
+            total: 0,
+            status: "starting".into(),
+        });
+        match event {
+            Event::Started { run_id, start_step, total, .. } => {
+                live.run_id = Some(run_id.clone());
+                (live.step, live.total) = (*start_step, *total);
+                live.status = format!("run {run_id} started");
+                self.follow(run_id.clone());
+            }
+            Event::Preparing { what, done, total } => live.status = format!("{what} {done}/{total}"),
+            Event::Step(m) => {
+                (live.step, live.total) = (m.step, m.total);
+                live.status = format!("step {}/{} loss {:.4}", m.step, m.total, m.loss);
+            }
+            Event::Validation { step, loss } => live.status = format!("step {step}: validation loss {loss:.4}"),
+            Event::Samples { step, paths } => live.status = format!("step {step}: {} samples written", paths.len()),
+            Event::Checkpoint { step, .. } => live.status = format!("step {step}: checkpoint saved"),
+            Event::Paused { step } => {
+                live.paused = true;
+                live.status = format!("paused at step {step}");
+            }
+            Event::Resumed { step } => {
+                live.paused = false;
+                live.status = format!("resumed at step {step}");
+            }
+            Event::Finished { step, lora, stopped } => {
+                live.running = false;
+                let how = if *stopped { "Stopped" } else { "Finished" };
+                self.message =
+                    StatusMessage { text: format!("{how} at step {step}: {}", lora.display()), level: Level::Success };
+            }
+            Event::Error(error) => {
+                live.running = false;
+                self.message = StatusMessage { text: format!("Training failed: {error}"), level: Level::Error };
+            }
+        }
+    }
+
+    /// Selects `run_id` in the Train pane once the run list has it.
+    fn follow(&mut self, run_id: String) {
+        if let Some(index) = self.files.runs.iter().position(|run| run.id == run_id) {
+            self.selected[PaneId::Train.index()] = index;
+        }
+        self.following = Some(run_id);
     }
 
     fn scope(&self) -> Scope {
@@ -145,12 +272,60 @@ impl App {
                 self.info("Re-reading the project…".to_string());
                 return Some(Effect::Refresh);
             }
-            Action::Up => self.move_selection(|i, _| i.saturating_sub(1)),
-            Action::Down => self.move_selection(|i, _| i + 1),
-            Action::PageUp => self.move_selection(|i, _| i.saturating_sub(PAGE)),
-            Action::PageDown => self.move_selection(|i, _| i + PAGE),
-            Action::First => self.move_selection(|_, _| 0),
-            Action::Last => self.move_selection(|_, len| len.saturating_sub(1)),
+            Action::Up => return self.move_selection(|i, _| i.saturating_sub(1)),
+            Action::Down => return self.move_selection(|i, _| i + 1),
+            Action::PageUp => return self.move_selection(|i, _| i.saturating_sub(PAGE)),
+            Action::PageDown => return self.move_selection(|i, _| i + PAGE),
+            Action::First => return self.move_selection(|_, _| 0),
+            Action::Last => return self.move_selection(|_, len| len.saturating_sub(1)),
+            Action::StartTraining | Action::ResumeRun if self.training_running() => {
+                self.info("A run is already training here.".into());
+            }
+            Action::StartTraining => {
+                self.info("Starting a run…".into());
+                self.live = None;
+                return Some(Effect::StartTraining { resume: None });
+            }
+            Action::ResumeRun => match self.selection(PaneId::Train) {
+                Some(index) => {
+                    let id = self.files.runs[index].id.clone();
+                    self.info(format!("Resuming {id}…"));
+                    self.live = None;
+                    return Some(Effect::StartTraining { resume: Some(id) });
+                }
+                None => self.info("No run to resume.".into()),
+            },
+            Action::TogglePause | Action::StopTraining | Action::SampleNow | Action::SaveNow => {
+                let Some(live) = self.live.as_ref().filter(|live| live.running) else {
+                    self.info("No run is training here (s starts one).".into());
+                    return None;
+                };
+                let command = match action {
+                    Action::TogglePause if live.paused => Command::Resume,
+                    Action::TogglePause => Command::Pause,
+                    Action::StopTraining => Command::Stop,
+                    Action::SampleNow => Command::SampleNow,
+                    _ => Command::SaveNow,
+                };
+                self.info(format!("Asked the trainer to {}.", format!("{command:?}").to_lowercase()));
+                return Some(Effect::Trainer(command));
+            }
+            Action::SmoothMore => self.chart.smoothing = (self.chart.smoothing + 0.1).min(0.99),
+            Action::SmoothLess => self.chart.smoothing = (self.chart.smoothing - 0.1).max(0.0),
+            Action::ToggleLogScale => self.chart.log_scale = !self.chart.log_scale,
+            Action::CycleZoom => {
+                let next = ZOOMS.iter().position(|z| *z == self.chart.zoom).map_or(0, |i| (i + 1) % ZOOMS.len());
+                self.chart.zoom = ZOOMS[next];
+            }
+            Action::ToggleCompare => {
+                if self.compare.take().is_none() {
+                    self.compare = self.shown_run().map(|run| run.id.clone());
+                    if let Some(id) = &self.compare {
+                        self.info(format!("Comparing with {id}: select another run."));
+                    }
+                }
+                return Some(Effect::Refresh);
+            }
         }
         None
     }
@@ -165,10 +340,13 @@ impl App {
     }
 
     /// Moves the current pane's selection, clamped to its list.
-    fn move_selection(&mut self, step: impl Fn(usize, usize) -> usize) {
+    /// Moves the current pane's selection; in the Train pane the newly
+    /// selected run's metrics are read.
+    fn move_selection(&mut self, step: impl Fn(usize, usize) -> usize) -> Option<Effect> {
         let len = self.list_len(self.pane);
         let selected = &mut self.selected[self.pane.index()];
         *selected = if len == 0 { 0 } else { step(*selected, len).min(len - 1) };
+        (self.pane == PaneId::Train).then_some(Effect::Refresh)
     }
 
     /// How many rows the pane's list has.
@@ -189,6 +367,12 @@ impl App {
     pub fn files_loaded(&mut self, files: ProjectFiles) {
         self.files = files;
         self.loading = false;
+        if let Some(id) = &self.following
+            && let Some(index) = self.files.runs.iter().position(|run| &run.id == id)
+        {
+            self.selected[PaneId::Train.index()] = index;
+            self.following = None;
+        }
         for pane in PaneId::ALL {
             let len = self.list_len(pane);
             let selected = &mut self.selected[pane.index()];

@@ -27,7 +27,7 @@ pub use view::render;
 
 use crate::dataset::Inventory;
 use crate::project::Project;
-use crate::train::list_runs;
+use crate::train::{Command, Resume, TrainOptions, list_runs, read_metrics};
 
 /// How often the project's files are re-read, so that new images, captions
 /// edited elsewhere and runs started by another process show up.
@@ -53,21 +53,54 @@ pub fn run(project: Project, theme: Theme) -> anyhow::Result<Exit> {
     })
 }
 
-/// Reads the dataset and runs off the UI thread.
-fn spawn_refresh(project: &Project, previous: Inventory, results: mpsc::Sender<ProjectFiles>) {
-    let dataset = project.dataset_dir();
-    let runs = project.runs_dir();
+/// Reads the dataset, the runs and the shown runs' metrics off the UI thread.
+fn spawn_refresh(app: &App, results: mpsc::Sender<ProjectFiles>) {
+    let dataset = app.project.dataset_dir();
+    let runs = app.project.runs_dir();
+    let previous = app.files.inventory.clone();
+    let (shown, compare) = app.metrics_targets();
     tokio::task::spawn_blocking(move || {
-        let files = ProjectFiles { inventory: Inventory::read(&dataset, Some(&previous)), runs: list_runs(&runs) };
+        let files = ProjectFiles {
+            inventory: Inventory::read(&dataset, Some(&previous)),
+            runs: list_runs(&runs),
+            metrics: shown.as_deref().map(read_metrics),
+            compare_metrics: compare.as_deref().map(read_metrics),
+        };
         let _ = results.blocking_send(files);
     });
+}
+
+/// Starts the trainer on its own thread; its events are forwarded to the loop.
+fn start_training(
+    app: &App,
+    resume: Option<String>,
+    events: mpsc::UnboundedSender<crate::train::Event>,
+) -> std::sync::mpsc::Sender<Command> {
+    let options = TrainOptions {
+        resume: resume.map(Resume::Run),
+        device: crate::generate::default_device(),
+        ..TrainOptions::default()
+    };
+    let handle = crate::train::spawn(app.project.clone(), options);
+    std::thread::spawn(move || {
+        for event in handle.events.iter() {
+            if events.send(event).is_err() {
+                break;
+            }
+        }
+    });
+    handle.commands
 }
 
 async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow::Result<Exit> {
     let mut events = EventStream::new();
     let (files_tx, mut files_rx) = mpsc::channel(1);
     let mut refresh_in_flight = true;
-    spawn_refresh(&app.project, Inventory::default(), files_tx.clone());
+    spawn_refresh(&app, files_tx.clone());
+    let (trainer_tx, mut trainer_rx) = mpsc::unbounded_channel();
+    let mut trainer: Option<std::sync::mpsc::Sender<Command>> = None;
+    // Metrics are re-read on trainer events, at most this often.
+    let mut last_refresh = tokio::time::Instant::now();
     let mut refresh_tick = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH_EVERY, REFRESH_EVERY);
     refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
 
@@ -99,6 +132,10 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
                 app.files_loaded(files);
                 None
             }
+            Some(event) = trainer_rx.recv() => {
+                app.trainer_event(&event);
+                (last_refresh.elapsed() > Duration::from_millis(300)).then_some(Effect::Refresh)
+            }
             _ = refresh_tick.tick() => (!refresh_in_flight).then_some(Effect::Refresh),
             _ = terminate.recv() => return Ok(Exit::Signal(15)),
             _ = hangup.recv() => return Ok(Exit::Signal(1)),
@@ -110,7 +147,14 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
             Some(Effect::Quit) => return Ok(Exit::Quit),
             Some(Effect::Refresh) if !refresh_in_flight => {
                 refresh_in_flight = true;
-                spawn_refresh(&app.project, app.files.inventory.clone(), files_tx.clone());
+                last_refresh = tokio::time::Instant::now();
+                spawn_refresh(&app, files_tx.clone());
+            }
+            Some(Effect::StartTraining { resume }) => trainer = Some(start_training(&app, resume, trainer_tx.clone())),
+            Some(Effect::Trainer(command)) => {
+                if trainer.as_ref().is_none_or(|commands| commands.send(command).is_err()) {
+                    app.info("The trainer is no longer running.".into());
+                }
             }
             // A refresh asked for while one runs is covered by the one running.
             None | Some(Effect::Refresh) => {}

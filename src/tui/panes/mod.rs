@@ -19,12 +19,16 @@ use super::theme::Theme;
 
 /// The pane's own bindings, shown in its section of the help overlay.
 pub fn bindings(pane: PaneId) -> Vec<Binding> {
-    list_bindings(match pane {
+    let mut bindings = list_bindings(match pane {
         PaneId::Dataset => "image",
         PaneId::Captions => "caption",
         PaneId::Train => "run",
         PaneId::Samples => "sample prompt",
-    })
+    });
+    if pane == PaneId::Train {
+        bindings.extend(train::bindings());
+    }
+    bindings
 }
 
 /// Moving through a pane's list; every pane has one.

@@ -1,71 +1,253 @@
-//! Train pane: the training settings of project.toml and the runs found.
+//! Train pane: the selected run's loss chart (raw, EMA-smoothed, validation
+//! points, another run overlaid), its learning rate, a progress gauge, the
+//! run list, and the keys that start, pause, stop and resume training.
 
+use crossterm::event::KeyCode;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::{Modifier, Style};
+use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row};
+use ratatui::widgets::{Axis, Cell, Chart, Dataset, Gauge, GraphType, Paragraph, Row};
 
 use super::{field, frame_pane, render_detail, render_empty, render_table};
 use crate::project::ProjectConfig;
-use crate::tui::app::App;
+use crate::train::RunMetrics;
+use crate::train::smoothing::smooth;
+use crate::tui::action::Action;
+use crate::tui::app::{App, ChartView};
+use crate::tui::keymap::{Binding, Key};
 use crate::tui::theme::Theme;
+
+pub fn bindings() -> Vec<Binding> {
+    vec![
+        Binding::new(&[Key::char('s')], Action::StartTraining, "start a run with project.toml's settings"),
+        Binding::new(&[Key::char('R')], Action::ResumeRun, "resume the selected run from its last checkpoint"),
+        Binding::new(&[Key::char('p'), Key::char(' ')], Action::TogglePause, "pause or resume training"),
+        Binding::new(&[Key::char('x')], Action::StopTraining, "stop: save a checkpoint and end the run"),
+        Binding::new(&[Key::char('n')], Action::SampleNow, "render the sample prompts now"),
+        Binding::new(&[Key::char('c')], Action::SaveNow, "save a checkpoint now"),
+        Binding::new(&[Key::char('+'), Key::char('=')], Action::SmoothMore, "smooth the loss curve more"),
+        Binding::new(&[Key::char('-')], Action::SmoothLess, "smooth the loss curve less"),
+        Binding::new(&[Key::char('l')], Action::ToggleLogScale, "log-scale loss axis on or off"),
+        Binding::new(&[Key::char('z')], Action::CycleZoom, "zoom: all steps, last 1000, 200, 50"),
+        Binding::new(
+            &[Key::char('o'), Key::plain(KeyCode::Enter)],
+            Action::ToggleCompare,
+            "overlay: keep this run's curve, then pick another (again: clear)",
+        ),
+    ]
+}
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
     let config = &app.project.config;
     let runs = &app.files.runs;
     let (summary, body) = frame_pane(frame, area, theme, "Train".to_string());
-    let run_word = if runs.len() == 1 { "run" } else { "runs" };
-    frame.render_widget(
-        Paragraph::new(Line::from(vec![
-            Span::styled(format!("{} {run_word}", runs.len()), theme.accent()),
-            Span::raw(format!(
-                " · {} steps of batch {} at {} px on {}",
-                config.train.steps, config.train.batch_size, config.train.resolution, config.model.base
-            )),
-        ])),
-        summary,
-    );
+    frame.render_widget(Paragraph::new(summary_line(app)), summary);
 
-    let (runs_area, settings_area) = if body.width >= 60 {
-        let [runs_area, settings_area] =
-            Layout::horizontal([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(body);
-        (runs_area, Some(settings_area))
+    let (left, right) = if body.width >= 70 {
+        let [left, right] = Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(body);
+        (left, Some(right))
     } else {
         (body, None)
     };
 
-    if app.loading {
-        render_empty(frame, runs_area, theme, vec![Line::from("Looking for runs…")]);
-    } else if runs.is_empty() {
-        render_empty(
+    let metrics = app.files.metrics.as_ref().filter(|m| !m.loss.is_empty());
+    match metrics {
+        Some(metrics) => render_curves(app, frame, left, metrics),
+        None if app.loading => render_empty(frame, left, theme, vec![Line::from("Looking for runs…")]),
+        None => render_empty(
             frame,
-            runs_area,
+            left,
             theme,
             vec![
-                Line::from("No runs yet in runs/."),
-                Line::from("Each training run will appear here with its progress, checkpoints and samples."),
+                Line::from(if runs.is_empty() { "No runs yet in runs/." } else { "This run has logged no steps yet." }),
+                Line::from("Press s to start training, or run `easel train` in another window:"),
+                Line::from("its curves appear here as it logs them."),
             ],
-        );
+        ),
+    }
+    let Some(right) = right else { return };
+    let settings_height = if right.height >= 22 { 12 } else { 0 };
+    let [runs_area, settings_area] =
+        Layout::vertical([Constraint::Min(4), Constraint::Length(settings_height)]).areas(right);
+    if runs.is_empty() {
+        render_empty(frame, runs_area, theme, vec![Line::from("Runs appear here.")]);
     } else {
         let rows = runs
             .iter()
             .map(|run| {
+                let compared = app.compare.as_ref() == Some(&run.id);
                 let step = run.last_step.map_or_else(|| "—".to_string(), |s| s.to_string());
                 Row::new(vec![
-                    Cell::from(run.id.clone()),
+                    Cell::from(format!("{}{}", if compared { "◆ " } else { "" }, run.id)),
                     Cell::from(step),
                     Cell::from(run.checkpoints.to_string()),
-                    Cell::from(run.sample_images.to_string()),
                 ])
             })
             .collect();
-        let widths = [Constraint::Min(10), Constraint::Length(6), Constraint::Length(5), Constraint::Length(7)];
-        render_table(frame, runs_area, app, Row::new(["Run", "Step", "Ckpts", "Samples"]), rows, &widths);
+        let widths = [Constraint::Min(10), Constraint::Length(6), Constraint::Length(5)];
+        render_table(frame, runs_area, app, Row::new(["Run", "Step", "Ckpt"]), rows, &widths);
     }
-    if let Some(area) = settings_area {
-        render_detail(frame, area, theme, "Settings (project.toml)", settings_lines(config, theme));
+    if settings_height > 0 {
+        render_detail(frame, settings_area, theme, "Settings (project.toml)", settings_lines(config, theme));
     }
+}
+
+fn summary_line(app: &App) -> Line<'static> {
+    let theme = &app.theme;
+    if let Some(live) = app.live.as_ref().filter(|live| live.running) {
+        let state = if live.paused { "⏸ paused" } else { "● training" };
+        return Line::from(vec![Span::styled(format!("{state} "), theme.accent()), Span::raw(live.status.clone())]);
+    }
+    let config = &app.project.config;
+    let runs = app.files.runs.len();
+    Line::from(vec![
+        Span::styled(format!("{runs} {}", if runs == 1 { "run" } else { "runs" }), theme.accent()),
+        Span::raw(format!(
+            " · {} steps of batch {} at {} px on {} · s: train",
+            config.train.steps, config.train.batch_size, config.train.resolution, config.model.base
+        )),
+    ])
+}
+
+/// The progress gauge, the loss chart and the learning-rate chart.
+fn render_curves(app: &App, frame: &mut Frame, area: Rect, metrics: &RunMetrics) {
+    let theme = &app.theme;
+    let lr_height = if area.height >= 16 { 5 } else { 0 };
+    let [gauge_area, loss_area, lr_area] =
+        Layout::vertical([Constraint::Length(1), Constraint::Min(5), Constraint::Length(lr_height)]).areas(area);
+    frame.render_widget(gauge(metrics, theme), gauge_area);
+    let view = app.chart;
+    let window = |series: &[(u64, f64)]| -> Vec<(f64, f64)> {
+        let last = metrics.loss.last().map_or(0, |(step, _)| *step);
+        let from = view.zoom.map_or(0, |n| last.saturating_sub(n));
+        series.iter().filter(|(step, _)| *step >= from).map(|&(step, value)| (step as f64, value)).collect()
+    };
+    let raw = window(&metrics.loss);
+    let smoothed = smoothed_points(&raw, view);
+    let validation = window(&metrics.validation);
+    let compare = app.files.compare_metrics.as_ref().map(|other| smoothed_points(&window(&other.loss), view));
+    let scale = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
+        points.iter().map(|&(x, y)| (x, if view.log_scale { y.max(1e-12).log10() } else { y })).collect()
+    };
+    let (raw, smoothed, validation) = (scale(&raw), scale(&smoothed), scale(&validation));
+    let compare = compare.map(|c| scale(&c));
+
+    let mut datasets = vec![
+        Dataset::default()
+            .name("raw")
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(theme.muted())
+            .data(&raw),
+        Dataset::default()
+            .name(format!("EMA {:.2}", view.smoothing))
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(theme.accent())
+            .data(&smoothed),
+    ];
+    if let Some(compare) = &compare {
+        let style = Style::new().fg(theme.warning);
+        datasets.push(
+            Dataset::default()
+                .name("compared")
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(style)
+                .data(compare),
+        );
+    }
+    if !validation.is_empty() {
+        let style = Style::new().fg(theme.ok).add_modifier(Modifier::BOLD);
+        datasets.push(
+            Dataset::default()
+                .name("validation")
+                .marker(Marker::Dot)
+                .graph_type(GraphType::Scatter)
+                .style(style)
+                .data(&validation),
+        );
+    }
+    let all = raw.iter().chain(&validation).chain(compare.iter().flatten());
+    let (x_bounds, y_bounds) = bounds(all);
+    let y_label = |v: f64| if view.log_scale { format!("{:.3}", 10f64.powf(v)) } else { format!("{v:.3}") };
+    let title = format!(
+        "loss{}{}",
+        if view.log_scale { " (log)" } else { "" },
+        view.zoom.map_or(String::new(), |n| format!(", last {n} steps"))
+    );
+    let chart = Chart::new(datasets)
+        .block(ratatui::widgets::Block::default().title(Span::styled(title, theme.muted())))
+        .x_axis(
+            Axis::default().style(theme.muted()).bounds(x_bounds).labels(axis_labels(x_bounds, |v| format!("{v:.0}"))),
+        )
+        .y_axis(Axis::default().style(theme.muted()).bounds(y_bounds).labels(axis_labels(y_bounds, y_label)));
+    frame.render_widget(chart, loss_area);
+
+    if lr_height > 0 && !metrics.lr.is_empty() {
+        let lr: Vec<(f64, f64)> = window(&metrics.lr);
+        let (x, y) = bounds(lr.iter());
+        let chart = Chart::new(vec![
+            Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(theme.accent()).data(&lr),
+        ])
+        .block(ratatui::widgets::Block::default().title(Span::styled("learning rate", theme.muted())))
+        .x_axis(Axis::default().bounds(x))
+        .y_axis(Axis::default().style(theme.muted()).bounds(y).labels(axis_labels(y, |v| format!("{v:.1e}"))));
+        frame.render_widget(chart, lr_area);
+    }
+}
+
+fn smoothed_points(points: &[(f64, f64)], view: ChartView) -> Vec<(f64, f64)> {
+    let values: Vec<f64> = points.iter().map(|p| p.1).collect();
+    points.iter().zip(smooth(&values, view.smoothing)).map(|(&(x, _), y)| (x, y)).collect()
+}
+
+/// Step/total with throughput, ETA and memory, from the last logged step.
+fn gauge(metrics: &RunMetrics, theme: &Theme) -> Gauge<'static> {
+    let last = metrics.last.as_ref();
+    let number = |key: &str| last.and_then(|v| v.get(key)).and_then(serde_json::Value::as_f64);
+    let step = metrics.loss.last().map_or(0, |(s, _)| *s);
+    let total = metrics.total.unwrap_or(step).max(step).max(1);
+    let rate = number("elapsed_s").filter(|&e| e > 0.0).map(|elapsed| step as f64 / elapsed);
+    let mut label = format!("step {step}/{total}");
+    if let Some(rate) = rate {
+        label.push_str(&format!(" · {rate:.2} it/s"));
+        if !metrics.finished && step < total {
+            let eta = ((total - step) as f64 / rate).round() as u64;
+            label.push_str(&format!(" · ETA {}:{:02}", eta / 60, eta % 60));
+        }
+    }
+    if let Some(memory) = number("memory_mib") {
+        label.push_str(&format!(" · {memory:.0} MiB"));
+    }
+    if metrics.finished {
+        label.push_str(" · done");
+    }
+    Gauge::default()
+        .gauge_style(Style::new().fg(theme.accent).bg(theme.background))
+        .ratio((step as f64 / total as f64).clamp(0.0, 1.0))
+        .label(Span::styled(label, Style::new().fg(theme.foreground)))
+}
+
+/// Chart bounds with a little headroom; a flat series still gets a span.
+fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> ([f64; 2], [f64; 2]) {
+    let (mut x, mut y) = ([f64::MAX, f64::MIN], [f64::MAX, f64::MIN]);
+    for &(px, py) in points.filter(|(_, v)| v.is_finite()) {
+        (x[0], x[1]) = (x[0].min(px), x[1].max(px));
+        (y[0], y[1]) = (y[0].min(py), y[1].max(py));
+    }
+    if x[0] > x[1] {
+        return ([0.0, 1.0], [0.0, 1.0]);
+    }
+    let pad = ((y[1] - y[0]) * 0.05).max(1e-6);
+    ([x[0], x[1].max(x[0] + 1.0)], [y[0] - pad, y[1] + pad])
+}
+
+fn axis_labels(bounds: [f64; 2], format: impl Fn(f64) -> String) -> Vec<Span<'static>> {
+    vec![Span::raw(format(bounds[0])), Span::raw(format((bounds[0] + bounds[1]) / 2.0)), Span::raw(format(bounds[1]))]
 }
 
 fn settings_lines(config: &ProjectConfig, theme: &Theme) -> Vec<Line<'static>> {
@@ -77,27 +259,25 @@ fn settings_lines(config: &ProjectConfig, theme: &Theme) -> Vec<Line<'static>> {
             theme,
             "LoRA",
             format!(
-                "rank {} alpha {} (scale {:.2}) on {}",
+                "rank {} alpha {} on {}{}",
                 lora.rank,
                 lora.alpha,
-                lora.alpha / f64::from(lora.rank),
-                lora.targets
+                lora.targets,
+                if lora.text_encoder { " + text encoder" } else { "" }
             ),
         ),
-        field(theme, "text encoder", if lora.text_encoder { "trained too" } else { "frozen" }.to_string()),
         field(
             theme,
             "learning rate",
-            format!("{:e}, {} after {} warm-up steps", train.learning_rate, train.schedule, train.warmup_steps),
+            format!("{:e}, {} after {} warm-up", train.learning_rate, train.schedule, train.warmup_steps),
         ),
         field(
             theme,
             "images",
             format!("{} px, {}", train.resolution, if train.bucketing { "aspect buckets" } else { "square crops" }),
         ),
-        field(theme, "precision", train.precision.to_string()),
-        field(theme, "seed", train.seed.to_string()),
-        field(theme, "checkpoint", every(train.save_every)),
+        field(theme, "precision", format!("{}, seed {}", train.precision, train.seed)),
+        field(theme, "checkpoint", format!("{}, keep {}", every(train.save_every), train.keep_checkpoints)),
         field(theme, "samples", every(train.sample_every)),
         field(
             theme,

@@ -38,6 +38,8 @@ impl Session {
         let mut command = CommandBuilder::new(env!("CARGO_BIN_EXE_easel"));
         command.arg(project.path());
         command.env("TERM", "xterm-256color");
+        // vt100 does not answer terminal queries: draw images with half-blocks.
+        command.env("EASEL_IMAGES", "halfblocks");
         for (key, value) in env {
             command.env(key, value);
         }
@@ -140,7 +142,7 @@ fn switches_panes_opens_help_and_quits() {
     let train = session.wait_for("No runs yet in runs/.");
     assert!(train.contains("200 steps of batch 2 at 128 px on builtin:tiny"), "{train}");
     session.send("\t");
-    let samples = session.wait_for("3 sample prompts");
+    let samples = session.wait_for("3 prompts");
     assert!(samples.contains("zeltmug on a beach at sunset"), "{samples}");
     session.send("1");
     session.wait_for("short side 96");

@@ -20,6 +20,7 @@ fn demo_copy() -> tempfile::TempDir {
     let run = dir.path().join("runs/20261126-101500");
     fs::create_dir_all(run.join("checkpoints")).unwrap();
     fs::create_dir_all(run.join("samples/step-000050")).unwrap();
+    let mut sample_events = Vec::new();
     // A loss curve that falls with some noise, and a validation point every 10 steps.
     let mut metrics = String::new();
     for step in 1..=50u64 {
@@ -31,11 +32,27 @@ fn demo_copy() -> tempfile::TempDir {
             metrics.push_str(&format!("{}\n", serde_json::json!({"step": step, "event": "validation", "val_loss": 0.25 + 0.1 * (-(step as f64) / 20.0).exp()})));
         }
     }
-    fs::write(run.join("metrics.jsonl"), metrics).unwrap();
+
     fs::write(run.join("checkpoints/step-000050.safetensors"), b"").unwrap();
-    for i in 0..3 {
-        fs::write(run.join(format!("samples/step-000050/{i}.png")), b"").unwrap();
+    // Sample images at steps 25 and 50, each prompt its own colour, growing brighter.
+    for (step, shade) in [(25u64, 90u8), (50, 200)] {
+        let folder = run.join(format!("samples/step-{step:06}"));
+        fs::create_dir_all(&folder).unwrap();
+        let mut paths = Vec::new();
+        for (i, seed) in [1, 2, 3].into_iter().enumerate() {
+            let path = folder.join(format!("{i:02}-seed{seed}.png"));
+            let colour = [[shade, 40, 40], [40, shade, 40], [40, 40, shade]][i];
+            image::RgbImage::from_fn(16, 16, |x, _| image::Rgb(if x < 8 { colour } else { [20, 20, 20] }))
+                .save(&path)
+                .unwrap();
+            paths.push(path);
+        }
+        sample_events.push(serde_json::json!({"step": step, "event": "samples", "paths": paths}));
     }
+    for event in sample_events {
+        metrics.push_str(&format!("{event}\n"));
+    }
+    fs::write(run.join("metrics.jsonl"), metrics).unwrap();
     dir
 }
 

@@ -83,4 +83,11 @@ pub enum Action {
     CycleZoom,
     /// Overlay the selected run's curve on the chart (or clear the overlay).
     ToggleCompare,
+    /// Samples pane: an earlier or later sampling step of the prompt.
+    EarlierStep,
+    LaterStep,
+    /// Samples pane: keep this step on the left to compare with others.
+    MarkStep,
+    /// Samples pane: the image alone, as large as the pane allows.
+    ToggleFullView,
 }

@@ -36,6 +36,16 @@ impl Default for ChartView {
     }
 }
 
+/// Which sample images the Samples pane shows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SampleView {
+    /// The sampling step shown; `None` follows the newest as they arrive.
+    pub step: Option<u64>,
+    /// A step kept on the left for a side-by-side comparison.
+    pub compare: Option<u64>,
+    pub full: bool,
+}
+
 const ZOOMS: [Option<u64>; 4] = [None, Some(1000), Some(200), Some(50)];
 
 /// The run this workbench is training.
@@ -112,6 +122,13 @@ pub struct App {
     pub compare: Option<String>,
     /// A run to select as soon as the run list shows it.
     following: Option<String>,
+    pub samples: SampleView,
+    /// How images are drawn (Kitty, Sixel, iTerm2 or half-blocks).
+    pub picker: ratatui_image::picker::Picker,
+    /// Encoded images by (path, width, height), so frames do not re-encode them.
+    pub image_cache: std::cell::RefCell<
+        std::collections::HashMap<(std::path::PathBuf, u16, u16), Option<ratatui_image::protocol::Protocol>>,
+    >,
 }
 
 impl App {
@@ -133,16 +150,24 @@ impl App {
             live: None,
             compare: None,
             following: None,
+            samples: SampleView::default(),
+            picker: ratatui_image::picker::Picker::halfblocks(),
+            image_cache: Default::default(),
         }
     }
 
     /// What is unsaved, in words, or `None` when everything is saved.
     pub fn unsaved(&self) -> Option<String> {
-        if self.live.as_ref().is_some_and(|live| live.running) {
-            return Some("a run is training: quitting ends it (it resumes from its last checkpoint)".into());
-        }
         (self.theme.name != self.saved_theme)
             .then(|| format!("the theme `{}` is not saved to project.toml", self.theme.name))
+    }
+
+    /// Why quitting needs a confirmation: unsaved changes or a run in progress.
+    pub fn quit_warning(&self) -> Option<String> {
+        if self.training_running() {
+            return Some("a run is training: quitting ends it (it resumes from its last checkpoint)".into());
+        }
+        self.unsaved()
     }
 
     /// The run whose metrics the Train pane shows: the selected one (a run
@@ -160,6 +185,34 @@ impl App {
             .and_then(|id| self.files.runs.iter().find(|run| &run.id == id))
             .map(|r| r.dir.clone());
         (shown, compare)
+    }
+
+    /// The sampling steps of the shown run, ascending.
+    pub fn sample_steps(&self) -> Vec<u64> {
+        let mut steps: Vec<u64> =
+            self.files.metrics.iter().flat_map(|m| m.samples.iter().map(|(step, _)| *step)).collect();
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+
+    /// The step the Samples pane shows: the chosen one, else the newest.
+    pub fn shown_sample_step(&self) -> Option<u64> {
+        self.samples.step.or_else(|| self.sample_steps().last().copied())
+    }
+
+    /// The image of sample prompt `prompt` at `step`, if the run wrote one.
+    pub fn sample_image(&self, prompt: usize, step: u64) -> Option<std::path::PathBuf> {
+        let metrics = self.files.metrics.as_ref()?;
+        let prefix = format!("{prompt:02}-");
+        metrics
+            .samples
+            .iter()
+            .rev()
+            .filter(|(s, _)| *s == step)
+            .flat_map(|(_, paths)| paths)
+            .find(|path| path.file_name().is_some_and(|name| name.to_string_lossy().starts_with(&prefix)))
+            .cloned()
     }
 
     fn training_running(&self) -> bool {
@@ -181,6 +234,8 @@ impl App {
                 live.run_id = Some(run_id.clone());
                 (live.step, live.total) = (*start_step, *total);
                 live.status = format!("run {run_id} started");
+                self.message =
+                    StatusMessage { text: format!("Training run {run_id} (x stops, p pauses)."), level: Level::Info };
                 self.follow(run_id.clone());
             }
             Event::Preparing { what, done, total } => live.status = format!("{what} {done}/{total}"),
@@ -317,6 +372,25 @@ impl App {
                 let next = ZOOMS.iter().position(|z| *z == self.chart.zoom).map_or(0, |i| (i + 1) % ZOOMS.len());
                 self.chart.zoom = ZOOMS[next];
             }
+            Action::EarlierStep | Action::LaterStep => {
+                let steps = self.sample_steps();
+                let current = self.shown_sample_step();
+                let position = current.and_then(|c| steps.iter().position(|s| *s == c));
+                let next = match (action, position) {
+                    (_, None) => steps.last().copied(),
+                    (Action::EarlierStep, Some(i)) => steps.get(i.saturating_sub(1)).copied(),
+                    (_, Some(i)) => steps.get(i + 1).copied(),
+                };
+                // Stepping onto the newest follows new samples again.
+                self.samples.step = next.filter(|s| Some(s) != steps.last());
+            }
+            Action::MarkStep => {
+                self.samples.compare = match self.samples.compare {
+                    Some(_) => None,
+                    None => self.shown_sample_step(),
+                };
+            }
+            Action::ToggleFullView => self.samples.full = !self.samples.full,
             Action::ToggleCompare => {
                 if self.compare.take().is_none() {
                     self.compare = self.shown_run().map(|run| run.id.clone());
@@ -331,7 +405,7 @@ impl App {
     }
 
     fn request_quit(&mut self) -> Option<Effect> {
-        if self.unsaved().is_some() {
+        if self.quit_warning().is_some() {
             self.overlay = Some(Overlay::ConfirmQuit);
             None
         } else {

@@ -47,10 +47,28 @@ pub fn run(project: Project, theme: Theme) -> anyhow::Result<Exit> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async {
         let mut guard = terminal::TerminalGuard::enter()?;
-        let result = event_loop(&mut guard, App::new(project, theme)).await;
+        let mut app = App::new(project, theme);
+        app.picker = image_picker();
+        let result = event_loop(&mut guard, app).await;
         drop(guard);
         result
     })
+}
+
+/// How to draw images. Outside tmux the terminal is asked (Kitty, Sixel,
+/// iTerm2); inside tmux, Unicode half-blocks, which always work there, since
+/// the query waits for answers tmux does not pass on (seconds of a blank
+/// screen, keys lost). `EASEL_IMAGES=query|halfblocks` overrides either way.
+/// Asking must happen before events are read.
+fn image_picker() -> ratatui_image::picker::Picker {
+    use ratatui_image::picker::Picker;
+    let inside_tmux = std::env::var_os("TMUX").is_some();
+    match std::env::var("EASEL_IMAGES").as_deref() {
+        Ok("halfblocks") => Picker::halfblocks(),
+        Ok("query") => Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks()),
+        _ if inside_tmux => Picker::halfblocks(),
+        _ => Picker::from_query_stdio().unwrap_or_else(|_| Picker::halfblocks()),
+    }
 }
 
 /// Reads the dataset, the runs and the shown runs' metrics off the UI thread.

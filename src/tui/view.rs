@@ -49,6 +49,9 @@ fn render_tabs(app: &App, frame: &mut Frame, area: Rect) {
     if app.unsaved().is_some() {
         notes.push(Span::styled("● unsaved ", theme.base().fg(theme.warning).add_modifier(Modifier::BOLD)));
     }
+    if app.live.as_ref().is_some_and(|live| live.running) {
+        notes.push(Span::styled("● training ", theme.base().fg(theme.ok).add_modifier(Modifier::BOLD)));
+    }
     notes.push(Span::styled("? help ", theme.muted()));
     let notes = Line::from(notes).right_aligned();
     let notes_width = if area.width >= 70 { notes.width() as u16 } else { 0 };
@@ -96,7 +99,7 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
 
 fn render_quit_dialog(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
-    let what = app.unsaved().unwrap_or_default();
+    let what = app.quit_warning().unwrap_or_default();
     let mut lines = vec![Line::from(format!("Unsaved: {what}.")), Line::default()];
     for binding in &app.keymap.quit_dialog {
         lines.push(Line::from(vec![

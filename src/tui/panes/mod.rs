@@ -25,8 +25,10 @@ pub fn bindings(pane: PaneId) -> Vec<Binding> {
         PaneId::Train => "run",
         PaneId::Samples => "sample prompt",
     });
-    if pane == PaneId::Train {
-        bindings.extend(train::bindings());
+    match pane {
+        PaneId::Train => bindings.extend(train::bindings()),
+        PaneId::Samples => bindings.extend(samples::bindings()),
+        _ => {}
     }
     bindings
 }

@@ -1,34 +1,54 @@
-//! Samples pane: the project's sample prompts and the sample images the runs wrote.
+//! Samples pane: the sample prompts, and for the run selected in the Train
+//! pane each prompt's timeline (step → image), the newest followed as it
+//! arrives, two steps side by side, and one image full size.
 
+use crossterm::event::KeyCode;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row};
+use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row};
+use ratatui_image::{Image, Resize};
 
-use super::{field, frame_pane, list_and_detail, render_detail, render_empty, render_table};
-use crate::tui::action::PaneId;
+use super::{frame_pane, render_empty, render_table};
+use crate::tui::action::{Action, PaneId};
 use crate::tui::app::App;
+use crate::tui::keymap::{Binding, Key};
+
+pub fn bindings() -> Vec<Binding> {
+    vec![
+        Binding::new(&[Key::plain(KeyCode::Left), Key::char('h')], Action::EarlierStep, "earlier sampling step"),
+        Binding::new(
+            &[Key::plain(KeyCode::Right), Key::char('l')],
+            Action::LaterStep,
+            "later step (the newest follows new samples)",
+        ),
+        Binding::new(&[Key::char('m')], Action::MarkStep, "keep this step on the left, side by side (again: clear)"),
+        Binding::new(
+            &[Key::char('f'), Key::plain(KeyCode::Enter)],
+            Action::ToggleFullView,
+            "the image alone, full size",
+        ),
+    ]
+}
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
     let prompts = &app.project.config.samples;
-    let runs = &app.files.runs;
     let (summary, body) = frame_pane(frame, area, theme, "Samples".to_string());
-    let images: usize = runs.iter().map(|r| r.sample_images).sum();
-    let with_images = runs.iter().filter(|r| r.sample_images > 0).count();
-    let found = if runs.is_empty() {
-        " · no runs yet".to_string()
-    } else {
-        format!(" · {images} sample images in {with_images} of {} runs", runs.len())
+    let run = app.shown_run().map(|run| run.id.clone());
+    let steps = app.sample_steps();
+    let found = match &run {
+        None => " · no runs yet".to_string(),
+        Some(id) if steps.is_empty() => format!(" · run {id} has no samples yet"),
+        Some(id) => format!(" · run {id} · {} sampling steps", steps.len()),
     };
     frame.render_widget(
         Paragraph::new(Line::from(vec![
-            Span::styled(format!("{} sample prompts", prompts.len()), theme.accent()),
+            Span::styled(format!("{} prompts", prompts.len()), theme.accent()),
             Span::raw(found),
         ])),
         summary,
     );
-
     if prompts.is_empty() {
         return render_empty(
             frame,
@@ -43,7 +63,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             ],
         );
     }
-    let (list, detail) = list_and_detail(body);
+    let prompt = app.selection(PaneId::Samples).unwrap_or(0);
+    if app.samples.full {
+        return render_images(app, frame, body, prompt, &steps);
+    }
+    let [list, rest] =
+        Layout::vertical([Constraint::Length((prompts.len() as u16 + 2).min(body.height / 3)), Constraint::Min(0)])
+            .areas(body);
     let rows = prompts
         .iter()
         .enumerate()
@@ -57,18 +83,82 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         .collect();
     let widths = [Constraint::Length(2), Constraint::Length(6), Constraint::Min(10)];
     render_table(frame, list, app, Row::new(["#", "Seed", "Prompt"]), rows, &widths);
+    let [timeline, images] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(rest);
+    frame.render_widget(Paragraph::new(timeline_line(app, prompt, &steps)), timeline);
+    render_images(app, frame, images, prompt, &steps);
+}
 
-    if let (Some(detail), Some(index)) = (detail, app.selection(PaneId::Samples)) {
-        let sample = &prompts[index];
-        let negative = if sample.negative.is_empty() { "(none)".to_string() } else { sample.negative.clone() };
-        let lines = vec![
-            Line::from(sample.prompt.clone()),
-            Line::default(),
-            field(theme, "negative", negative),
-            field(theme, "seed", sample.seed.to_string()),
-            field(theme, "steps", sample.steps.to_string()),
-            field(theme, "guidance", format!("{}", sample.guidance)),
-        ];
-        render_detail(frame, detail, theme, &format!("Prompt {}", index + 1), lines);
+/// `steps: 0 50 [100] 150 ◆200 new` — the shown step bracketed, the
+/// compared one marked, the newest flagged.
+fn timeline_line(app: &App, prompt: usize, steps: &[u64]) -> Line<'static> {
+    let theme = &app.theme;
+    let shown = app.shown_sample_step();
+    let mut spans = vec![Span::styled("steps ", theme.muted())];
+    for &step in steps {
+        let exists = app.sample_image(prompt, step).is_some();
+        let mut text = step.to_string();
+        if app.samples.compare == Some(step) {
+            text = format!("◆{text}");
+        }
+        let style = if Some(step) == shown {
+            theme.selection()
+        } else if exists {
+            theme.base()
+        } else {
+            theme.muted()
+        };
+        spans.push(Span::styled(text, style));
+        spans.push(Span::raw(" "));
+    }
+    if let Some(&newest) = steps.last() {
+        spans.push(Span::styled(if Some(newest) == shown { "(newest)" } else { "→ newest" }, theme.accent()));
+    }
+    Line::from(spans)
+}
+
+/// The shown step's image, beside the compared step's when one is marked.
+fn render_images(app: &App, frame: &mut Frame, area: Rect, prompt: usize, steps: &[u64]) {
+    let theme = &app.theme;
+    let Some(shown) = app.shown_sample_step() else {
+        return render_empty(frame, area, theme, vec![Line::from("Sample images appear here as a run writes them.")]);
+    };
+    let mut panels = Vec::new();
+    if let Some(compare) = app.samples.compare.filter(|c| *c != shown && steps.contains(c)) {
+        panels.push(compare);
+    }
+    panels.push(shown);
+    let areas = Layout::horizontal(vec![Constraint::Ratio(1, panels.len() as u32); panels.len()]).split(area);
+    for (step, area) in panels.into_iter().zip(areas.iter()) {
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_style(theme.border(false))
+            .title(Span::styled(format!(" step {step} "), theme.accent()));
+        let inner = block.inner(*area);
+        frame.render_widget(block, *area);
+        match app.sample_image(prompt, step) {
+            Some(path) => draw_image(app, frame, inner, &path),
+            None => frame.render_widget(
+                Paragraph::new(Span::styled("no image for this prompt at this step", theme.muted())),
+                inner,
+            ),
+        }
+    }
+}
+
+/// Draws an image file scaled to fit `area` (small samples are enlarged),
+/// encoding it once per size.
+pub fn draw_image(app: &App, frame: &mut Frame, area: Rect, path: &std::path::Path) {
+    if area.width == 0 || area.height == 0 {
+        return;
+    }
+    let key = (path.to_path_buf(), area.width, area.height);
+    let mut cache = app.image_cache.borrow_mut();
+    let protocol = cache.entry(key).or_insert_with(|| {
+        let image = image::open(path).ok()?;
+        app.picker.new_protocol(image, area.as_size(), Resize::Scale(Some(image::imageops::FilterType::Triangle))).ok()
+    });
+    match protocol {
+        Some(protocol) => frame.render_widget(Image::new(protocol), area),
+        None => frame.render_widget(Paragraph::new(format!("cannot read {}", path.display())), area),
     }
 }

@@ -69,9 +69,17 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         ),
     }
     let Some(right) = right else { return };
-    let settings_height = if right.height >= 22 { 12 } else { 0 };
-    let [runs_area, settings_area] =
-        Layout::vertical([Constraint::Min(4), Constraint::Length(settings_height)]).areas(right);
+    let samples_height = if right.height >= 14 && !app.sample_steps().is_empty() { 8 } else { 0 };
+    let settings_height = if right.height >= 26 + samples_height { 12 } else { 0 };
+    let [runs_area, samples_area, settings_area] = Layout::vertical([
+        Constraint::Min(4),
+        Constraint::Length(samples_height),
+        Constraint::Length(settings_height),
+    ])
+    .areas(right);
+    if samples_height > 0 {
+        render_latest_samples(app, frame, samples_area);
+    }
     if runs.is_empty() {
         render_empty(frame, runs_area, theme, vec![Line::from("Runs appear here.")]);
     } else {
@@ -92,6 +100,24 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     }
     if settings_height > 0 {
         render_detail(frame, settings_area, theme, "Settings (project.toml)", settings_lines(config, theme));
+    }
+}
+
+/// The newest sampling step's images, one per prompt, side by side.
+fn render_latest_samples(app: &App, frame: &mut Frame, area: Rect) {
+    let Some(step) = app.sample_steps().last().copied() else { return };
+    let block = ratatui::widgets::Block::default()
+        .borders(ratatui::widgets::Borders::TOP)
+        .border_style(app.theme.border(false))
+        .title(Span::styled(format!(" latest samples · step {step} "), app.theme.muted()));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let prompts = app.project.config.samples.len().clamp(1, 4);
+    let columns = Layout::horizontal(vec![Constraint::Ratio(1, prompts as u32); prompts]).split(inner);
+    for (prompt, column) in columns.iter().enumerate() {
+        if let Some(path) = app.sample_image(prompt, step) {
+            super::samples::draw_image(app, frame, *column, &path);
+        }
     }
 }
 

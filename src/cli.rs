@@ -58,8 +58,42 @@ pub enum Command {
         #[arg(long, default_value_t = 10, value_name = "N")]
         report_every: u64,
     },
+    /// Benchmarks: `easel bench train` times a LoRA training step against the forward pass.
+    Bench {
+        #[command(subcommand)]
+        what: BenchCommand,
+    },
     /// Draw an image from a prompt with a project's base model (or any model) and LoRAs.
     Generate(Box<GenerateCommand>),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// One LoRA training step (attention, AdamW) of a random-weight UNet, beside its forward pass.
+    Train {
+        #[arg(long, value_enum, default_value = "tiny")]
+        arch: crate::bench::Arch,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Timed steps (after two warm-up steps).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        /// Image side in pixels (default: 128 for tiny, 512 for sd15).
+        #[arg(long)]
+        resolution: Option<usize>,
+        /// Frozen weights' precision: f32, f16 or bf16 (default: bf16 on a GPU, f32 on a CPU).
+        #[arg(long, value_parser = parse_precision)]
+        precision: Option<candle_core::DType>,
+        #[arg(long, default_value_t = 16)]
+        rank: usize,
+    },
+}
+
+fn parse_precision(text: &str) -> Result<candle_core::DType, String> {
+    match text {
+        "f32" => Ok(candle_core::DType::F32),
+        other => parse_half(other),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -129,6 +163,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Init { dir, name, trigger }) => init(&dir, name.as_deref(), &trigger),
         Some(Command::Generate(command)) => generate(*command),
+        Some(Command::Bench { what: BenchCommand::Train { arch, batch, steps, resolution, precision, rank } }) => {
+            let device = crate::generate::default_device();
+            let dtype =
+                precision.unwrap_or(if device.is_cpu() { candle_core::DType::F32 } else { candle_core::DType::BF16 });
+            let resolution = resolution.unwrap_or(match arch {
+                crate::bench::Arch::Tiny => 128,
+                crate::bench::Arch::Sd15 => 512,
+            });
+            let options = crate::bench::BenchTrain { arch, batch, steps: steps.max(1), resolution, dtype, rank };
+            println!("{}", crate::bench::train_step(&options, &device)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Train { project, steps, resume, show_samples, report_every }) => {
             train(&project, steps, resume, show_samples, report_every)
         }

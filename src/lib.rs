@@ -5,6 +5,7 @@
 //! directories, `tui` the workbench, and `cli` the command line that ties
 //! them together.
 
+pub mod bench;
 pub mod captions;
 pub mod cli;
 pub mod dataset;

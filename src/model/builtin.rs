@@ -71,11 +71,13 @@ fn scheduler_config() -> serde_json::Value {
     })
 }
 
-/// Hands out a deterministic tensor for each name asked for and keeps it,
-/// so loading the model code with it yields exactly the weights to save.
+/// Hands out a deterministic tensor for each name asked for, and keeps it
+/// when recording, so loading the model code with it yields exactly the
+/// weights to save.
 #[derive(Clone, Default)]
 struct Generator {
     tensors: Arc<Mutex<HashMap<String, Tensor>>>,
+    recording: bool,
 }
 
 impl Generator {
@@ -115,11 +117,13 @@ impl SimpleBackend for Generator {
         name: &str,
         _: candle_nn::Init,
         dtype: DType,
-        _: &Device,
+        device: &Device,
     ) -> candle_core::Result<Tensor> {
         let tensor = Self::make(name, &shape)?;
-        self.store().insert(name.to_string(), tensor.clone());
-        tensor.to_dtype(dtype)
+        if self.recording {
+            self.store().insert(name.to_string(), tensor.clone());
+        }
+        tensor.to_dtype(dtype)?.to_device(device)
     }
 
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
@@ -133,9 +137,15 @@ impl SimpleBackend for Generator {
 
 /// Runs `load` against a generator and returns the weights it asked for.
 fn generate(load: impl FnOnce(VarBuilder) -> candle_core::Result<()>) -> Result<HashMap<String, Tensor>> {
-    let generator = Generator::default();
+    let generator = Generator { recording: true, ..Generator::default() };
     load(VarBuilder::from_backend(Box::new(generator.clone()), DType::F32, Device::Cpu))?;
     Ok(std::mem::take(&mut *generator.store()))
+}
+
+/// Deterministic random weights for any module code, straight onto `device`
+/// in `dtype`, without files: for benchmarks of full-size architectures.
+pub fn random_weights(dtype: DType, device: &Device) -> VarBuilder<'static> {
+    VarBuilder::from_backend(Box::new(Generator::default()), dtype, device.clone())
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {

@@ -71,12 +71,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let Some(right) = right else { return };
     let samples_height = if right.height >= 14 && !app.sample_steps().is_empty() { 8 } else { 0 };
     let settings_height = if right.height >= 26 + samples_height { 12 } else { 0 };
-    let [runs_area, samples_area, settings_area] = Layout::vertical([
-        Constraint::Min(4),
-        Constraint::Length(samples_height),
-        Constraint::Length(settings_height),
-    ])
-    .areas(right);
+    let [runs_area, samples_area, settings_area] =
+        Layout::vertical([Constraint::Min(4), Constraint::Length(samples_height), Constraint::Length(settings_height)])
+            .areas(right);
     if samples_height > 0 {
         render_latest_samples(app, frame, samples_area);
     }

@@ -180,3 +180,55 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     assert!(run.join("checkpoints/step-000010.safetensors").is_file());
     assert_eq!(logged_losses(&run).len(), 11, "steps before the failure stay logged");
 }
+
+#[test]
+fn commands_pause_resume_sample_save_and_stop_a_running_trainer() {
+    let dir = project(500, 0);
+    let config = std::fs::read_to_string(dir.path().join("project.toml")).unwrap();
+    std::fs::write(
+        dir.path().join("project.toml"),
+        format!("{config}\n[[samples]]\nprompt = \"zeltmug\"\nsteps = 2\n"),
+    )
+    .unwrap();
+    let handle = trainer::spawn(Project::open(dir.path()).unwrap(), TrainOptions::default());
+    let next = |what: &str| {
+        handle
+            .events
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("no event while waiting for {what}"))
+    };
+    let wait = |what: &str, matches: &dyn Fn(&Event) -> bool| loop {
+        let event = next(what);
+        if let Event::Error(error) = &event {
+            panic!("trainer failed: {error}");
+        }
+        if matches(&event) {
+            return event;
+        }
+    };
+    wait("the first step", &|e| matches!(e, Event::Step(_)));
+    handle.commands.send(trainer::Command::Pause).unwrap();
+    let Event::Paused { step: paused_at } = wait("pause", &|e| matches!(e, Event::Paused { .. })) else {
+        unreachable!()
+    };
+    // Paused: no steps for a while, but sample-now and save-now still work.
+    handle.commands.send(trainer::Command::SampleNow).unwrap();
+    handle.commands.send(trainer::Command::SaveNow).unwrap();
+    let Event::Samples { step, paths } = next("samples") else { panic!("expected samples while paused") };
+    assert_eq!(step, paused_at);
+    assert!(paths.iter().all(|p| p.is_file()));
+    let Event::Checkpoint { step, path } = next("checkpoint") else { panic!("expected a checkpoint while paused") };
+    assert_eq!(step, paused_at);
+    assert!(path.is_file());
+    assert!(handle.events.recv_timeout(Duration::from_millis(500)).is_err(), "a step ran while paused");
+    handle.commands.send(trainer::Command::Resume).unwrap();
+    wait("resume", &|e| matches!(e, Event::Resumed { .. }));
+    wait("a step after resuming", &|e| matches!(e, Event::Step(m) if m.step > paused_at));
+    handle.commands.send(trainer::Command::Stop).unwrap();
+    let Event::Finished { step, lora, stopped } = wait("the end", &|e| matches!(e, Event::Finished { .. })) else {
+        unreachable!()
+    };
+    assert!(stopped && step > paused_at && step < 500, "stopped {stopped} at {step}");
+    assert!(lora.is_file());
+    assert_eq!(handle.thread.join().unwrap().unwrap(), lora);
+}

@@ -552,4 +552,45 @@ mod tests {
         app.apply(Action::NextPane);
         assert_eq!(app.pane, PaneId::Captions);
     }
+
+    #[test]
+    fn train_pane_keys_become_trainer_commands_only_while_training() {
+        let mut app = app();
+        app.apply(Action::ShowPane(PaneId::Train));
+        assert_eq!(app.handle_key(Key::char('p')), None, "nothing runs yet");
+        assert!(app.message.text.contains("s starts one"));
+        assert_eq!(app.handle_key(Key::char('s')), Some(Effect::StartTraining { resume: None }));
+        app.trainer_event(&Event::Started {
+            run_id: "r1".into(),
+            dir: "runs/r1".into(),
+            start_step: 0,
+            total: 10,
+            train_images: 4,
+            validation_images: 1,
+        });
+        assert_eq!(app.handle_key(Key::char('s')), None, "one run at a time");
+        assert_eq!(app.handle_key(Key::char('p')), Some(Effect::Trainer(Command::Pause)));
+        app.trainer_event(&Event::Paused { step: 3 });
+        assert_eq!(app.handle_key(Key::char(' ')), Some(Effect::Trainer(Command::Resume)));
+        assert_eq!(app.handle_key(Key::char('n')), Some(Effect::Trainer(Command::SampleNow)));
+        assert_eq!(app.handle_key(Key::char('c')), Some(Effect::Trainer(Command::SaveNow)));
+        assert_eq!(app.handle_key(Key::char('x')), Some(Effect::Trainer(Command::Stop)));
+        assert!(app.quit_warning().is_some(), "quitting asks while a run trains");
+        app.trainer_event(&Event::Finished { step: 4, lora: "runs/r1/demo.safetensors".into(), stopped: true });
+        assert!(app.quit_warning().is_none());
+        assert!(app.message.text.starts_with("Stopped at step 4"));
+    }
+
+    #[test]
+    fn chart_keys_change_smoothing_scale_and_zoom() {
+        let mut app = app();
+        app.apply(Action::ShowPane(PaneId::Train));
+        let smoothing = app.chart.smoothing;
+        app.handle_key(Key::char('+'));
+        assert!(app.chart.smoothing > smoothing);
+        app.handle_key(Key::char('l'));
+        assert!(app.chart.log_scale);
+        app.handle_key(Key::char('z'));
+        assert_eq!(app.chart.zoom, Some(1000));
+    }
 }

@@ -140,7 +140,12 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
                     let _ = write!(out, "\r\x1b[2K");
                     let _ = out.flush();
                     for path in &paths {
-                        let config = viuer::Config { width: Some(16), height: Some(8), absolute_offset: false, ..Default::default() };
+                        let config = viuer::Config {
+                            width: Some(16),
+                            height: Some(8),
+                            absolute_offset: false,
+                            ..Default::default()
+                        };
                         if let Ok(image) = image::open(path) {
                             let _ = viuer::print(&image, &config);
                         }

@@ -58,6 +58,14 @@ pub enum Command {
         #[arg(long, default_value_t = 10, value_name = "N")]
         report_every: u64,
     },
+    /// Scan the dataset for images that would harm training (blur, exposure, duplicates, size, …).
+    Scan {
+        /// The project folder.
+        project: PathBuf,
+        /// Print the report as JSON, for scripts.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks: `easel bench train` times a LoRA training step against the forward pass.
     Bench {
         #[command(subcommand)]
@@ -175,6 +183,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", crate::bench::train_step(&options, &device)?);
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Scan { project, json }) => scan(&project, json),
         Some(Command::Train { project, steps, resume, show_samples, report_every }) => {
             train(&project, steps, resume, show_samples, report_every)
         }
@@ -205,6 +214,29 @@ fn train(
         project,
         crate::train::headless::HeadlessOptions { train: options, show_samples, report_every },
     )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scan(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let project = Project::open(dir)?;
+    let config = &project.config;
+    let started = std::time::Instant::now();
+    let report = crate::dataset::scan::scan(
+        &project.dataset_dir(),
+        &project.cache_dir(),
+        &config.scan,
+        config.train.resolution,
+        config.train.bucketing,
+        &|_, _| {},
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        let dataset = project.dataset_dir().display().to_string();
+        print!("{}", crate::dataset::summary::text(&report, &dataset, config.train.resolution, seconds));
+    }
+    // The scan ran: success, whatever it found.
     Ok(ExitCode::SUCCESS)
 }
 

@@ -107,7 +107,7 @@ fn read_entry(root: &Path, relative: PathBuf, known: &HashMap<&Path, &DatasetEnt
     let metadata = fs::metadata(&path).ok();
     let bytes = metadata.as_ref().map_or(0, |m| m.len());
     let modified = metadata.as_ref().and_then(|m| m.modified().ok());
-    let caption = read_caption(&path.with_extension("txt"));
+    let caption = caption_for(&path);
     if let Some(old) = known.get(relative.as_path())
         && old.bytes == bytes
         && old.modified == modified
@@ -128,6 +128,11 @@ fn read_header(path: &Path) -> Result<((u32, u32), String), String> {
     let name = format.extensions_str().first().copied().unwrap_or("?").to_ascii_uppercase();
     let dimensions = reader.into_dimensions().map_err(|e| e.to_string())?;
     Ok((dimensions, name))
+}
+
+/// The caption beside the image at `image` (its `.txt` sidecar).
+pub fn caption_for(image: &Path) -> CaptionState {
+    read_caption(&image.with_extension("txt"))
 }
 
 fn read_caption(path: &Path) -> CaptionState {

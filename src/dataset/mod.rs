@@ -1,8 +1,12 @@
 //! What the dataset folder holds: images and their sidecar captions.
 //!
-//! This is the quick inventory the workbench shows (names, sizes, caption
-//! state); it reads image headers only, never whole images.
+//! The inventory is the quick view the workbench shows (names, sizes,
+//! caption state), from image headers only; the scan decodes every image
+//! and flags what would harm training.
 
+pub mod analysis;
 mod inventory;
+pub mod scan;
+pub mod summary;
 
-pub use inventory::{CaptionState, DatasetEntry, IMAGE_EXTENSIONS, Inventory};
+pub use inventory::{CaptionState, DatasetEntry, IMAGE_EXTENSIONS, Inventory, caption_for};

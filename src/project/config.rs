@@ -22,7 +22,50 @@ pub struct ProjectConfig {
     pub model: ModelConfig,
     pub lora: LoraConfig,
     pub train: TrainConfig,
+    pub scan: ScanConfig,
     pub samples: Vec<SamplePrompt>,
+}
+
+/// Thresholds of the dataset scan (`easel scan`, the Dataset pane).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ScanConfig {
+    /// Images with a shorter side are flagged as too small (0: `train.resolution`).
+    pub min_side: u32,
+    /// Blurry below this Laplacian variance (grayscale 0–255 at 256×256), whatever the dataset.
+    pub blur_floor: f64,
+    /// Blurry below this fraction of the dataset's median sharpness.
+    pub blur_relative: f64,
+    /// Mean luminance (0–1) below which an image is underexposed, above which overexposed.
+    pub dark_mean: f64,
+    pub bright_mean: f64,
+    /// Share of pixels crushed to black or blown to white that flags clipping.
+    pub clip_fraction: f64,
+    /// Mean saturation (0–1) below which an image counts as grayscale or nearly so.
+    pub low_colour: f64,
+    /// Perceptual-hash Hamming distance (of 64 bits) within which images are near-duplicates.
+    pub near_duplicate_distance: u32,
+    /// Long side ÷ short side above which the aspect ratio is extreme.
+    pub max_aspect: f64,
+    /// Images claiming more pixels than this (millions) are not decoded (decompression bombs).
+    pub max_megapixels: f64,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            min_side: 0,
+            blur_floor: 20.0,
+            blur_relative: 0.3,
+            dark_mean: 0.12,
+            bright_mean: 0.9,
+            clip_fraction: 0.3,
+            low_colour: 0.04,
+            near_duplicate_distance: 10,
+            max_aspect: 3.0,
+            max_megapixels: 100.0,
+        }
+    }
 }
 
 impl Default for ProjectConfig {
@@ -35,6 +78,7 @@ impl Default for ProjectConfig {
             model: ModelConfig::default(),
             lora: LoraConfig::default(),
             train: TrainConfig::default(),
+            scan: ScanConfig::default(),
             samples: Vec::new(),
         }
     }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub use config::{
     BaseModel, Invalid, LoraConfig, LoraTargets, LrSchedule, ModelConfig, ModelFamily, Precision, ProjectConfig,
-    SamplePrompt, TrainConfig,
+    SamplePrompt, ScanConfig, TrainConfig,
 };
 pub use error::{ConfigError, ProjectError};
 pub use init::{init, template};

@@ -3,7 +3,7 @@
 //! cropped square. Images are only ever scaled down.
 
 /// A training size in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub struct Bucket {
     pub width: u32,
     pub height: u32,

@@ -216,13 +216,15 @@ fn read_record(dataset: &Path, path: &Path, bytes: u64, modified_ns: u128, max_p
         record.error = Some("empty file (0 bytes)".into());
         return record;
     }
-    let reader = match image::ImageReader::new(std::io::Cursor::new(&data)).with_guessed_format() {
+    let mut reader = match image::ImageReader::new(std::io::Cursor::new(&data)).with_guessed_format() {
         Ok(reader) => reader,
         Err(e) => {
             record.error = Some(e.to_string());
             return record;
         }
     };
+    // Only the header is read here; the size is judged below, by our own limit.
+    reader.no_limits();
     record.format = reader.format().map(|f| format!("{f:?}").to_uppercase());
     match reader.into_dimensions() {
         Ok((w, h)) => (record.width, record.height) = (w, h),

@@ -208,3 +208,21 @@ fn the_demo_scan_reports_exactly_the_planted_flaws() {
         "{text}"
     );
 }
+
+#[test]
+fn a_duplicate_group_is_rejected_but_for_its_sharpest_and_comes_back() {
+    let project = common::demo_copy();
+    let dataset = project.path().join("dataset");
+    let cache = project.path().join("cache");
+    let report = run(&dataset, &cache);
+    assert_eq!(report.near_groups.len(), 1);
+    let rejected =
+        easel::dataset::decisions::reject_all_but_sharpest(&dataset, &report, &report.near_groups[0]).unwrap();
+    assert_eq!(rejected.len(), 1);
+    assert!(dataset.join(&rejected[0]).is_file() && dataset.join(&rejected[0]).with_extension("txt").is_file());
+    let after = run(&dataset, &cache);
+    assert_eq!(after.findings.len(), 19, "rejected images are not scanned");
+    assert!(after.near_groups.is_empty());
+    easel::dataset::decisions::restore(&dataset, &rejected[0]).unwrap();
+    assert_eq!(run(&dataset, &cache).findings.len(), 20);
+}

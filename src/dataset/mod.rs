@@ -5,6 +5,7 @@
 //! and flags what would harm training.
 
 pub mod analysis;
+pub mod decisions;
 mod inventory;
 pub mod scan;
 pub mod summary;

@@ -1,0 +1,154 @@
+//! Keep or reject: a rejected image moves with its caption into
+//! `dataset/_rejected/` (the scan and training skip `_` folders), never
+//! deleted, and restore moves them back. A move of two files is journaled
+//! first, so one interrupted half-way is completed next time: nothing is lost.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+
+use super::scan::{Finding, ScanReport};
+use crate::fsutil::atomic_write;
+
+pub const REJECTED: &str = "_rejected";
+const PENDING: &str = ".pending-moves";
+
+/// The files that travel together: the image and its caption, when present.
+fn companions(image: &Path) -> Vec<PathBuf> {
+    let caption = image.with_extension("txt");
+    let mut files = vec![image.to_path_buf()];
+    if caption.exists() {
+        files.push(caption);
+    }
+    files
+}
+
+/// Completes a move that was interrupted: every listed file not yet at its
+/// destination is moved there. Safe to call at any time.
+pub fn recover(dataset: &Path) -> Result<()> {
+    let journal = dataset.join(REJECTED).join(PENDING);
+    let Ok(text) = fs::read_to_string(&journal) else { return Ok(()) };
+    for line in text.lines() {
+        let Some((from, to)) = line.split_once('\t') else { continue };
+        let (from, to) = (dataset.join(from), dataset.join(to));
+        if from.exists() && !to.exists() {
+            if let Some(parent) = to.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::rename(&from, &to).with_context(|| format!("cannot move {} to {}", from.display(), to.display()))?;
+        }
+    }
+    fs::remove_file(&journal).with_context(|| format!("cannot remove {}", journal.display()))
+}
+
+/// Moves `relative` files of the dataset to `target` (relative) names, journaled.
+fn move_files(dataset: &Path, moves: &[(PathBuf, PathBuf)]) -> Result<()> {
+    recover(dataset)?;
+    for (_, to) in moves {
+        if dataset.join(to).exists() {
+            bail!("{} already exists; not overwriting it", dataset.join(to).display());
+        }
+    }
+    let rejected = dataset.join(REJECTED);
+    fs::create_dir_all(&rejected).with_context(|| format!("cannot create {}", rejected.display()))?;
+    let journal: String = moves.iter().map(|(from, to)| format!("{}\t{}\n", from.display(), to.display())).collect();
+    atomic_write(&rejected.join(PENDING), journal.as_bytes())?;
+    recover(dataset)
+}
+
+/// Rejects the image at `relative` (with its caption): returns where it went.
+pub fn reject(dataset: &Path, relative: &Path) -> Result<PathBuf> {
+    if relative.starts_with(REJECTED) {
+        bail!("{} is already rejected", relative.display());
+    }
+    let moves: Vec<(PathBuf, PathBuf)> = companions(&dataset.join(relative))
+        .into_iter()
+        .map(|file| {
+            let from = file.strip_prefix(dataset).unwrap_or(&file).to_path_buf();
+            let to = Path::new(REJECTED).join(&from);
+            (from, to)
+        })
+        .collect();
+    if !dataset.join(relative).is_file() {
+        bail!("{}: no such image", dataset.join(relative).display());
+    }
+    move_files(dataset, &moves)?;
+    Ok(Path::new(REJECTED).join(relative))
+}
+
+/// Restores a rejected image (`_rejected/…` or the original relative path).
+pub fn restore(dataset: &Path, relative: &Path) -> Result<PathBuf> {
+    let original = relative.strip_prefix(REJECTED).unwrap_or(relative).to_path_buf();
+    let rejected = Path::new(REJECTED).join(&original);
+    if !dataset.join(&rejected).is_file() {
+        bail!("{}: not among the rejected images", dataset.join(&rejected).display());
+    }
+    let moves: Vec<(PathBuf, PathBuf)> = companions(&dataset.join(&rejected))
+        .into_iter()
+        .map(|file| {
+            let from = file.strip_prefix(dataset).unwrap_or(&file).to_path_buf();
+            let to = from.strip_prefix(REJECTED).unwrap_or(&from).to_path_buf();
+            (from, to)
+        })
+        .collect();
+    move_files(dataset, &moves)?;
+    Ok(original)
+}
+
+/// The images of a group, sharpest first.
+fn by_sharpness<'a>(report: &'a ScanReport, group: &[usize]) -> Vec<&'a Finding> {
+    let mut members: Vec<&Finding> = group.iter().map(|&i| &report.findings[i]).collect();
+    members.sort_by(|a, b| {
+        let s = |f: &Finding| f.record.stats.map_or(f64::MIN, |s| s.sharpness);
+        s(b).total_cmp(&s(a))
+    });
+    members
+}
+
+/// Rejects every image of a duplicate group but the sharpest; returns the rejected.
+pub fn reject_all_but_sharpest(dataset: &Path, report: &ScanReport, group: &[usize]) -> Result<Vec<PathBuf>> {
+    by_sharpness(report, group).into_iter().skip(1).map(|finding| reject(dataset, &finding.record.path)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dataset() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        fs::write(dir.path().join("sub/a.png"), b"image").unwrap();
+        fs::write(dir.path().join("sub/a.txt"), b"caption").unwrap();
+        dir
+    }
+
+    #[test]
+    fn reject_and_restore_move_the_caption_too() {
+        let dir = dataset();
+        let d = dir.path();
+        assert_eq!(reject(d, Path::new("sub/a.png")).unwrap(), Path::new("_rejected/sub/a.png"));
+        assert!(!d.join("sub/a.png").exists() && !d.join("sub/a.txt").exists());
+        assert_eq!(fs::read(d.join("_rejected/sub/a.txt")).unwrap(), b"caption");
+        assert_eq!(restore(d, Path::new("_rejected/sub/a.png")).unwrap(), Path::new("sub/a.png"));
+        assert_eq!(fs::read(d.join("sub/a.png")).unwrap(), b"image");
+        assert_eq!(fs::read(d.join("sub/a.txt")).unwrap(), b"caption");
+        assert!(!d.join(REJECTED).join(PENDING).exists());
+        assert!(restore(d, Path::new("sub/a.png")).is_err(), "nothing to restore");
+    }
+
+    #[test]
+    fn an_interrupted_move_is_completed_and_loses_nothing() {
+        let dir = dataset();
+        let d = dir.path();
+        // As if killed after the journal and the first rename.
+        fs::create_dir_all(d.join("_rejected/sub")).unwrap();
+        fs::write(d.join(REJECTED).join(PENDING), "sub/a.png\t_rejected/sub/a.png\nsub/a.txt\t_rejected/sub/a.txt\n")
+            .unwrap();
+        fs::rename(d.join("sub/a.png"), d.join("_rejected/sub/a.png")).unwrap();
+        recover(d).unwrap();
+        assert_eq!(fs::read(d.join("_rejected/sub/a.png")).unwrap(), b"image");
+        assert_eq!(fs::read(d.join("_rejected/sub/a.txt")).unwrap(), b"caption");
+        assert!(!d.join(REJECTED).join(PENDING).exists());
+    }
+}

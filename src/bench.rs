@@ -102,3 +102,73 @@ pub fn train_step(options: &BenchTrain, device: &Device) -> Result<serde_json::V
         "samples_per_s": b as f64 / step, "weights_load_s": load_seconds, "steps_timed": options.steps,
     }))
 }
+
+/// A photo-like picture for the scan benchmark: gradients, a blob, texture,
+/// different for every index.
+fn photo_like(index: u32, width: u32, height: u32) -> image::RgbImage {
+    let angle = index as f32 * 2.399;
+    let (cx, cy) = (0.2 + 0.6 * ((index * 37 % 17) as f32 / 17.0), 0.2 + 0.6 * ((index * 53 % 19) as f32 / 19.0));
+    image::RgbImage::from_fn(width, height, |x, y| {
+        let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
+        let ramp = (fx - 0.5) * angle.cos() + (fy - 0.5) * angle.sin() + 0.5;
+        let texture = ((x * 7 + y * 13 + index * 11) % 29) as f32 * 1.5;
+        let blob = if (fx - cx).powi(2) + (fy - cy).powi(2) < 0.03 { 90.0 } else { 0.0 };
+        image::Rgb([
+            (30.0 + 160.0 * ramp + texture + blob).min(255.0) as u8,
+            (50.0 + 100.0 * (1.0 - ramp) + texture * 0.6).min(255.0) as u8,
+            (110.0 + 70.0 * ramp - blob * 0.7).max(0.0) as u8,
+        ])
+    })
+}
+
+/// Writes `count` photo-like JPEGs of about `size` px (varied aspect) into
+/// `dir`, unless they are there already.
+pub fn scan_images(dir: &std::path::Path, count: u32, size: u32) -> Result<()> {
+    use rayon::prelude::*;
+    std::fs::create_dir_all(dir)?;
+    (0..count).into_par_iter().try_for_each(|i| -> Result<()> {
+        let path = dir.join(format!("photo_{i:04}.jpg"));
+        if path.is_file() {
+            return Ok(());
+        }
+        let (w, h) = match i % 3 {
+            0 => (size, size),
+            1 => (size, size * 3 / 4),
+            _ => (size * 3 / 4, size),
+        };
+        let mut bytes = Vec::new();
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90);
+        photo_like(i, w, h).write_with_encoder(encoder)?;
+        crate::fsutil::atomic_write(&path, &bytes)?;
+        std::fs::write(path.with_extension("txt"), format!("photo {i}"))?;
+        Ok(())
+    })
+}
+
+/// Times a cold scan (empty cache) and a warm one (everything cached) of `dir`.
+pub fn scan(dir: &std::path::Path) -> Result<serde_json::Value> {
+    let config = crate::project::ScanConfig::default();
+    let cache = tempfile_dir()?;
+    let started = Instant::now();
+    let cold = crate::dataset::scan::scan(dir, &cache, &config, 512, true, &|_, _| {});
+    let cold_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let warm = crate::dataset::scan::scan(dir, &cache, &config, 512, true, &|_, _| {});
+    let warm_seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&cache);
+    let images = cold.findings.len();
+    Ok(json!({
+        "images": images, "threads": rayon::current_num_threads(),
+        "cold_s": cold_seconds, "images_per_s": images as f64 / cold_seconds,
+        "warm_s": warm_seconds, "warm_from_cache": warm.from_cache,
+        "flagged": cold.findings.iter().filter(|f| !f.flags.is_empty()).count(),
+    }))
+}
+
+/// A fresh folder for a throwaway scan cache.
+fn tempfile_dir() -> Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("easel-bench-scan-cache-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

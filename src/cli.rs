@@ -77,6 +77,17 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// The dataset scan over generated photo-like images: cold (decoding all) and warm (cached).
+    Scan {
+        /// Where the images are (generated there first when missing).
+        #[arg(long, default_value = "target/bench-scan")]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 1000)]
+        count: u32,
+        /// Long side in pixels.
+        #[arg(long, default_value_t = 1024)]
+        size: u32,
+    },
     /// One LoRA training step (attention, AdamW) of a random-weight UNet, beside its forward pass.
     Train {
         #[arg(long, value_enum, default_value = "tiny")]
@@ -171,6 +182,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Init { dir, name, trigger }) => init(&dir, name.as_deref(), &trigger),
         Some(Command::Generate(command)) => generate(*command),
+        Some(Command::Bench { what: BenchCommand::Scan { dir, count, size } }) => {
+            crate::bench::scan_images(&dir, count, size)?;
+            println!("{}", crate::bench::scan(&dir)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench { what: BenchCommand::Train { arch, batch, steps, resolution, precision, rank } }) => {
             let device = crate::generate::default_device();
             let dtype =

@@ -146,7 +146,7 @@ impl ScanReport {
 
 const CACHE_FILE: &str = "scan.json";
 /// Bump when the measurements change, so old cached records are not reused.
-const CACHE_VERSION: u32 = 2;
+const CACHE_VERSION: u32 = 4;
 
 #[derive(Serialize, Deserialize)]
 struct CacheFile {

@@ -216,43 +216,32 @@ fn read_record(dataset: &Path, path: &Path, bytes: u64, modified_ns: u128, max_p
         record.error = Some("empty file (0 bytes)".into());
         return record;
     }
-    let mut reader = match image::ImageReader::new(std::io::Cursor::new(&data)).with_guessed_format() {
-        Ok(reader) => reader,
-        Err(e) => {
-            record.error = Some(e.to_string());
-            return record;
-        }
-    };
-    // Only the header is read here; the size is judged below, by our own limit.
-    reader.no_limits();
-    record.format = reader.format().map(|f| format!("{f:?}").to_uppercase());
-    match reader.into_dimensions() {
-        Ok((w, h)) => (record.width, record.height) = (w, h),
-        Err(e) => {
-            record.error = Some(format!("unreadable header: {e}"));
-            return record;
-        }
+    if let Err(error) = measure(&data, max_pixels, &mut record) {
+        record.error = Some(error);
     }
+    record
+}
+
+/// Reads the header, then (within the pixel limit) decodes and measures.
+fn measure(data: &[u8], max_pixels: u64, record: &mut ImageRecord) -> Result<(), String> {
+    let open = || image::ImageReader::new(std::io::Cursor::new(data)).with_guessed_format().map_err(|e| e.to_string());
+    let mut header = open()?;
+    // Only the header is read here; the size is judged below, by our own limit.
+    header.no_limits();
+    record.format = header.format().map(|f| format!("{f:?}").to_uppercase());
+    (record.width, record.height) = header.into_dimensions().map_err(|e| format!("unreadable header: {e}"))?;
     if u64::from(record.width) * u64::from(record.height) > max_pixels {
         record.huge = true;
-        return record;
+        return Ok(());
     }
-    let mut reader = match image::ImageReader::new(std::io::Cursor::new(&data)).with_guessed_format() {
-        Ok(reader) => reader,
-        Err(e) => {
-            record.error = Some(e.to_string());
-            return record;
-        }
-    };
+    let mut reader = open()?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(record.width);
     limits.max_image_height = Some(record.height);
     reader.limits(limits);
-    match reader.decode() {
-        Ok(image) => record.stats = Some(analyse(&image)),
-        Err(e) => record.error = Some(format!("cannot decode: {e}")),
-    }
-    record
+    let image = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
+    record.stats = Some(analyse(&image));
+    Ok(())
 }
 
 fn caption_state(dataset: &Path, path: &Path) -> &'static str {

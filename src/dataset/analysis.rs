@@ -22,7 +22,8 @@ pub struct PixelStats {
     pub phash: u64,
 }
 
-const SHARPNESS_SIDE: u32 = 256;
+/// The side of the square view every measurement is taken on.
+pub const MEASUREMENT_SIDE: u32 = 256;
 
 /// Measures an image. Everything but the alpha check is computed on a
 /// 256×256 area-averaged thumbnail (never an enlargement): the statistics
@@ -37,8 +38,11 @@ pub fn analyse(image: &DynamicImage) -> PixelStats {
             &converted
         }
     };
-    let view =
-        if rgb.width().min(rgb.height()) < SHARPNESS_SIDE { rgb.clone() } else { box_downscale(rgb, SHARPNESS_SIDE) };
+    let view = if rgb.width().min(rgb.height()) < MEASUREMENT_SIDE {
+        rgb.clone()
+    } else {
+        box_downscale(rgb, MEASUREMENT_SIDE)
+    };
     let mut luma_sum = 0.0;
     let (mut dark, mut bright) = (0usize, 0usize);
     let mut saturation_sum = 0.0;

@@ -146,7 +146,7 @@ impl ScanReport {
 
 const CACHE_FILE: &str = "scan.json";
 /// Bump when the measurements change, so old cached records are not reused.
-const CACHE_VERSION: u32 = 4;
+const CACHE_VERSION: u32 = 5;
 
 #[derive(Serialize, Deserialize)]
 struct CacheFile {
@@ -234,6 +234,12 @@ fn measure(data: &[u8], max_pixels: u64, record: &mut ImageRecord) -> Result<(),
         record.huge = true;
         return Ok(());
     }
+    if record.format.as_deref() == Some("JPEG")
+        && let Some(image) = decode_jpeg_scaled(data)
+    {
+        record.stats = Some(analyse(&image));
+        return Ok(());
+    }
     let mut reader = open()?;
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(record.width);
@@ -242,6 +248,24 @@ fn measure(data: &[u8], max_pixels: u64, record: &mut ImageRecord) -> Result<(),
     let image = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
     record.stats = Some(analyse(&image));
     Ok(())
+}
+
+/// Decodes a JPEG already scaled down in the DCT domain, to the smallest
+/// 1/8-steps size that still covers the 256 px measurement view: most of
+/// the decoding work of a large photo is skipped. `None` for the formats it
+/// does not handle (CMYK, 16-bit), which then take the ordinary path.
+fn decode_jpeg_scaled(data: &[u8]) -> Option<image::DynamicImage> {
+    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(data));
+    let side = super::analysis::MEASUREMENT_SIDE as u16;
+    decoder.scale(side, side).ok()?;
+    let pixels = decoder.decode().ok()?;
+    let info = decoder.info()?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => image::RgbImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageRgb8),
+        jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageLuma8),
+        _ => None,
+    }
 }
 
 fn caption_state(dataset: &Path, path: &Path) -> &'static str {

@@ -103,9 +103,9 @@ pub fn train_step(options: &BenchTrain, device: &Device) -> Result<serde_json::V
     }))
 }
 
-/// A photo-like picture for the scan benchmark: gradients, a blob, texture,
+/// A photo-like picture for the scan benchmark and the scan tests: gradients, a blob, texture,
 /// different for every index.
-fn photo_like(index: u32, width: u32, height: u32) -> image::RgbImage {
+pub fn photo_like(index: u32, width: u32, height: u32) -> image::RgbImage {
     let angle = index as f32 * 2.399;
     let (cx, cy) = (0.2 + 0.6 * ((index * 37 % 17) as f32 / 17.0), 0.2 + 0.6 * ((index * 53 % 19) as f32 / 19.0));
     image::RgbImage::from_fn(width, height, |x, y| {

@@ -11,23 +11,9 @@ use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 
 mod common;
 
-/// A photo-like picture: a gradient in a direction of its own, a blob
-/// somewhere of its own, fine texture; different seeds look different.
+/// Photo-like pictures, different per seed: the benchmark's generator.
 fn picture(seed: u32, width: u32, height: u32) -> RgbImage {
-    // The golden angle and coprime strides spread seeds apart.
-    let angle = seed as f32 * 2.399;
-    let (cx, cy) = (0.2 + 0.6 * ((seed * 37 % 17) as f32 / 17.0), 0.2 + 0.6 * ((seed * 53 % 19) as f32 / 19.0));
-    RgbImage::from_fn(width, height, |x, y| {
-        let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
-        let ramp = (fx - 0.5) * angle.cos() + (fy - 0.5) * angle.sin() + 0.5;
-        let stripe = ((x * 7 + y * 3 + seed * 11) % 23) as f32 * 2.0;
-        let blob = if (fx - cx).powi(2) + (fy - cy).powi(2) < 0.03 { 100.0 } else { 0.0 };
-        Rgb([
-            (40.0 + 150.0 * ramp + stripe + blob).min(255.0) as u8,
-            (60.0 + 80.0 * (1.0 - ramp) + stripe * 0.5).min(255.0) as u8,
-            (120.0 + 60.0 * ramp - blob * 0.8).max(0.0) as u8,
-        ])
-    })
+    easel::bench::photo_like(seed, width, height)
 }
 
 fn save(dir: &Path, name: &str, image: &DynamicImage, format: ImageFormat) {

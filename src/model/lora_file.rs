@@ -100,6 +100,35 @@ fn read(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>
     Ok((tensors, metadata))
 }
 
+/// The modules of a LoRA file whose keys end in `suffixes` (down, up):
+/// each named module is matched to a model path by `resolve` (unmatched ones
+/// are listed) and given its alpha by `alpha(name, path, rank)`.
+fn collect_modules(
+    tensors: &HashMap<String, Tensor>,
+    suffixes: (&str, &str),
+    resolve: impl Fn(&str) -> Option<String>,
+    alpha: impl Fn(&str, &str, f64) -> Result<f64>,
+) -> Result<(Vec<ModuleWeights>, Vec<String>)> {
+    let (down_suffix, up_suffix) = suffixes;
+    let mut modules = Vec::new();
+    let mut unmatched = Vec::new();
+    let mut names: Vec<&String> = tensors.keys().filter(|k| k.ends_with(down_suffix)).collect();
+    names.sort();
+    for down_key in names {
+        let name = down_key.trim_end_matches(down_suffix);
+        let Some(path) = resolve(name) else {
+            unmatched.push(name.to_string());
+            continue;
+        };
+        let up_key = format!("{name}{up_suffix}");
+        let up = tensors.get(&up_key).ok_or_else(|| anyhow!("`{up_key}` is missing"))?;
+        let down = as_matrix(tensors[down_key].clone(), down_key)?;
+        let alpha = alpha(name, &path, down.dim(0)? as f64)?;
+        modules.push(ModuleWeights { path, down, up: as_matrix(up.clone(), &up_key)?, alpha });
+    }
+    Ok((modules, unmatched))
+}
+
 impl LoraFile {
     /// Reads a kohya or PEFT file, matching its modules to `model`'s layers.
     pub fn read(path: &Path, model: &mut StableDiffusion) -> Result<Self> {
@@ -133,28 +162,17 @@ impl LoraFile {
         model: &mut StableDiffusion,
     ) -> Result<Self> {
         let table = kohya_table(model);
-        let mut modules = Vec::new();
-        let mut unmatched = Vec::new();
-        let mut names: Vec<&String> = tensors.keys().filter(|k| k.ends_with(".lora_down.weight")).collect();
-        names.sort();
-        for down_key in names {
-            let name = down_key.trim_end_matches(".lora_down.weight");
-            let Some(path) = table.get(name) else {
-                unmatched.push(name.to_string());
-                continue;
-            };
-            let up_key = format!("{name}.lora_up.weight");
-            let up = tensors.get(&up_key).ok_or_else(|| anyhow!("`{up_key}` is missing"))?;
-            let down = as_matrix(tensors[down_key].clone(), down_key)?;
-            let rank = down.dim(0)?;
-            let alpha = match tensors.get(&format!("{name}.alpha")) {
+        let (modules, unmatched) = collect_modules(
+            &tensors,
+            (".lora_down.weight", ".lora_up.weight"),
+            |name| table.get(name).cloned(),
+            |name, _, rank| match tensors.get(&format!("{name}.alpha")) {
                 Some(alpha) => {
-                    alpha.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?.first().copied().unwrap_or(rank as f64)
+                    Ok(alpha.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?.first().copied().unwrap_or(rank))
                 }
-                None => rank as f64,
-            };
-            modules.push(ModuleWeights { path: path.clone(), down, up: as_matrix(up.clone(), &up_key)?, alpha });
-        }
+                None => Ok(rank),
+            },
+        )?;
         Ok(Self { format: LoraFormat::Kohya, modules, metadata, unmatched })
     }
 
@@ -168,31 +186,24 @@ impl LoraFile {
             None => serde_json::Map::new(),
         };
         let known: Vec<String> = model.lora_layers().into_iter().map(|(path, _)| path).collect();
-        let mut modules = Vec::new();
-        let mut unmatched = Vec::new();
-        let mut names: Vec<&String> = tensors.keys().filter(|k| k.ends_with(".lora_A.weight")).collect();
-        names.sort();
-        for down_key in names {
-            let path = down_key.trim_end_matches(".lora_A.weight");
-            if !known.iter().any(|k| k == path) {
-                unmatched.push(path.to_string());
-                continue;
-            }
-            let up_key = format!("{path}.lora_B.weight");
-            let up = tensors.get(&up_key).ok_or_else(|| anyhow!("`{up_key}` is missing"))?;
-            let down = as_matrix(tensors[down_key].clone(), down_key)?;
-            let rank = down.dim(0)? as f64;
-            // Without metadata diffusers takes alpha = rank; alpha_pattern
-            // holds per-module exceptions keyed by module path.
-            let component = path.split('.').next().unwrap_or("unet");
-            let module = path.split_once('.').map_or(path, |(_, rest)| rest);
-            let pattern =
-                adapter.get(&format!("{component}.alpha_pattern")).and_then(|p| p.get(module)).and_then(|v| v.as_f64());
-            let alpha = pattern
-                .or_else(|| adapter.get(&format!("{component}.lora_alpha")).and_then(|v| v.as_f64()))
-                .unwrap_or(rank);
-            modules.push(ModuleWeights { path: path.to_string(), down, up: as_matrix(up.clone(), &up_key)?, alpha });
-        }
+        let (modules, unmatched) = collect_modules(
+            &tensors,
+            (".lora_A.weight", ".lora_B.weight"),
+            |name| known.iter().find(|k| *k == name).cloned(),
+            |_, path, rank| {
+                // Without metadata diffusers takes alpha = rank; alpha_pattern
+                // holds per-module exceptions keyed by module path.
+                let component = path.split('.').next().unwrap_or("unet");
+                let module = path.split_once('.').map_or(path, |(_, rest)| rest);
+                let pattern = adapter
+                    .get(&format!("{component}.alpha_pattern"))
+                    .and_then(|p| p.get(module))
+                    .and_then(|v| v.as_f64());
+                Ok(pattern
+                    .or_else(|| adapter.get(&format!("{component}.lora_alpha")).and_then(|v| v.as_f64()))
+                    .unwrap_or(rank))
+            },
+        )?;
         Ok(Self { format: LoraFormat::Peft, modules, metadata, unmatched })
     }
 

@@ -102,8 +102,13 @@ fn a_run_killed_mid_way_resumes_to_the_same_losses() {
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let runs = killed.path().join("runs");
-        let logged =
-            std::fs::read_dir(&runs).ok().and_then(|mut r| r.next()).map(|e| logged_losses(&e.unwrap().path()).len());
+        let logged = std::fs::read_dir(&runs)
+            .ok()
+            .and_then(|mut r| r.next())
+            .map(|e| e.unwrap().path())
+            // The run folder exists a moment before its metrics file does.
+            .filter(|run| run.join("metrics.jsonl").is_file())
+            .map(|run| logged_losses(&run).len());
         if logged.is_some_and(|n| n >= 15) {
             break;
         }

@@ -291,3 +291,41 @@ fn the_train_pane_starts_a_run_and_its_chart_updates_live() {
     let runs: Vec<_> = std::fs::read_dir(session.project.path().join("runs")).unwrap().collect();
     assert_eq!(runs.len(), 1);
 }
+
+#[test]
+fn the_dataset_pane_rejects_and_restores_flagged_images() {
+    let mut session = Session::start(&[]);
+    session.wait_for("4 to review");
+    let dataset = session.project.path().join("dataset");
+    // n: the first image still to review is the near duplicate 03; x rejects it with its caption.
+    session.send("n");
+    session.wait_for("zeltmug_18.png (distance");
+    session.send("x");
+    session.wait_for("1 rejected");
+    assert!(dataset.join("_rejected/zeltmug_03.png").is_file() && dataset.join("_rejected/zeltmug_03.txt").is_file());
+    assert!(!dataset.join("zeltmug_03.png").exists());
+    // Keep the blurry 07 despite its flag.
+    session.send("n");
+    session.wait_for("blurry: sharpness");
+    session.send(" ");
+    session.wait_for("Kept zeltmug_07.png");
+    // Show the rejected images (f cycles to them) and restore.
+    for _ in 0..8 {
+        if session.contents().contains("rejected by name") {
+            break;
+        }
+        session.send("f");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    session.wait_for("rejected by name");
+    session.send("u");
+    session.wait_for("Restored zeltmug_03.png");
+    session.wait_for("0 rejected");
+    assert!(dataset.join("zeltmug_03.png").is_file() && dataset.join("zeltmug_03.txt").is_file());
+    session.send("q");
+    assert!(session.wait_exit().success());
+    session.assert_restored();
+    // The keep decision outlives the session.
+    let kept = std::fs::read_to_string(dataset.join(".easel-kept")).unwrap();
+    assert!(kept.contains("zeltmug_07.png"), "{kept}");
+}

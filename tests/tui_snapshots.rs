@@ -7,7 +7,7 @@ use std::path::Path;
 use easel::dataset::Inventory;
 use easel::project::Project;
 use easel::train::{list_runs, read_metrics};
-use easel::tui::{Action, App, PaneId, ProjectFiles, Theme, render};
+use easel::tui::{Action, App, PaneId, ProjectFiles, ScanResult, Theme, render};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -67,6 +67,23 @@ fn loaded_app(root: &Path, theme: &str) -> App {
     app
 }
 
+/// Scans the project as the workbench's background scan would, and hands it the result.
+fn scanned(app: &mut App) {
+    let project = &app.project;
+    let dataset = project.dataset_dir();
+    let report = easel::dataset::scan::scan(
+        &dataset,
+        &project.cache_dir(),
+        &project.config.scan,
+        project.config.train.resolution,
+        project.config.train.bucketing,
+        &|_, _| {},
+    );
+    let rejected = easel::dataset::decisions::rejected_images(&dataset);
+    let kept = easel::dataset::decisions::Kept::read(&dataset);
+    app.scan_loaded(ScanResult { report, rejected, kept });
+}
+
 fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|frame| render(app, frame)).unwrap();
@@ -82,6 +99,24 @@ fn each_pane_at_80x24() {
         let name = format!("pane_{}_80x24", pane.title().to_lowercase());
         insta::assert_snapshot!(name, draw(&app, 80, 24).backend());
     }
+}
+
+#[test]
+fn the_dataset_pane_after_a_scan() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.scan_progress(7, 20);
+    insta::assert_snapshot!("dataset_scanning_80x24", draw(&app, 80, 24).backend());
+    scanned(&mut app);
+    let screen = format!("{:?}", draw(&app, 80, 24).backend());
+    assert!(screen.contains("20 images · 4 to review"), "{screen}");
+    // The first image to review is the near duplicate 03: its group is previewed side by side.
+    app.apply(Action::NextToReview);
+    insta::assert_snapshot!("dataset_review_80x24", draw(&app, 80, 24).backend());
+    app.apply(Action::CycleFilter);
+    app.apply(Action::CycleSort);
+    app.apply(Action::CycleSort);
+    insta::assert_snapshot!("dataset_to_review_by_size_80x24", draw(&app, 80, 24).backend());
 }
 
 #[test]
@@ -135,15 +170,20 @@ fn smallest_supported_and_too_small() {
 fn every_view_draws_at_every_small_size_without_panicking() {
     let dir = demo_copy();
     let mut app = loaded_app(dir.path(), "light");
+    scanned(&mut app);
     let mut views: Vec<Vec<Action>> = PaneId::ALL.iter().map(|p| vec![Action::ShowPane(*p)]).collect();
+    views.push(vec![Action::ShowPane(PaneId::Dataset), Action::NextToReview]);
+    views.push(vec![Action::ToggleFullView]);
     views.push(vec![Action::ToggleHelp]);
     views.push(vec![Action::Close, Action::CycleTheme, Action::Quit]);
     for actions in views {
         for action in actions {
             app.apply(action);
         }
-        for width in 1..=90 {
-            for height in 1..=30 {
+        // Every size where layouts switch (the small ones), then a coarser grid:
+        // each new size re-encodes the previews, which is slow in a debug build.
+        for width in (1..=40).chain((41..=90).step_by(7)) {
+            for height in (1..=16).chain((17..=30).step_by(4)) {
                 draw(&app, width, height);
             }
         }

@@ -3,6 +3,7 @@
 //! deleted, and restore moves them back. A move of two files is journaled
 //! first, so one interrupted half-way is completed next time: nothing is lost.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,8 @@ use crate::fsutil::atomic_write;
 
 pub const REJECTED: &str = "_rejected";
 const PENDING: &str = ".pending-moves";
+/// The kept list, in the dataset folder so that it travels with the images.
+const KEPT: &str = ".easel-kept";
 
 /// The files that travel together: the image and its caption, when present.
 fn companions(image: &Path) -> Vec<PathBuf> {
@@ -111,6 +114,93 @@ pub fn reject_all_but_sharpest(dataset: &Path, report: &ScanReport, group: &[usi
     by_sharpness(report, group).into_iter().skip(1).map(|finding| reject(dataset, &finding.record.path)).collect()
 }
 
+/// The rejected images, relative to `_rejected/`, sorted.
+pub fn rejected_images(dataset: &Path) -> Vec<PathBuf> {
+    super::scan::image_files(&dataset.join(REJECTED))
+}
+
+/// Images the operator looked at and kept despite their flags, each with
+/// the content hash it had then: a file changed since is reviewed again.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Kept(BTreeMap<PathBuf, u64>);
+
+impl Kept {
+    /// Reads the kept list; a missing or unreadable one is empty (nothing kept yet).
+    pub fn read(dataset: &Path) -> Self {
+        let text = fs::read_to_string(dataset.join(KEPT)).unwrap_or_default();
+        let entries = text.lines().filter_map(|line| {
+            let (hash, path) = line.split_once('\t')?;
+            Some((PathBuf::from(path), u64::from_str_radix(hash, 16).ok()?))
+        });
+        Self(entries.collect())
+    }
+
+    pub fn contains(&self, path: &Path, content_hash: u64) -> bool {
+        self.0.get(path) == Some(&content_hash)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Marks `path` kept (or no longer kept) and writes the list.
+    fn set(dataset: &Path, path: &Path, content_hash: u64, keep: bool) -> Result<()> {
+        let mut kept = Self::read(dataset);
+        if keep {
+            kept.0.insert(path.to_path_buf(), content_hash);
+        } else {
+            kept.0.remove(path);
+        }
+        let text: String = kept.0.iter().map(|(path, hash)| format!("{hash:016x}\t{}\n", path.display())).collect();
+        let file = dataset.join(KEPT);
+        atomic_write(&file, text.as_bytes()).with_context(|| format!("cannot write {}", file.display()))
+    }
+}
+
+/// What the operator decided about images; paths relative to the dataset.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Keep {
+        path: PathBuf,
+        content_hash: u64,
+    },
+    Unkeep {
+        path: PathBuf,
+    },
+    Reject(Vec<PathBuf>),
+    /// Paths as they were before rejection.
+    Restore(PathBuf),
+}
+
+/// Carries out a decision; returns what happened, in words.
+pub fn apply(dataset: &Path, decision: &Decision) -> Result<String> {
+    match decision {
+        Decision::Keep { path, content_hash } => {
+            Kept::set(dataset, path, *content_hash, true)?;
+            Ok(format!("Kept {}.", path.display()))
+        }
+        Decision::Unkeep { path } => {
+            Kept::set(dataset, path, 0, false)?;
+            Ok(format!("{} is to review again.", path.display()))
+        }
+        Decision::Reject(paths) => {
+            for path in paths {
+                reject(dataset, path)?;
+            }
+            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            Ok(format!("Rejected {} (moved to {REJECTED}/; u restores).", names.join(", ")))
+        }
+        Decision::Restore(path) => {
+            restore(dataset, path)?;
+            Ok(format!("Restored {}.", path.display()))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,6 +225,30 @@ mod tests {
         assert_eq!(fs::read(d.join("sub/a.txt")).unwrap(), b"caption");
         assert!(!d.join(REJECTED).join(PENDING).exists());
         assert!(restore(d, Path::new("sub/a.png")).is_err(), "nothing to restore");
+    }
+
+    #[test]
+    fn kept_images_are_remembered_until_they_change() {
+        let dir = dataset();
+        let d = dir.path();
+        let path = Path::new("sub/a.png");
+        apply(d, &Decision::Keep { path: path.into(), content_hash: 7 }).unwrap();
+        let kept = Kept::read(d);
+        assert!(kept.contains(path, 7));
+        assert!(!kept.contains(path, 8), "a changed file is reviewed again");
+        apply(d, &Decision::Unkeep { path: path.into() }).unwrap();
+        assert!(Kept::read(d).is_empty());
+    }
+
+    #[test]
+    fn rejected_images_are_listed_and_restored_by_their_old_name() {
+        let dir = dataset();
+        let d = dir.path();
+        apply(d, &Decision::Reject(vec!["sub/a.png".into()])).unwrap();
+        assert_eq!(rejected_images(d), vec![PathBuf::from("sub/a.png")]);
+        apply(d, &Decision::Restore("sub/a.png".into())).unwrap();
+        assert!(rejected_images(d).is_empty());
+        assert!(d.join("sub/a.png").is_file() && d.join("sub/a.txt").is_file());
     }
 
     #[test]

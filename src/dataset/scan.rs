@@ -164,7 +164,7 @@ fn load_cache(cache_dir: &Path) -> HashMap<PathBuf, ImageRecord> {
 
 /// Image files under `dir`, relative to it, sorted; `_` and `.` folders
 /// (rejected images, hidden files) are left out.
-fn image_files(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn image_files(dir: &Path) -> Vec<PathBuf> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(items) = std::fs::read_dir(dir) else { return };
         for item in items.filter_map(Result::ok) {

@@ -88,6 +88,20 @@ pub enum Action {
     LaterStep,
     /// Samples pane: keep this step on the left to compare with others.
     MarkStep,
-    /// Samples pane: the image alone, as large as the pane allows.
+    /// Samples and Dataset panes: the image alone, as large as the pane allows.
     ToggleFullView,
+    /// Dataset pane: mark the image kept despite its flags (again: to review).
+    KeepImage,
+    /// Dataset pane: move the image and its caption to `_rejected/`.
+    RejectImage,
+    /// Dataset pane: move a rejected image back.
+    RestoreImage,
+    /// Dataset pane: reject every image of the duplicate group but the sharpest.
+    RejectDuplicates,
+    /// Dataset pane: the next (previous) image still to review.
+    NextToReview,
+    PreviousToReview,
+    /// Dataset pane: which images the list shows, and in what order.
+    CycleFilter,
+    CycleSort,
 }

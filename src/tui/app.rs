@@ -3,11 +3,13 @@
 //! loop to carry out, which keeps this testable and rendering pure.
 
 use crate::dataset::Inventory;
+use crate::dataset::decisions::Decision;
 use crate::project::Project;
 use crate::train::{Command, Event, RunMetrics, RunSummary};
 
 use super::action::{Action, PaneId};
 use super::keymap::{Key, Keymap, Scope};
+use super::review::{DatasetReview, ReviewRow, ScanResult};
 use super::theme::Theme;
 
 /// What the workbench knows about the project's files, re-read in the background.
@@ -96,6 +98,8 @@ pub enum Effect {
     },
     /// Pass a command to the running trainer.
     Trainer(Command),
+    /// Carry out a keep/reject/restore, then call `decision_done`.
+    Decide(Decision),
 }
 
 /// Rows a page key moves by; the real page height is only known when drawing.
@@ -123,6 +127,9 @@ pub struct App {
     /// A run to select as soon as the run list shows it.
     following: Option<String>,
     pub samples: SampleView,
+    pub review: DatasetReview,
+    /// A (re)scan of the dataset is due: the loop starts one when none runs.
+    pub scan_wanted: bool,
     /// How images are drawn (Kitty, Sixel, iTerm2 or half-blocks).
     pub picker: ratatui_image::picker::Picker,
     /// Encoded images by (path, width, height), so frames do not re-encode them.
@@ -151,6 +158,8 @@ impl App {
             compare: None,
             following: None,
             samples: SampleView::default(),
+            review: DatasetReview::default(),
+            scan_wanted: true,
             picker: ratatui_image::picker::Picker::halfblocks(),
             image_cache: Default::default(),
         }
@@ -325,6 +334,7 @@ impl App {
             }
             Action::Refresh => {
                 self.info("Re-reading the project…".to_string());
+                self.scan_wanted = true;
                 return Some(Effect::Refresh);
             }
             Action::Up => return self.move_selection(|i, _| i.saturating_sub(1)),
@@ -390,7 +400,16 @@ impl App {
                     None => self.shown_sample_step(),
                 };
             }
+            Action::ToggleFullView if self.pane == PaneId::Dataset => self.review.full = !self.review.full,
             Action::ToggleFullView => self.samples.full = !self.samples.full,
+            Action::KeepImage
+            | Action::RejectImage
+            | Action::RestoreImage
+            | Action::RejectDuplicates
+            | Action::NextToReview
+            | Action::PreviousToReview => return self.review_action(action),
+            Action::CycleFilter => self.reorder(DatasetReview::cycle_filter),
+            Action::CycleSort => self.reorder(DatasetReview::cycle_sort),
             Action::ToggleCompare => {
                 if self.compare.take().is_none() {
                     self.compare = self.shown_run().map(|run| run.id.clone());
@@ -404,6 +423,91 @@ impl App {
         None
     }
 
+    /// The Dataset pane's selected row, once a scan has arrived.
+    pub fn review_row(&self) -> Option<ReviewRow> {
+        self.review.scan.as_ref()?;
+        self.selection(PaneId::Dataset).map(|i| self.review.rows()[i])
+    }
+
+    fn review_action(&mut self, action: Action) -> Option<Effect> {
+        if self.review.scan.is_none() {
+            self.info("The scan has not finished yet.".into());
+            return None;
+        }
+        let rows = self.review.rows();
+        let Some(index) = self.selection(PaneId::Dataset) else {
+            self.info("No image here (f changes the filter).".into());
+            return None;
+        };
+        let row = rows[index];
+        let decision = match (action, row) {
+            (Action::NextToReview | Action::PreviousToReview, _) => {
+                match self.review.next_to_review(&rows, index, action == Action::NextToReview) {
+                    Some(next) => self.selected[PaneId::Dataset.index()] = next,
+                    None => self.info("Nothing left to review in this list.".into()),
+                }
+                return None;
+            }
+            (Action::RestoreImage, ReviewRow::Rejected(i)) => {
+                self.review.scan.as_ref().map(|scan| Decision::Restore(scan.rejected[i].clone()))
+            }
+            (Action::RestoreImage, _) => {
+                self.info("Only rejected images can be restored (f shows them).".into());
+                return None;
+            }
+            (_, ReviewRow::Rejected(_)) => {
+                self.info("This image is rejected: u restores it.".into());
+                return None;
+            }
+            (Action::KeepImage, _) => self.review.keep_decision(row),
+            (Action::RejectImage, _) => self.review.finding(row).map(|f| Decision::Reject(vec![f.record.path.clone()])),
+            (_, _) => {
+                let decision = self.review.reject_group_decision(row);
+                if decision.is_none() {
+                    self.info("This image is in no duplicate group.".into());
+                }
+                decision
+            }
+        };
+        decision.map(Effect::Decide)
+    }
+
+    /// Changes the list's filter or order, keeping the selected image selected when it is still listed.
+    fn reorder(&mut self, change: impl FnOnce(&mut DatasetReview)) {
+        let before = self.review_row();
+        change(&mut self.review);
+        let rows = self.review.rows();
+        self.selected[PaneId::Dataset.index()] =
+            before.and_then(|row| rows.iter().position(|r| *r == row)).unwrap_or(0);
+        self.info(format!(
+            "Showing {}, by {} ({} images).",
+            self.review.filter.label(),
+            self.review.sort.label(),
+            rows.len()
+        ));
+    }
+
+    pub fn scan_progress(&mut self, done: usize, total: usize) {
+        self.review.progress = Some((done, total));
+    }
+
+    pub fn scan_loaded(&mut self, result: ScanResult) {
+        self.review.progress = None;
+        self.review.loaded(result);
+        let len = self.list_len(PaneId::Dataset);
+        let selected = &mut self.selected[PaneId::Dataset.index()];
+        *selected = (*selected).min(len.saturating_sub(1));
+    }
+
+    /// A decision was carried out (or failed); the dataset is scanned again.
+    pub fn decision_done(&mut self, result: Result<String, String>) {
+        self.message = match result {
+            Ok(text) => StatusMessage { text, level: Level::Success },
+            Err(error) => StatusMessage { text: format!("Not done: {error}"), level: Level::Error },
+        };
+        self.scan_wanted = true;
+    }
+
     fn request_quit(&mut self) -> Option<Effect> {
         if self.quit_warning().is_some() {
             self.overlay = Some(Overlay::ConfirmQuit);
@@ -413,8 +517,7 @@ impl App {
         }
     }
 
-    /// Moves the current pane's selection, clamped to its list.
-    /// Moves the current pane's selection; in the Train pane the newly
+    /// Moves the current pane's selection, clamped to its list; in the Train pane the newly
     /// selected run's metrics are read.
     fn move_selection(&mut self, step: impl Fn(usize, usize) -> usize) -> Option<Effect> {
         let len = self.list_len(self.pane);
@@ -426,6 +529,7 @@ impl App {
     /// How many rows the pane's list has.
     pub fn list_len(&self, pane: PaneId) -> usize {
         match pane {
+            PaneId::Dataset if self.review.scan.is_some() => self.review.rows().len(),
             PaneId::Dataset | PaneId::Captions => self.files.inventory.entries.len(),
             PaneId::Train => self.files.runs.len(),
             PaneId::Samples => self.project.config.samples.len(),
@@ -439,6 +543,8 @@ impl App {
     }
 
     pub fn files_loaded(&mut self, files: ProjectFiles) {
+        // New, changed or removed images or captions: the scan's findings are stale.
+        self.scan_wanted |= files.inventory != self.files.inventory;
         self.files = files;
         self.loading = false;
         if let Some(id) = &self.following

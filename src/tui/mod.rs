@@ -7,6 +7,7 @@ mod app;
 mod help;
 mod keymap;
 mod panes;
+mod review;
 mod terminal;
 pub mod theme;
 mod view;
@@ -22,6 +23,7 @@ use tokio::sync::mpsc;
 pub use action::{Action, PaneId};
 pub use app::{App, Effect, ProjectFiles};
 pub use keymap::{Key, Keymap};
+pub use review::{Filter, ScanResult, Sort};
 pub use theme::Theme;
 pub use view::render;
 
@@ -88,6 +90,44 @@ fn spawn_refresh(app: &App, results: mpsc::Sender<ProjectFiles>) {
     });
 }
 
+/// What a background scan reports to the loop.
+enum ScanUpdate {
+    Progress(usize, usize),
+    Done(ScanResult),
+}
+
+/// Scans the dataset off the UI thread (rayon inside), reporting progress.
+fn spawn_scan(app: &App, updates: mpsc::UnboundedSender<ScanUpdate>) {
+    use crate::dataset::decisions;
+    let project = app.project.clone();
+    tokio::task::spawn_blocking(move || {
+        let config = &project.config;
+        let dataset = project.dataset_dir();
+        // A reject or restore cut short last time is completed before looking.
+        let _ = decisions::recover(&dataset);
+        let progress = |done: usize, total: usize| {
+            // About a hundred messages per scan move the gauge smoothly.
+            if done == total || done.is_multiple_of((total / 100).max(1)) {
+                let _ = updates.send(ScanUpdate::Progress(done, total));
+            }
+        };
+        let report = crate::dataset::scan::scan(
+            &dataset,
+            &project.cache_dir(),
+            &config.scan,
+            config.train.resolution,
+            config.train.bucketing,
+            &progress,
+        );
+        let result = ScanResult {
+            report,
+            rejected: decisions::rejected_images(&dataset),
+            kept: decisions::Kept::read(&dataset),
+        };
+        let _ = updates.send(ScanUpdate::Done(result));
+    });
+}
+
 /// Starts the trainer on its own thread; its events are forwarded to the loop.
 fn start_training(
     app: &App,
@@ -117,6 +157,8 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
     spawn_refresh(&app, files_tx.clone());
     let (trainer_tx, mut trainer_rx) = mpsc::unbounded_channel();
     let mut trainer: Option<std::sync::mpsc::Sender<Command>> = None;
+    let (scan_tx, mut scan_rx) = mpsc::unbounded_channel();
+    let mut scan_in_flight = false;
     // Metrics are re-read on trainer events, at most this often.
     let mut last_refresh = tokio::time::Instant::now();
     let mut refresh_tick = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH_EVERY, REFRESH_EVERY);
@@ -150,6 +192,16 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
                 app.files_loaded(files);
                 None
             }
+            Some(update) = scan_rx.recv() => {
+                match update {
+                    ScanUpdate::Progress(done, total) => app.scan_progress(done, total),
+                    ScanUpdate::Done(result) => {
+                        scan_in_flight = false;
+                        app.scan_loaded(result);
+                    }
+                }
+                None
+            }
             Some(event) = trainer_rx.recv() => {
                 app.trainer_event(&event);
                 (last_refresh.elapsed() > Duration::from_millis(300)).then_some(Effect::Refresh)
@@ -161,6 +213,14 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
             _ = quit.recv() => return Ok(Exit::Signal(3)),
         };
 
+        let effect = match effect {
+            Some(Effect::Decide(decision)) => {
+                let result = crate::dataset::decisions::apply(&app.project.dataset_dir(), &decision);
+                app.decision_done(result.map_err(|error| format!("{error:#}")));
+                Some(Effect::Refresh)
+            }
+            effect => effect,
+        };
         match effect {
             Some(Effect::Quit) => return Ok(Exit::Quit),
             Some(Effect::Refresh) if !refresh_in_flight => {
@@ -175,7 +235,7 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
                 }
             }
             // A refresh asked for while one runs is covered by the one running.
-            None | Some(Effect::Refresh) => {}
+            None | Some(Effect::Refresh | Effect::Decide(_)) => {}
             Some(effect @ (Effect::SaveTheme | Effect::SaveThenQuit)) => {
                 let theme = app.theme.name.clone();
                 match app.project.save_theme(&theme) {
@@ -188,6 +248,11 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
                     Err(error) => app.save_failed(error.to_string()),
                 }
             }
+        }
+        if app.scan_wanted && !scan_in_flight {
+            app.scan_wanted = false;
+            scan_in_flight = true;
+            spawn_scan(&app, scan_tx.clone());
         }
     }
 }

@@ -1,22 +1,58 @@
-//! Dataset pane: every image with its size, format and caption state.
+//! Dataset pane: every image with its scan flags, sharpness and size; a
+//! preview (a duplicate group side by side); keep / reject / restore. Until
+//! the first scan arrives it lists the images from their headers.
 
+use crossterm::event::KeyCode;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row};
+use ratatui::widgets::{Block, Borders, Cell, LineGauge, Paragraph, Row};
 
-use super::{field, frame_pane, list_and_detail, render_detail, render_empty, render_table};
+use super::{draw_image, field, frame_pane, list_and_detail, render_detail, render_empty, render_table};
+use crate::dataset::scan::{Finding, Flag};
 use crate::dataset::{CaptionState, DatasetEntry, Inventory};
-use crate::tui::action::PaneId;
+use crate::tui::action::{Action, PaneId};
 use crate::tui::app::App;
+use crate::tui::keymap::{Binding, Key};
+use crate::tui::review::ReviewRow;
 use crate::tui::theme::Theme;
+
+pub fn bindings() -> Vec<Binding> {
+    vec![
+        Binding::new(&[Key::char('n')], Action::NextToReview, "next image to review (flagged, not kept)"),
+        Binding::new(&[Key::char('N')], Action::PreviousToReview, "previous image to review"),
+        Binding::new(&[Key::char(' ')], Action::KeepImage, "keep the image despite its flags (again: undo)"),
+        Binding::new(&[Key::char('x')], Action::RejectImage, "reject: move it and its caption to _rejected/"),
+        Binding::new(&[Key::char('X')], Action::RejectDuplicates, "reject its duplicate group but the sharpest"),
+        Binding::new(&[Key::char('u')], Action::RestoreImage, "restore a rejected image"),
+        Binding::new(&[Key::char('f')], Action::CycleFilter, "filter: all, to review, each flag, rejected"),
+        Binding::new(&[Key::char('o')], Action::CycleSort, "order: name, sharpness, size, duplicate group"),
+        Binding::new(
+            &[Key::char('v'), Key::plain(KeyCode::Enter)],
+            Action::ToggleFullView,
+            "the image alone, full size",
+        ),
+    ]
+}
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
     let inventory = &app.files.inventory;
     let folder = app.project.config.dataset.display().to_string();
     let (summary, body) = frame_pane(frame, area, theme, format!("Dataset · {folder}/"));
-    frame.render_widget(Paragraph::new(summary_line(inventory, theme)), summary);
+    match app.review.progress {
+        Some((done, total)) => {
+            let ratio = if total == 0 { 1.0 } else { done as f64 / total as f64 };
+            let gauge = LineGauge::default()
+                .ratio(ratio.clamp(0.0, 1.0))
+                .label(format!("Scanning {done}/{total} "))
+                .filled_style(theme.accent())
+                .unfilled_style(theme.muted());
+            frame.render_widget(gauge, summary);
+        }
+        None if app.review.scan.is_some() => frame.render_widget(Paragraph::new(review_summary(app)), summary),
+        None => frame.render_widget(Paragraph::new(summary_line(inventory, theme)), summary),
+    }
 
     if app.loading {
         return render_empty(frame, body, theme, vec![Line::from("Reading the dataset…")]);
@@ -31,6 +67,9 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 Line::from("Create it, or point `dataset` in project.toml at your images."),
             ],
         );
+    }
+    if app.review.scan.is_some() {
+        return render_review(app, frame, body);
     }
     if inventory.entries.is_empty() {
         return render_empty(
@@ -141,6 +180,222 @@ fn detail_lines(entry: &DatasetEntry, theme: &Theme) -> Vec<Line<'static>> {
         CaptionState::Unreadable(why) => {
             Line::styled(format!("Caption unreadable: {why}"), theme.base().fg(theme.error))
         }
+    });
+    lines
+}
+
+/// `12 images · 3 to review · 1 kept · 2 rejected · 4 buckets · all by name`
+fn review_summary(app: &App) -> Line<'static> {
+    let theme = &app.theme;
+    let counts = app.review.counts();
+    let review_style = if counts.to_review > 0 { theme.base().fg(theme.warning) } else { theme.base().fg(theme.ok) };
+    Line::from(vec![
+        Span::styled(format!("{} images", counts.images), theme.accent()),
+        Span::raw(" · "),
+        Span::styled(format!("{} to review", counts.to_review), review_style),
+        Span::raw(format!(" · {} kept · {} rejected · {} buckets", counts.kept, counts.rejected, counts.buckets)),
+        Span::styled(format!(" · {} by {}", app.review.filter.label(), app.review.sort.label()), theme.muted()),
+    ])
+}
+
+/// The short name of a flag in the list.
+fn badge(flag: &Flag) -> &'static str {
+    match flag {
+        Flag::Unreadable { .. } => "bad",
+        Flag::Huge { .. } => "huge",
+        Flag::TooSmall { .. } => "small",
+        Flag::Blurry { .. } => "blur",
+        Flag::Underexposed { .. } => "dark",
+        Flag::Overexposed { .. } => "bright",
+        Flag::Clipped { .. } => "clip",
+        Flag::Grayscale { .. } => "gray",
+        Flag::Alpha => "alpha",
+        Flag::ExactDuplicate { .. } => "copy",
+        Flag::NearDuplicate { .. } => "dup",
+        Flag::ExtremeAspect { .. } => "aspect",
+        Flag::NoCaption | Flag::EmptyCaption => "nocap",
+    }
+}
+
+fn badges(app: &App, finding: &Finding) -> Cell<'static> {
+    let theme = &app.theme;
+    if finding.flags.is_empty() {
+        return Cell::from(Span::styled("ok", theme.base().fg(theme.ok)));
+    }
+    let kept = app.review.is_kept(finding);
+    let spans: Vec<Span> = finding
+        .flags
+        .iter()
+        .flat_map(|flag| {
+            let style = match flag {
+                _ if kept => theme.muted(),
+                Flag::Unreadable { .. } | Flag::Huge { .. } => theme.base().fg(theme.error),
+                _ => theme.base().fg(theme.warning),
+            };
+            [Span::styled(badge(flag), style), Span::raw(" ")]
+        })
+        .collect();
+    Cell::from(Line::from(spans))
+}
+
+fn review_row(app: &App, row: ReviewRow, compact: bool) -> Row<'static> {
+    let theme = &app.theme;
+    let Some(finding) = app.review.finding(row) else {
+        let name = app.review.rejected_path(row).map(|p| p.display().to_string()).unwrap_or_default();
+        let rejected = Cell::from(Span::styled("rejected", theme.muted()));
+        return Row::new(vec![Cell::from(name), rejected]);
+    };
+    let record = &finding.record;
+    let name = Cell::from(record.path.display().to_string());
+    if compact {
+        return Row::new(vec![name, badges(app, finding)]);
+    }
+    let sharpness = record.stats.map(|s| format!("{:.0}", s.sharpness)).unwrap_or_default();
+    let size = if record.width > 0 { format!("{}×{}", record.width, record.height) } else { String::new() };
+    Row::new(vec![name, badges(app, finding), Cell::from(Line::from(sharpness).right_aligned()), Cell::from(size)])
+}
+
+fn render_review(app: &App, frame: &mut Frame, body: Rect) {
+    let theme = &app.theme;
+    let rows = app.review.rows();
+    let selected = app.review_row();
+    if app.review.full
+        && let Some(row) = selected
+    {
+        return render_preview(app, frame, body, row, false);
+    }
+    let (list, detail) = list_and_detail(body);
+    if rows.is_empty() {
+        let filter = app.review.filter.label();
+        render_empty(
+            frame,
+            list,
+            theme,
+            vec![Line::from(format!("No images under `{filter}` (f changes the filter)."))],
+        );
+    } else {
+        let compact = list.width < 44;
+        let header = if compact {
+            Row::new(["Image", "Flags"])
+        } else {
+            Row::new(vec![
+                Cell::from("Image"),
+                Cell::from("Flags"),
+                Cell::from(Line::from("Sharp").right_aligned()),
+                Cell::from("Size"),
+            ])
+        };
+        let widths: &[Constraint] = if compact {
+            &[Constraint::Min(6), Constraint::Length(12)]
+        } else {
+            &[Constraint::Min(10), Constraint::Length(12), Constraint::Length(5), Constraint::Length(9)]
+        };
+        let table_rows = rows.iter().map(|&row| review_row(app, row, compact)).collect();
+        render_table(frame, list, app, header, table_rows, widths);
+    }
+    let (Some(detail), Some(row)) = (detail, selected) else { return };
+    let block = Block::default().borders(Borders::LEFT).border_style(theme.border(false));
+    let inner = block.inner(detail);
+    frame.render_widget(block, detail);
+    let [preview, text] = Layout::vertical([Constraint::Percentage(55), Constraint::Min(3)]).areas(inner);
+    render_preview(app, frame, preview, row, true);
+    let lines = match app.review.finding(row) {
+        Some(finding) => finding_lines(app, row, finding),
+        None => vec![
+            Line::styled("Rejected (in _rejected/, with its caption).", theme.muted()),
+            Line::from("u restores it."),
+        ],
+    };
+    frame.render_widget(Paragraph::new(lines).wrap(ratatui::widgets::Wrap { trim: false }), text);
+}
+
+/// The row's image; with `groups`, its duplicate group side by side.
+fn render_preview(app: &App, frame: &mut Frame, area: Rect, row: ReviewRow, groups: bool) {
+    let theme = &app.theme;
+    let dataset = app.project.dataset_dir();
+    let Some(finding) = app.review.finding(row) else {
+        if let Some(path) = app.review.rejected_path(row) {
+            draw_image(app, frame, area, &dataset.join(path));
+        }
+        return;
+    };
+    let record = &finding.record;
+    if record.error.is_some() || record.huge {
+        // Never decoded: unreadable, or too large to decode safely.
+        let why = if record.huge { "too large to decode safely" } else { "unreadable" };
+        return frame.render_widget(Paragraph::new(Span::styled(format!("no preview: {why}"), theme.muted())), area);
+    }
+    let ReviewRow::Image(index) = row else { return };
+    let group = app.review.group_of(index).filter(|_| groups);
+    let Some(group) = group.filter(|_| area.width >= 24) else {
+        return draw_image(app, frame, area, &dataset.join(&record.path));
+    };
+    // As many members as fit at a useful width; the selected one always among them.
+    let fit = usize::from(area.width / 12).clamp(2, 4);
+    let mut shown: Vec<usize> = group.members.iter().copied().take(fit).collect();
+    if !shown.contains(&index) {
+        shown[fit - 1] = index;
+    }
+    let findings = &app.review.report().map(|r| r.findings.as_slice()).unwrap_or_default();
+    let areas = Layout::horizontal(vec![Constraint::Ratio(1, shown.len() as u32); shown.len()]).split(area);
+    for (member, area) in shown.into_iter().zip(areas.iter()) {
+        let finding = &findings[member];
+        let sharpest = member == group.members[0];
+        let title = format!(
+            " {}{} ",
+            if sharpest { "★ " } else { "" },
+            finding.record.stats.map(|s| format!("{:.0}", s.sharpness)).unwrap_or_default()
+        );
+        let style = if member == index { theme.selection() } else { theme.muted() };
+        let block =
+            Block::default().borders(Borders::TOP).border_style(theme.border(false)).title(Span::styled(title, style));
+        let inner = block.inner(*area);
+        frame.render_widget(block, *area);
+        draw_image(app, frame, inner, &dataset.join(&finding.record.path));
+    }
+}
+
+fn finding_lines(app: &App, row: ReviewRow, finding: &Finding) -> Vec<Line<'static>> {
+    let theme = &app.theme;
+    let record = &finding.record;
+    let mut lines = vec![Line::styled(record.path.display().to_string(), theme.accent())];
+    let format = record.format.clone().unwrap_or_else(|| "?".into());
+    let mut file = format!("{format}, {} KiB", record.bytes.div_ceil(1024));
+    if record.width > 0 {
+        file = format!("{} × {} px, {file}", record.width, record.height);
+    }
+    lines.push(field(theme, "file", file));
+    if let Some(bucket) = finding.bucket {
+        lines.push(field(theme, "bucket", format!("{}×{}", bucket.width, bucket.height)));
+    }
+    if let (Some(stats), Some(report)) = (record.stats, app.review.report()) {
+        lines.push(field(
+            theme,
+            "sharpness",
+            format!(
+                "{:.1} (median {:.1}) · luminance {:.2}",
+                stats.sharpness, report.median_sharpness, stats.mean_luma
+            ),
+        ));
+    }
+    let kept = app.review.is_kept(finding);
+    let flag_style = if kept { theme.muted() } else { theme.base().fg(theme.warning) };
+    lines.extend(finding.flags.iter().map(|flag| Line::styled(format!("• {}", flag.describe()), flag_style)));
+    if let ReviewRow::Image(index) = row
+        && let Some(group) = app.review.group_of(index)
+    {
+        let kind = if group.exact { "exact copies" } else { "near duplicates" };
+        let sharpest = app.review.report().map(|r| r.findings[group.members[0]].record.path.display().to_string());
+        lines.push(field(
+            theme,
+            "group",
+            format!("{} {kind}; sharpest {} (X rejects the rest)", group.members.len(), sharpest.unwrap_or_default()),
+        ));
+    }
+    lines.push(match (finding.flags.is_empty(), kept) {
+        (true, _) => Line::styled("Nothing flagged.", theme.base().fg(theme.ok)),
+        (false, true) => Line::styled("Kept (Space: review again).", theme.base().fg(theme.ok)),
+        (false, false) => Line::styled("To review: Space keeps, x rejects, n next.", theme.muted()),
     });
     lines
 }

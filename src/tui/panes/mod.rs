@@ -11,6 +11,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap};
+use ratatui_image::{Image, Resize};
 
 use super::action::{Action, PaneId};
 use super::app::App;
@@ -28,6 +29,7 @@ pub fn bindings(pane: PaneId) -> Vec<Binding> {
     match pane {
         PaneId::Train => bindings.extend(train::bindings()),
         PaneId::Samples => bindings.extend(samples::bindings()),
+        PaneId::Dataset => bindings.extend(dataset::bindings()),
         _ => {}
     }
     bindings
@@ -112,4 +114,26 @@ fn render_empty(frame: &mut Frame, area: Rect, theme: &Theme, lines: Vec<Line<'s
 /// `label: value` as a styled line.
 fn field(theme: &Theme, label: &str, value: String) -> Line<'static> {
     Line::from(vec![Span::styled(format!("{label}: "), theme.muted()), Span::raw(value)])
+}
+
+/// Draws an image file scaled to fit `area` (small samples are enlarged),
+/// encoding it once per size.
+fn draw_image(app: &App, frame: &mut Frame, area: Rect, path: &std::path::Path) {
+    if area.width == 0 || area.height == 0 {
+        return;
+    }
+    let key = (path.to_path_buf(), area.width, area.height);
+    let mut cache = app.image_cache.borrow_mut();
+    // Browsing a large dataset would otherwise keep every encoded preview.
+    if cache.len() > 64 && !cache.contains_key(&key) {
+        cache.clear();
+    }
+    let protocol = cache.entry(key).or_insert_with(|| {
+        let image = image::open(path).ok()?;
+        app.picker.new_protocol(image, area.as_size(), Resize::Scale(Some(image::imageops::FilterType::Triangle))).ok()
+    });
+    match protocol {
+        Some(protocol) => frame.render_widget(Image::new(protocol), area),
+        None => frame.render_widget(Paragraph::new(format!("cannot read {}", path.display())), area),
+    }
 }

@@ -7,9 +7,8 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Paragraph, Row};
-use ratatui_image::{Image, Resize};
 
-use super::{frame_pane, render_empty, render_table};
+use super::{draw_image, frame_pane, render_empty, render_table};
 use crate::tui::action::{Action, PaneId};
 use crate::tui::app::App;
 use crate::tui::keymap::{Binding, Key};
@@ -142,23 +141,5 @@ fn render_images(app: &App, frame: &mut Frame, area: Rect, prompt: usize, steps:
                 inner,
             ),
         }
-    }
-}
-
-/// Draws an image file scaled to fit `area` (small samples are enlarged),
-/// encoding it once per size.
-pub fn draw_image(app: &App, frame: &mut Frame, area: Rect, path: &std::path::Path) {
-    if area.width == 0 || area.height == 0 {
-        return;
-    }
-    let key = (path.to_path_buf(), area.width, area.height);
-    let mut cache = app.image_cache.borrow_mut();
-    let protocol = cache.entry(key).or_insert_with(|| {
-        let image = image::open(path).ok()?;
-        app.picker.new_protocol(image, area.as_size(), Resize::Scale(Some(image::imageops::FilterType::Triangle))).ok()
-    });
-    match protocol {
-        Some(protocol) => frame.render_widget(Image::new(protocol), area),
-        None => frame.render_widget(Paragraph::new(format!("cannot read {}", path.display())), area),
     }
 }

@@ -113,7 +113,7 @@ fn render_latest_samples(app: &App, frame: &mut Frame, area: Rect) {
     let columns = Layout::horizontal(vec![Constraint::Ratio(1, prompts as u32); prompts]).split(inner);
     for (prompt, column) in columns.iter().enumerate() {
         if let Some(path) = app.sample_image(prompt, step) {
-            super::samples::draw_image(app, frame, *column, &path);
+            super::draw_image(app, frame, *column, &path);
         }
     }
 }

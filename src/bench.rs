@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 
@@ -103,21 +103,41 @@ pub fn train_step(options: &BenchTrain, device: &Device) -> Result<serde_json::V
     }))
 }
 
-/// A photo-like picture for the scan benchmark and the scan tests: gradients, a blob, texture,
-/// different for every index.
+/// A photo-like picture for the scan benchmark and the scan tests: sky and
+/// ground, seven objects, sensor grain; layout and colours differ for every
+/// index, so unrelated pictures are not near duplicates of each other.
 pub fn photo_like(index: u32, width: u32, height: u32) -> image::RgbImage {
-    let angle = index as f32 * 2.399;
-    let (cx, cy) = (0.2 + 0.6 * ((index * 37 % 17) as f32 / 17.0), 0.2 + 0.6 * ((index * 53 % 19) as f32 / 19.0));
+    // splitmix64: every picture its own layout and colours, from its index.
+    let mut state = u64::from(index).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xD1B5_4A32_D192_ED03;
+    let mut next = move || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 40) as f32 / (1u64 << 24) as f32
+    };
+    fn colour(next: &mut impl FnMut() -> f32) -> [f32; 3] {
+        [next() * 255.0, next() * 255.0, next() * 255.0]
+    }
+    let (sky, ground) = (colour(&mut next), colour(&mut next));
+    // Objects: an ellipse each (centre, radii) and its colour.
+    let objects: Vec<([f32; 4], [f32; 3])> =
+        (0..7).map(|_| ([next(), next(), 0.05 + 0.25 * next(), 0.05 + 0.25 * next()], colour(&mut next))).collect();
+    let horizon = 0.3 + 0.4 * next();
     image::RgbImage::from_fn(width, height, |x, y| {
         let (fx, fy) = (x as f32 / width as f32, y as f32 / height as f32);
-        let ramp = (fx - 0.5) * angle.cos() + (fy - 0.5) * angle.sin() + 0.5;
-        let texture = ((x * 7 + y * 13 + index * 11) % 29) as f32 * 1.5;
-        let blob = if (fx - cx).powi(2) + (fy - cy).powi(2) < 0.03 { 90.0 } else { 0.0 };
-        image::Rgb([
-            (30.0 + 160.0 * ramp + texture + blob).min(255.0) as u8,
-            (50.0 + 100.0 * (1.0 - ramp) + texture * 0.6).min(255.0) as u8,
-            (110.0 + 70.0 * ramp - blob * 0.7).max(0.0) as u8,
-        ])
+        let mut pixel = if fy < horizon { sky } else { ground };
+        let shade = 0.75 + 0.5 * fy;
+        for ([cx, cy, rx, ry], paint) in &objects {
+            if ((fx - cx) / rx).powi(2) + ((fy - cy) / ry).powi(2) < 1.0 {
+                pixel = *paint;
+            }
+        }
+        // Sensor grain, so the picture has the fine detail a photo has.
+        let grain = ((x.wrapping_mul(73_856_093) ^ y.wrapping_mul(19_349_663) ^ index.wrapping_mul(83_492_791)) % 25)
+            as f32
+            - 12.0;
+        image::Rgb(pixel.map(|c| (c * shade + grain).clamp(0.0, 255.0) as u8))
     })
 }
 
@@ -145,8 +165,10 @@ pub fn scan_images(dir: &std::path::Path, count: u32, size: u32) -> Result<()> {
     })
 }
 
-/// Times a cold scan (empty cache) and a warm one (everything cached) of `dir`.
-pub fn scan(dir: &std::path::Path) -> Result<serde_json::Value> {
+/// Times a cold scan (empty cache) and a warm one (everything cached) of
+/// `dir`; with `python`, that script's scan of the same files right after,
+/// so the ratio compares runs on the same machine state.
+pub fn scan(dir: &std::path::Path, python: Option<&std::path::Path>) -> Result<serde_json::Value> {
     let config = crate::project::ScanConfig::default();
     let cache = tempfile_dir()?;
     let started = Instant::now();
@@ -157,12 +179,34 @@ pub fn scan(dir: &std::path::Path) -> Result<serde_json::Value> {
     let warm_seconds = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&cache);
     let images = cold.findings.len();
-    Ok(json!({
+    let images_per_s = images as f64 / cold_seconds;
+    let mut result = json!({
         "images": images, "threads": rayon::current_num_threads(),
-        "cold_s": cold_seconds, "images_per_s": images as f64 / cold_seconds,
+        "cold_s": cold_seconds, "images_per_s": images_per_s,
         "warm_s": warm_seconds, "warm_from_cache": warm.from_cache,
         "flagged": cold.findings.iter().filter(|f| !f.flags.is_empty()).count(),
-    }))
+    });
+    if let Some(script) = python {
+        let python_per_s = python_scan(script, dir)?;
+        result["python_images_per_s"] = json!(python_per_s);
+        result["speedup_over_python"] = json!(images_per_s / python_per_s);
+    }
+    Ok(result)
+}
+
+/// Runs the Python scan script on `dir`; its images per second.
+fn python_scan(script: &std::path::Path, dir: &std::path::Path) -> Result<f64> {
+    let output = std::process::Command::new("python3")
+        .arg(script)
+        .arg(dir)
+        .output()
+        .with_context(|| format!("cannot run python3 {}", script.display()))?;
+    if !output.status.success() {
+        anyhow::bail!("python3 {} failed:\n{}", script.display(), String::from_utf8_lossy(&output.stderr));
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&output.stdout).context("the Python scan printed no JSON")?;
+    report["images_per_s"].as_f64().context("the Python scan reported no images_per_s")
 }
 
 /// A fresh folder for a throwaway scan cache.

@@ -87,6 +87,9 @@ pub enum BenchCommand {
         /// Long side in pixels.
         #[arg(long, default_value_t = 1024)]
         size: u32,
+        /// Also time this Python scan (benches/scan_python.py) on the same files, then report the ratio.
+        #[arg(long)]
+        python: Option<PathBuf>,
     },
     /// One LoRA training step (attention, AdamW) of a random-weight UNet, beside its forward pass.
     Train {
@@ -182,9 +185,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Init { dir, name, trigger }) => init(&dir, name.as_deref(), &trigger),
         Some(Command::Generate(command)) => generate(*command),
-        Some(Command::Bench { what: BenchCommand::Scan { dir, count, size } }) => {
+        Some(Command::Bench { what: BenchCommand::Scan { dir, count, size, python } }) => {
             crate::bench::scan_images(&dir, count, size)?;
-            println!("{}", crate::bench::scan(&dir)?);
+            println!("{}", crate::bench::scan(&dir, python.as_deref())?);
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench { what: BenchCommand::Train { arch, batch, steps, resolution, precision, rank } }) => {

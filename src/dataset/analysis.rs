@@ -1,7 +1,7 @@
 //! What the pixels of one image say: sharpness, exposure, colourfulness,
 //! alpha, and a 64-bit DCT perceptual hash.
 
-use image::{DynamicImage, GrayImage, RgbImage, imageops::FilterType};
+use image::{DynamicImage, GrayImage, RgbImage};
 
 /// Measurements of one decoded image.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -43,61 +43,77 @@ pub fn analyse(image: &DynamicImage) -> PixelStats {
     } else {
         box_downscale(rgb, MEASUREMENT_SIDE)
     };
-    let mut luma_sum = 0.0;
-    let (mut dark, mut bright) = (0usize, 0usize);
-    let mut saturation_sum = 0.0;
-    for pixel in view.pixels() {
-        let [r, g, b] = pixel.0.map(f64::from);
-        let luma = (0.299 * r + 0.587 * g + 0.114 * b) / 255.0;
-        luma_sum += luma;
-        dark += usize::from(luma <= 5.0 / 255.0);
-        bright += usize::from(luma >= 250.0 / 255.0);
+    // Integer luma ×1000 (BT.601 weights): exact sums, no per-pixel float conversions.
+    let (mut luma_sum, mut dark, mut bright) = (0u64, 0usize, 0usize);
+    let mut saturation_sum = 0.0f32;
+    let mut gray = Vec::with_capacity(view.as_raw().len() / 3);
+    for pixel in view.as_raw().chunks_exact(3) {
+        let [r, g, b] = [pixel[0], pixel[1], pixel[2]].map(u32::from);
+        let luma = 299 * r + 587 * g + 114 * b;
+        luma_sum += u64::from(luma);
+        dark += usize::from(luma <= 5_000);
+        bright += usize::from(luma >= 250_000);
         let (max, min) = (r.max(g).max(b), r.min(g).min(b));
-        if max > 0.0 {
-            saturation_sum += (max - min) / max;
+        if max > 0 {
+            saturation_sum += (max - min) as f32 / max as f32;
         }
+        gray.push(((luma + 500) / 1000) as u8);
     }
     let count = (view.width() as usize * view.height() as usize).max(1) as f64;
-    let gray = DynamicImage::ImageRgb8(view).to_luma8();
+    let gray = GrayImage::from_raw(view.width(), view.height(), gray).expect("one byte per pixel");
     PixelStats {
         sharpness: laplacian_variance(&gray),
-        mean_luma: luma_sum / count,
+        mean_luma: luma_sum as f64 / 255_000.0 / count,
         shadows_clipped: dark as f64 / count,
         highlights_clipped: bright as f64 / count,
-        saturation: saturation_sum / count,
+        saturation: f64::from(saturation_sum) / count,
         uses_alpha,
         phash: perceptual_hash(&gray),
     }
 }
 
 /// Area-averaging downscale to `side`×`side`: each output pixel is the mean
-/// of the source block it covers. Rows are summed into a buffer first, so
-/// every source pixel is read once, in order (image's `thumbnail` took half
-/// of the scan's time).
+/// of the source block it covers (image's `thumbnail` took half of the
+/// scan's time).
 fn box_downscale(rgb: &RgbImage, side: u32) -> RgbImage {
     let (w, h) = (rgb.width() as usize, rgb.height() as usize);
-    let side_usize = side as usize;
-    let raw = rgb.as_raw();
-    let mut out = vec![0u8; side_usize * side_usize * 3];
-    let mut row_sums = vec![0u32; w * 3];
-    for oy in 0..side_usize {
-        let (y0, y1) = (oy * h / side_usize, ((oy + 1) * h / side_usize).max(oy * h / side_usize + 1));
+    let bytes = box_average(rgb.as_raw(), w, h, 3, side as usize, |total, count| ((total + count / 2) / count) as u8);
+    RgbImage::from_raw(side, side, bytes).expect("side × side × 3 bytes")
+}
+
+/// Block means of interleaved `channels`-channel pixels, `side`×`side`
+/// blocks. Rows are summed into a buffer first, so every source value is
+/// read once, in order. A source smaller than `side` repeats its pixels.
+/// `mean` turns a block's (total, count) into the output value.
+fn box_average<T: Copy + Default>(
+    raw: &[u8],
+    w: usize,
+    h: usize,
+    channels: usize,
+    side: usize,
+    mean: impl Fn(u32, u32) -> T,
+) -> Vec<T> {
+    let stride = w * channels;
+    let mut out = vec![T::default(); side * side * channels];
+    let mut row_sums = vec![0u32; stride];
+    for oy in 0..side {
+        let (y0, y1) = (oy * h / side, ((oy + 1) * h / side).max(oy * h / side + 1));
         row_sums.iter_mut().for_each(|v| *v = 0);
         for y in y0..y1 {
-            for (sum, &value) in row_sums.iter_mut().zip(&raw[y * w * 3..(y + 1) * w * 3]) {
+            for (sum, &value) in row_sums.iter_mut().zip(&raw[y * stride..(y + 1) * stride]) {
                 *sum += u32::from(value);
             }
         }
-        for ox in 0..side_usize {
-            let (x0, x1) = (ox * w / side_usize, ((ox + 1) * w / side_usize).max(ox * w / side_usize + 1));
+        for ox in 0..side {
+            let (x0, x1) = (ox * w / side, ((ox + 1) * w / side).max(ox * w / side + 1));
             let count = ((y1 - y0) * (x1 - x0)) as u32;
-            for channel in 0..3 {
-                let total: u32 = (x0..x1).map(|x| row_sums[x * 3 + channel]).sum();
-                out[(oy * side_usize + ox) * 3 + channel] = ((total + count / 2) / count) as u8;
+            for channel in 0..channels {
+                let total: u32 = (x0..x1).map(|x| row_sums[x * channels + channel]).sum();
+                out[(oy * side + ox) * channels + channel] = mean(total, count);
             }
         }
     }
-    RgbImage::from_raw(side, side, out).expect("side × side × 3 bytes")
+    out
 }
 
 /// Variance of the 4-neighbour Laplacian over the interior pixels.
@@ -106,26 +122,32 @@ pub fn laplacian_variance(gray: &GrayImage) -> f64 {
     if w < 3 || h < 3 {
         return 0.0;
     }
-    let at = |x: u32, y: u32| f64::from(gray.get_pixel(x, y)[0]);
-    let (mut sum, mut sum_sq, mut n) = (0.0, 0.0, 0.0);
+    let (w, h) = (w as usize, h as usize);
+    let raw = gray.as_raw();
+    // Integer sums are exact: a Laplacian value is at most 4·255 in size.
+    let (mut sum, mut sum_sq) = (0i64, 0i64);
     for y in 1..h - 1 {
+        let (above, row, below) = (&raw[(y - 1) * w..y * w], &raw[y * w..(y + 1) * w], &raw[(y + 1) * w..(y + 2) * w]);
         for x in 1..w - 1 {
-            let value = at(x - 1, y) + at(x + 1, y) + at(x, y - 1) + at(x, y + 1) - 4.0 * at(x, y);
+            let value = i64::from(row[x - 1]) + i64::from(row[x + 1]) + i64::from(above[x]) + i64::from(below[x])
+                - 4 * i64::from(row[x]);
             sum += value;
             sum_sq += value * value;
-            n += 1.0;
         }
     }
-    let mean = sum / n;
-    sum_sq / n - mean * mean
+    let n = ((w - 2) * (h - 2)) as f64;
+    let mean = sum as f64 / n;
+    sum_sq as f64 / n - mean * mean
 }
 
 /// The pHash of imagehash: 32×32 grayscale, 2-D DCT-II, the 8×8 lowest
-/// frequencies, one bit per coefficient above their median.
+/// frequencies, one bit per coefficient above their median. The 32×32 is
+/// area-averaged (imagehash uses Lanczos): as robust for duplicates, and a
+/// fraction of the cost.
 pub fn perceptual_hash(gray: &GrayImage) -> u64 {
     const N: usize = 32;
-    let small = image::imageops::resize(gray, N as u32, N as u32, FilterType::Lanczos3);
-    let pixels: Vec<f64> = small.pixels().map(|p| f64::from(p[0])).collect();
+    let (w, h) = (gray.width() as usize, gray.height() as usize);
+    let pixels = box_average(gray.as_raw(), w, h, 1, N, |total, count| f64::from(total) / f64::from(count));
     let cosines: Vec<f64> = (0..8 * N)
         .map(|i| {
             let (k, n) = (i / N, i % N);
@@ -153,6 +175,7 @@ pub fn perceptual_hash(gray: &GrayImage) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use image::imageops::FilterType;
     use image::{Rgb, RgbImage};
 
     use super::*;

@@ -77,7 +77,14 @@ impl Flag {
 
     /// One line for people.
     pub fn describe(&self) -> String {
-        let names = |paths: &[PathBuf]| paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ");
+        // A big group would otherwise fill the screen with names.
+        let names = |paths: &[PathBuf]| {
+            let mut names: Vec<String> = paths.iter().take(3).map(|p| p.display().to_string()).collect();
+            if paths.len() > 3 {
+                names.push(format!("{} more", paths.len() - 3));
+            }
+            names.join(", ")
+        };
         match self {
             Self::Unreadable { reason } => format!("unreadable: {reason}"),
             Self::Huge { megapixels } => format!("huge: {megapixels:.0} megapixels, not decoded"),
@@ -146,7 +153,7 @@ impl ScanReport {
 
 const CACHE_FILE: &str = "scan.json";
 /// Bump when the measurements change, so old cached records are not reused.
-const CACHE_VERSION: u32 = 5;
+const CACHE_VERSION: u32 = 6;
 
 #[derive(Serialize, Deserialize)]
 struct CacheFile {

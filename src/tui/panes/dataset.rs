@@ -372,11 +372,9 @@ fn finding_lines(app: &App, row: ReviewRow, finding: &Finding) -> Vec<Line<'stat
         lines.push(field(
             theme,
             "sharpness",
-            format!(
-                "{:.1} (median {:.1}) · luminance {:.2}",
-                stats.sharpness, report.median_sharpness, stats.mean_luma
-            ),
+            format!("{:.1} (median {:.1})", stats.sharpness, report.median_sharpness),
         ));
+        lines.push(field(theme, "luminance", format!("{:.2}", stats.mean_luma)));
     }
     let kept = app.review.is_kept(finding);
     let flag_style = if kept { theme.muted() } else { theme.base().fg(theme.warning) };

@@ -169,13 +169,14 @@ pub fn scan_images(dir: &std::path::Path, count: u32, size: u32) -> Result<()> {
 /// `dir`; with `python`, that script's scan of the same files right after,
 /// so the ratio compares runs on the same machine state.
 pub fn scan(dir: &std::path::Path, python: Option<&std::path::Path>) -> Result<serde_json::Value> {
-    let config = crate::project::ScanConfig::default();
+    let mut config = crate::project::ProjectConfig::default();
+    config.train.resolution = 512;
     let cache = tempfile_dir()?;
     let started = Instant::now();
-    let cold = crate::dataset::scan::scan(dir, &cache, &config, 512, true, &|_, _| {});
+    let cold = crate::dataset::scan::scan(dir, &cache, &config, &|_, _| {});
     let cold_seconds = started.elapsed().as_secs_f64();
     let started = Instant::now();
-    let warm = crate::dataset::scan::scan(dir, &cache, &config, 512, true, &|_, _| {});
+    let warm = crate::dataset::scan::scan(dir, &cache, &config, &|_, _| {});
     let warm_seconds = started.elapsed().as_secs_f64();
     let _ = std::fs::remove_dir_all(&cache);
     let images = cold.findings.len();

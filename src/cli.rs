@@ -240,14 +240,7 @@ fn scan(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let project = Project::open(dir)?;
     let config = &project.config;
     let started = std::time::Instant::now();
-    let report = crate::dataset::scan::scan(
-        &project.dataset_dir(),
-        &project.cache_dir(),
-        &config.scan,
-        config.train.resolution,
-        config.train.bucketing,
-        &|_, _| {},
-    );
+    let report = crate::dataset::scan::scan(&project.dataset_dir(), &project.cache_dir(), config, &|_, _| {});
     let seconds = started.elapsed().as_secs_f64();
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);

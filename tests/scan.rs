@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use easel::dataset::scan::{Flag, ScanReport, scan};
-use easel::project::ScanConfig;
+use easel::project::ProjectConfig;
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
 
 mod common;
@@ -24,7 +24,9 @@ fn save(dir: &Path, name: &str, image: &DynamicImage, format: ImageFormat) {
 }
 
 fn run(dir: &Path, cache: &Path) -> ScanReport {
-    scan(dir, cache, &ScanConfig::default(), 128, true, &|_, _| {})
+    let mut config = ProjectConfig::default();
+    config.train.resolution = 128;
+    scan(dir, cache, &config, &|_, _| {})
 }
 
 fn flags_of<'a>(report: &'a ScanReport, name: &str) -> Vec<&'a str> {
@@ -202,13 +204,13 @@ fn a_duplicate_group_is_rejected_but_for_its_sharpest_and_comes_back() {
     let cache = project.path().join("cache");
     let report = run(&dataset, &cache);
     assert_eq!(report.near_groups.len(), 1);
-    let rejected =
-        easel::dataset::decisions::reject_all_but_sharpest(&dataset, &report, &report.near_groups[0]).unwrap();
+    let group = &report.near_groups[0];
+    let rejected = easel::dataset::decisions::reject_all_but_sharpest(&dataset, &report, group, "txt").unwrap();
     assert_eq!(rejected.len(), 1);
     assert!(dataset.join(&rejected[0]).is_file() && dataset.join(&rejected[0]).with_extension("txt").is_file());
     let after = run(&dataset, &cache);
     assert_eq!(after.findings.len(), 19, "rejected images are not scanned");
     assert!(after.near_groups.is_empty());
-    easel::dataset::decisions::restore(&dataset, &rejected[0]).unwrap();
+    easel::dataset::decisions::restore(&dataset, &rejected[0], "txt").unwrap();
     assert_eq!(run(&dataset, &cache).findings.len(), 20);
 }

@@ -145,7 +145,7 @@ fn switches_panes_opens_help_and_quits() {
     let samples = session.wait_for("3 prompts");
     assert!(samples.contains("zeltmug on a beach at sunset"), "{samples}");
     session.send("1");
-    session.wait_for("short side 96");
+    session.wait_for("Dataset · dataset/");
 
     session.send("?");
     let help = session.wait_for("Everywhere");

@@ -60,8 +60,12 @@ fn loaded_app(root: &Path, theme: &str) -> App {
     let project = Project::open(root).unwrap();
     let runs = list_runs(&project.runs_dir());
     let metrics = runs.first().map(|run| read_metrics(&run.dir));
-    let files =
-        ProjectFiles { inventory: Inventory::read(&project.dataset_dir(), None), runs, metrics, compare_metrics: None };
+    let files = ProjectFiles {
+        inventory: Inventory::read(&project.dataset_dir(), &project.config.caption_extension, None),
+        runs,
+        metrics,
+        compare_metrics: None,
+    };
     let mut app = App::new(project, Theme::resolve(theme, Path::new(".")).unwrap());
     app.files_loaded(files);
     app
@@ -71,14 +75,7 @@ fn loaded_app(root: &Path, theme: &str) -> App {
 fn scanned(app: &mut App) {
     let project = &app.project;
     let dataset = project.dataset_dir();
-    let report = easel::dataset::scan::scan(
-        &dataset,
-        &project.cache_dir(),
-        &project.config.scan,
-        project.config.train.resolution,
-        project.config.train.bucketing,
-        &|_, _| {},
-    );
+    let report = easel::dataset::scan::scan(&dataset, &project.cache_dir(), &project.config, &|_, _| {});
     let rejected = easel::dataset::decisions::rejected_images(&dataset);
     let kept = easel::dataset::decisions::Kept::read(&dataset);
     app.scan_loaded(ScanResult { report, rejected, kept });

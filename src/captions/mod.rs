@@ -1,4 +1,22 @@
-//! Captions: the sidecar text that says what each image shows.
+//! Captions: the sidecar text that says what each image shows. The caption
+//! model (`text`), the project vocabulary (`vocabulary`), normalization,
+//! lint, suggestions, the journaled store with undo (`journal`), and
+//! import/export of other tools' layouts (`exchange`).
+
+pub mod exchange;
+pub mod journal;
+pub mod lint;
+pub mod normalize;
+pub mod suggest;
+pub mod text;
+pub mod vocabulary;
+
+use std::path::{Path, PathBuf};
+
+use journal::{Change, JournalError, read_text};
+use lint::{Lint, Linter};
+use normalize::{Rules, normalize};
+use suggest::Suggestion;
 
 /// Whether `caption` contains `trigger` as a whole word, ignoring case:
 /// `zeltmug` matches "Zeltmug, a mug" but not "zeltmugs".
@@ -7,6 +25,79 @@ pub fn mentions_trigger(caption: &str, trigger: &str) -> bool {
         && caption
             .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
             .any(|word| word.eq_ignore_ascii_case(trigger))
+}
+
+/// One image's caption as read from disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caption {
+    /// The image, relative to the dataset folder.
+    pub image: PathBuf,
+    /// Its caption file, relative to the dataset folder.
+    pub file: PathBuf,
+    /// `Ok(None)`: no caption file; `Err`: not readable as UTF-8 text.
+    pub text: Result<Option<String>, String>,
+}
+
+impl Caption {
+    pub fn text(&self) -> Option<&str> {
+        self.text.as_ref().ok().and_then(|t| t.as_deref())
+    }
+}
+
+/// Every image of the dataset (rejected ones aside) with its caption.
+pub fn read_all(dataset: &Path, extension: &str) -> Vec<Caption> {
+    crate::dataset::scan::image_files(dataset)
+        .into_iter()
+        .map(|image| {
+            let file = image.with_extension(extension);
+            let text = read_text(&dataset.join(&file)).map_err(|e| match e {
+                JournalError::Io(message) => message,
+                other => other.to_string(),
+            });
+            Caption { image, file, text }
+        })
+        .collect()
+}
+
+/// The changes normalization would make, one per caption it changes.
+pub fn normalization(captions: &[Caption], rules: &Rules) -> Vec<Change> {
+    captions
+        .iter()
+        .filter_map(|caption| {
+            let text = caption.text()?;
+            let normalized = normalize(text, rules);
+            (normalized != text).then(|| Change {
+                path: caption.file.clone(),
+                before: Some(text.to_string()),
+                after: Some(normalized),
+            })
+        })
+        .collect()
+}
+
+/// Lint findings per caption (same order as `captions`), including the
+/// dataset-level ones: a rare term used where the rest say another.
+pub fn lint_all(captions: &[Caption], linter: &mut Linter, suggestions: &[Suggestion]) -> Vec<Vec<Lint>> {
+    captions
+        .iter()
+        .map(|caption| match &caption.text {
+            Err(reason) => vec![Lint::Unreadable { reason: reason.clone() }],
+            Ok(None) => vec![Lint::Missing],
+            Ok(Some(text)) => {
+                let mut findings = linter.lint(text);
+                if !text.trim().is_empty() {
+                    let words: Vec<String> = text::words(text).into_iter().map(|w| w.lower).collect();
+                    for suggestion in suggestions.iter().filter(|s| words.contains(&s.alias)) {
+                        findings.push(Lint::Inconsistent {
+                            found: suggestion.alias.clone(),
+                            usual: suggestion.canonical.clone(),
+                        });
+                    }
+                }
+                findings
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

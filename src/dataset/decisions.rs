@@ -18,8 +18,8 @@ const PENDING: &str = ".pending-moves";
 const KEPT: &str = ".easel-kept";
 
 /// The files that travel together: the image and its caption, when present.
-fn companions(image: &Path) -> Vec<PathBuf> {
-    let caption = image.with_extension("txt");
+fn companions(image: &Path, caption_extension: &str) -> Vec<PathBuf> {
+    let caption = image.with_extension(caption_extension);
     let mut files = vec![image.to_path_buf()];
     if caption.exists() {
         files.push(caption);
@@ -61,11 +61,11 @@ fn move_files(dataset: &Path, moves: &[(PathBuf, PathBuf)]) -> Result<()> {
 }
 
 /// Rejects the image at `relative` (with its caption): returns where it went.
-pub fn reject(dataset: &Path, relative: &Path) -> Result<PathBuf> {
+pub fn reject(dataset: &Path, relative: &Path, caption_extension: &str) -> Result<PathBuf> {
     if relative.starts_with(REJECTED) {
         bail!("{} is already rejected", relative.display());
     }
-    let moves: Vec<(PathBuf, PathBuf)> = companions(&dataset.join(relative))
+    let moves: Vec<(PathBuf, PathBuf)> = companions(&dataset.join(relative), caption_extension)
         .into_iter()
         .map(|file| {
             let from = file.strip_prefix(dataset).unwrap_or(&file).to_path_buf();
@@ -81,13 +81,13 @@ pub fn reject(dataset: &Path, relative: &Path) -> Result<PathBuf> {
 }
 
 /// Restores a rejected image (`_rejected/…` or the original relative path).
-pub fn restore(dataset: &Path, relative: &Path) -> Result<PathBuf> {
+pub fn restore(dataset: &Path, relative: &Path, caption_extension: &str) -> Result<PathBuf> {
     let original = relative.strip_prefix(REJECTED).unwrap_or(relative).to_path_buf();
     let rejected = Path::new(REJECTED).join(&original);
     if !dataset.join(&rejected).is_file() {
         bail!("{}: not among the rejected images", dataset.join(&rejected).display());
     }
-    let moves: Vec<(PathBuf, PathBuf)> = companions(&dataset.join(&rejected))
+    let moves: Vec<(PathBuf, PathBuf)> = companions(&dataset.join(&rejected), caption_extension)
         .into_iter()
         .map(|file| {
             let from = file.strip_prefix(dataset).unwrap_or(&file).to_path_buf();
@@ -110,8 +110,14 @@ fn by_sharpness<'a>(report: &'a ScanReport, group: &[usize]) -> Vec<&'a Finding>
 }
 
 /// Rejects every image of a duplicate group but the sharpest; returns the rejected.
-pub fn reject_all_but_sharpest(dataset: &Path, report: &ScanReport, group: &[usize]) -> Result<Vec<PathBuf>> {
-    by_sharpness(report, group).into_iter().skip(1).map(|finding| reject(dataset, &finding.record.path)).collect()
+pub fn reject_all_but_sharpest(
+    dataset: &Path,
+    report: &ScanReport,
+    group: &[usize],
+    caption_extension: &str,
+) -> Result<Vec<PathBuf>> {
+    let members = by_sharpness(report, group);
+    members.into_iter().skip(1).map(|finding| reject(dataset, &finding.record.path, caption_extension)).collect()
 }
 
 /// The rejected images, relative to `_rejected/`, sorted.
@@ -177,7 +183,7 @@ pub enum Decision {
 }
 
 /// Carries out a decision; returns what happened, in words.
-pub fn apply(dataset: &Path, decision: &Decision) -> Result<String> {
+pub fn apply(dataset: &Path, decision: &Decision, caption_extension: &str) -> Result<String> {
     match decision {
         Decision::Keep { path, content_hash } => {
             Kept::set(dataset, path, *content_hash, true)?;
@@ -189,13 +195,13 @@ pub fn apply(dataset: &Path, decision: &Decision) -> Result<String> {
         }
         Decision::Reject(paths) => {
             for path in paths {
-                reject(dataset, path)?;
+                reject(dataset, path, caption_extension)?;
             }
             let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             Ok(format!("Rejected {} (moved to {REJECTED}/; u restores).", names.join(", ")))
         }
         Decision::Restore(path) => {
-            restore(dataset, path)?;
+            restore(dataset, path, caption_extension)?;
             Ok(format!("Restored {}.", path.display()))
         }
     }
@@ -217,14 +223,14 @@ mod tests {
     fn reject_and_restore_move_the_caption_too() {
         let dir = dataset();
         let d = dir.path();
-        assert_eq!(reject(d, Path::new("sub/a.png")).unwrap(), Path::new("_rejected/sub/a.png"));
+        assert_eq!(reject(d, Path::new("sub/a.png"), "txt").unwrap(), Path::new("_rejected/sub/a.png"));
         assert!(!d.join("sub/a.png").exists() && !d.join("sub/a.txt").exists());
         assert_eq!(fs::read(d.join("_rejected/sub/a.txt")).unwrap(), b"caption");
-        assert_eq!(restore(d, Path::new("_rejected/sub/a.png")).unwrap(), Path::new("sub/a.png"));
+        assert_eq!(restore(d, Path::new("_rejected/sub/a.png"), "txt").unwrap(), Path::new("sub/a.png"));
         assert_eq!(fs::read(d.join("sub/a.png")).unwrap(), b"image");
         assert_eq!(fs::read(d.join("sub/a.txt")).unwrap(), b"caption");
         assert!(!d.join(REJECTED).join(PENDING).exists());
-        assert!(restore(d, Path::new("sub/a.png")).is_err(), "nothing to restore");
+        assert!(restore(d, Path::new("sub/a.png"), "txt").is_err(), "nothing to restore");
     }
 
     #[test]
@@ -232,11 +238,11 @@ mod tests {
         let dir = dataset();
         let d = dir.path();
         let path = Path::new("sub/a.png");
-        apply(d, &Decision::Keep { path: path.into(), content_hash: 7 }).unwrap();
+        apply(d, &Decision::Keep { path: path.into(), content_hash: 7 }, "txt").unwrap();
         let kept = Kept::read(d);
         assert!(kept.contains(path, 7));
         assert!(!kept.contains(path, 8), "a changed file is reviewed again");
-        apply(d, &Decision::Unkeep { path: path.into() }).unwrap();
+        apply(d, &Decision::Unkeep { path: path.into() }, "txt").unwrap();
         assert!(Kept::read(d).is_empty());
     }
 
@@ -244,9 +250,9 @@ mod tests {
     fn rejected_images_are_listed_and_restored_by_their_old_name() {
         let dir = dataset();
         let d = dir.path();
-        apply(d, &Decision::Reject(vec!["sub/a.png".into()])).unwrap();
+        apply(d, &Decision::Reject(vec!["sub/a.png".into()]), "txt").unwrap();
         assert_eq!(rejected_images(d), vec![PathBuf::from("sub/a.png")]);
-        apply(d, &Decision::Restore("sub/a.png".into())).unwrap();
+        apply(d, &Decision::Restore("sub/a.png".into()), "txt").unwrap();
         assert!(rejected_images(d).is_empty());
         assert!(d.join("sub/a.png").is_file() && d.join("sub/a.txt").is_file());
     }

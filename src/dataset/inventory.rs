@@ -46,7 +46,7 @@ impl Inventory {
     /// Lists `dir`. Headers of files unchanged (same size and mtime) since
     /// `previous` are not read again, so refreshing a large dataset is cheap.
     /// Folders whose names start with `_` or `.` (such as `_rejected`) are skipped.
-    pub fn read(dir: &Path, previous: Option<&Inventory>) -> Self {
+    pub fn read(dir: &Path, caption_extension: &str, previous: Option<&Inventory>) -> Self {
         let known: HashMap<&Path, &DatasetEntry> =
             previous.map(|p| p.entries.iter().map(|e| (e.path.as_path(), e)).collect()).unwrap_or_default();
         let mut images = Vec::new();
@@ -59,7 +59,7 @@ impl Inventory {
             return Self { entries: Vec::new(), folder_error: Some(folder_error) };
         }
         images.sort();
-        let entries = images.into_iter().map(|relative| read_entry(dir, relative, &known)).collect();
+        let entries = images.into_iter().map(|relative| read_entry(dir, relative, caption_extension, &known)).collect();
         Self { entries, folder_error: None }
     }
 
@@ -102,12 +102,17 @@ fn collect_images(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> io::Result
     Ok(())
 }
 
-fn read_entry(root: &Path, relative: PathBuf, known: &HashMap<&Path, &DatasetEntry>) -> DatasetEntry {
+fn read_entry(
+    root: &Path,
+    relative: PathBuf,
+    caption_extension: &str,
+    known: &HashMap<&Path, &DatasetEntry>,
+) -> DatasetEntry {
     let path = root.join(&relative);
     let metadata = fs::metadata(&path).ok();
     let bytes = metadata.as_ref().map_or(0, |m| m.len());
     let modified = metadata.as_ref().and_then(|m| m.modified().ok());
-    let caption = caption_for(&path);
+    let caption = caption_for(&path, caption_extension);
     if let Some(old) = known.get(relative.as_path())
         && old.bytes == bytes
         && old.modified == modified
@@ -130,9 +135,9 @@ fn read_header(path: &Path) -> Result<((u32, u32), String), String> {
     Ok((dimensions, name))
 }
 
-/// The caption beside the image at `image` (its `.txt` sidecar).
-pub fn caption_for(image: &Path) -> CaptionState {
-    read_caption(&image.with_extension("txt"))
+/// The caption beside the image at `image` (its sidecar with `extension`).
+pub fn caption_for(image: &Path, extension: &str) -> CaptionState {
+    read_caption(&image.with_extension(extension))
 }
 
 fn read_caption(path: &Path) -> CaptionState {
@@ -171,7 +176,7 @@ mod tests {
         fs::write(root.join("10_mug/d.txt"), "\n").unwrap();
         fs::write(root.join("notes.md"), "ignored").unwrap();
 
-        let inventory = Inventory::read(root, None);
+        let inventory = Inventory::read(root, "txt", None);
         let names: Vec<_> = inventory.entries.iter().map(|e| e.path.to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["10_mug/d.png", "a.png", "b.PNG", "c.jpg"]);
         let [d, a, b, c] = &inventory.entries[..] else { unreachable!() };
@@ -190,10 +195,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let image = dir.path().join("a.png");
         write_png(&image, 2, 2);
-        let first = Inventory::read(dir.path(), None);
+        let first = Inventory::read(dir.path(), "txt", None);
         write_png(&image, 16, 2);
         fs::write(dir.path().join("a.txt"), "new caption").unwrap();
-        let second = Inventory::read(dir.path(), Some(&first));
+        let second = Inventory::read(dir.path(), "txt", Some(&first));
         assert_eq!(second.entries[0].dimensions, Some((16, 2)));
         assert_eq!(second.entries[0].caption, CaptionState::Text("new caption".into()));
     }
@@ -201,7 +206,7 @@ mod tests {
     #[test]
     fn missing_folder_is_reported_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
-        let inventory = Inventory::read(&dir.path().join("nope"), None);
+        let inventory = Inventory::read(&dir.path().join("nope"), "txt", None);
         assert!(inventory.folder_error.unwrap().contains("does not exist"));
         assert!(inventory.entries.is_empty());
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::analysis::{PixelStats, analyse};
 use super::inventory::{CaptionState, IMAGE_EXTENSIONS, caption_for};
 use crate::model::lora::fnv1a;
-use crate::project::ScanConfig;
+use crate::project::ProjectConfig;
 use crate::train::buckets::{self, Bucket};
 
 /// What was read from one file; cached by path, size and modification time.
@@ -275,8 +275,8 @@ fn decode_jpeg_scaled(data: &[u8]) -> Option<image::DynamicImage> {
     }
 }
 
-fn caption_state(dataset: &Path, path: &Path) -> &'static str {
-    match caption_for(&dataset.join(path)) {
+fn caption_state(dataset: &Path, path: &Path, extension: &str) -> &'static str {
+    match caption_for(&dataset.join(path), extension) {
         CaptionState::Missing => "missing",
         CaptionState::Empty => "empty",
         CaptionState::Text(_) => "present",
@@ -286,17 +286,16 @@ fn caption_state(dataset: &Path, path: &Path) -> &'static str {
 
 /// Scans `dataset`, reusing `cache_dir/scan.json` for unchanged files and
 /// writing it back. `progress` hears (done, total) as images are measured.
+/// The thresholds come from `project.scan`, the buckets from `project.train`.
 pub fn scan(
     dataset: &Path,
     cache_dir: &Path,
-    config: &ScanConfig,
-    resolution: u32,
-    bucketing: bool,
+    project: &ProjectConfig,
     progress: &(dyn Fn(usize, usize) + Sync),
 ) -> ScanReport {
     let files = image_files(dataset);
     let cache = load_cache(cache_dir);
-    let max_pixels = (config.max_megapixels * 1e6) as u64;
+    let max_pixels = (project.scan.max_megapixels * 1e6) as u64;
     let done = std::sync::atomic::AtomicUsize::new(0);
     let total = files.len();
     let results: Vec<(ImageRecord, bool)> = files
@@ -326,20 +325,15 @@ pub fn scan(
             let _ = crate::fsutil::atomic_write(&cache_dir.join(CACHE_FILE), &json);
         }
     }
-    let mut report = judge(dataset, records, config, resolution, bucketing);
+    let mut report = judge(dataset, records, project);
     report.from_cache = from_cache;
     report.decoded = total - from_cache;
     report
 }
 
 /// Flags every record against the thresholds and the dataset's own figures.
-pub fn judge(
-    dataset: &Path,
-    records: Vec<ImageRecord>,
-    config: &ScanConfig,
-    resolution: u32,
-    bucketing: bool,
-) -> ScanReport {
+pub fn judge(dataset: &Path, records: Vec<ImageRecord>, project: &ProjectConfig) -> ScanReport {
+    let (config, resolution, bucketing) = (&project.scan, project.train.resolution, project.train.bucketing);
     let mut sharpness: Vec<f64> = records.iter().filter_map(|r| r.stats.map(|s| s.sharpness)).collect();
     sharpness.sort_by(f64::total_cmp);
     let median_sharpness = if sharpness.is_empty() { 0.0 } else { sharpness[sharpness.len() / 2] };
@@ -363,7 +357,7 @@ pub fn judge(
         .enumerate()
         .map(|(index, record)| {
             let mut flags = Vec::new();
-            let caption = caption_state(dataset, &record.path);
+            let caption = caption_state(dataset, &record.path, &project.caption_extension);
             if let Some(reason) = &record.error {
                 flags.push(Flag::Unreadable { reason: reason.clone() });
             }

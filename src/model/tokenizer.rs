@@ -180,6 +180,26 @@ impl ClipTokenizer {
         self.encode_words(text).len()
     }
 
+    /// `count`, remembering each word's token count in `cache`: linting a
+    /// dataset sees the same words over and over.
+    pub fn count_cached(&self, text: &str, cache: &mut std::collections::HashMap<String, usize>) -> usize {
+        let normalized: String = text.nfc().collect();
+        let normalized = normalized.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase();
+        let mut count = 0;
+        for piece in self.pattern.find_iter(&normalized) {
+            let piece = piece.as_str();
+            count += match cache.get(piece) {
+                Some(&n) => n,
+                None => {
+                    let n = self.encode_words(piece).len();
+                    cache.insert(piece.to_string(), n);
+                    n
+                }
+            };
+        }
+        count
+    }
+
     /// Byte-pair merges of one word, whose last symbol carries `</w>`.
     fn bpe(&self, word: &str) -> Vec<String> {
         let mut symbols: Vec<String> = word.chars().map(String::from).collect();

@@ -17,6 +17,8 @@ pub struct ProjectConfig {
     pub dataset: PathBuf,
     /// The word that will summon the concept in prompts ("" when there is none).
     pub trigger: String,
+    /// The extension of the caption beside each image (`txt`: `photo.txt` for `photo.png`).
+    pub caption_extension: String,
     /// Colour theme: a built-in name or a path to a theme `.toml`.
     pub theme: Option<String>,
     pub model: ModelConfig,
@@ -74,6 +76,7 @@ impl Default for ProjectConfig {
             name: None,
             dataset: PathBuf::from("dataset"),
             trigger: String::new(),
+            caption_extension: "txt".into(),
             theme: None,
             model: ModelConfig::default(),
             lora: LoraConfig::default(),
@@ -369,6 +372,15 @@ impl ProjectConfig {
         }
         if self.trigger.chars().any(|c| c == ',' || c.is_control()) {
             return fail("trigger", format!("`{}` may not contain commas or control characters", self.trigger));
+        }
+        if self.caption_extension.is_empty()
+            || !self.caption_extension.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            let extension = &self.caption_extension;
+            return fail(
+                "caption_extension",
+                format!("`{extension}` must be letters or digits without a dot, e.g. txt"),
+            );
         }
         if let Some(theme) = &self.theme
             && theme.trim().is_empty()

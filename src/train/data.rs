@@ -49,8 +49,8 @@ pub mod purpose {
 impl TrainingSet {
     /// Reads the dataset folder. Images without a usable caption or too small
     /// for any bucket are skipped, with the reason.
-    pub fn read(dataset: &Path, config: &TrainConfig) -> Result<Self> {
-        let inventory = Inventory::read(dataset, None);
+    pub fn read(dataset: &Path, caption_extension: &str, config: &TrainConfig) -> Result<Self> {
+        let inventory = Inventory::read(dataset, caption_extension, None);
         if let Some(error) = &inventory.folder_error {
             bail!("{}: {error}", dataset.display());
         }

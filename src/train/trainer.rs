@@ -256,7 +256,7 @@ impl<'a> Trainer<'a> {
         let vars = network.vars();
         let optimizer = AdamW::new(vars.clone(), train_config.weight_decay)?;
 
-        let set = TrainingSet::read(&project.dataset_dir(), &train_config)?;
+        let set = TrainingSet::read(&project.dataset_dir(), &project.config.caption_extension, &train_config)?;
         let run = match run {
             Some(run) => run,
             None => RunDir::create(&project.runs_dir(), &config_text)?,

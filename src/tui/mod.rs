@@ -78,10 +78,11 @@ fn spawn_refresh(app: &App, results: mpsc::Sender<ProjectFiles>) {
     let dataset = app.project.dataset_dir();
     let runs = app.project.runs_dir();
     let previous = app.files.inventory.clone();
+    let extension = app.project.config.caption_extension.clone();
     let (shown, compare) = app.metrics_targets();
     tokio::task::spawn_blocking(move || {
         let files = ProjectFiles {
-            inventory: Inventory::read(&dataset, Some(&previous)),
+            inventory: Inventory::read(&dataset, &extension, Some(&previous)),
             runs: list_runs(&runs),
             metrics: shown.as_deref().map(read_metrics),
             compare_metrics: compare.as_deref().map(read_metrics),
@@ -111,14 +112,7 @@ fn spawn_scan(app: &App, updates: mpsc::UnboundedSender<ScanUpdate>) {
                 let _ = updates.send(ScanUpdate::Progress(done, total));
             }
         };
-        let report = crate::dataset::scan::scan(
-            &dataset,
-            &project.cache_dir(),
-            &config.scan,
-            config.train.resolution,
-            config.train.bucketing,
-            &progress,
-        );
+        let report = crate::dataset::scan::scan(&dataset, &project.cache_dir(), config, &progress);
         let result = ScanResult {
             report,
             rejected: decisions::rejected_images(&dataset),
@@ -215,7 +209,8 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
 
         let effect = match effect {
             Some(Effect::Decide(decision)) => {
-                let result = crate::dataset::decisions::apply(&app.project.dataset_dir(), &decision);
+                let extension = &app.project.config.caption_extension;
+                let result = crate::dataset::decisions::apply(&app.project.dataset_dir(), &decision, extension);
                 app.decision_done(result.map_err(|error| format!("{error:#}")));
                 Some(Effect::Refresh)
             }

@@ -356,7 +356,7 @@ mod tests {
         assert_eq!(review.next_to_review(&rows, 0, false), Some(2));
         let scan = review.scan.as_mut().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        crate::dataset::decisions::apply(dir.path(), &Decision::Keep { path: "b.png".into(), content_hash: 5 })
+        crate::dataset::decisions::apply(dir.path(), &Decision::Keep { path: "b.png".into(), content_hash: 5 }, "txt")
             .unwrap();
         scan.kept = Kept::read(dir.path());
         assert_eq!(review.next_to_review(&rows, 0, true), Some(2), "b is kept");

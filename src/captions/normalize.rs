@@ -1,0 +1,192 @@
+//! Normalization: aliases become their canonical term (whole words and
+//! phrases, any case, singular or plural), banned and repeated tags go,
+//! whitespace is tidied, the trigger word goes where the vocabulary says,
+//! and everything else stays exactly as written. Normalizing twice gives
+//! what normalizing once gave.
+
+use super::mentions_trigger;
+use super::text::{self, plural_of};
+use super::vocabulary::{CaseRule, Matcher, TriggerPosition, Vocabulary};
+
+/// The vocabulary and trigger, ready to apply.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub matcher: Matcher,
+    pub trigger: String,
+    pub trigger_position: TriggerPosition,
+    pub case: CaseRule,
+}
+
+impl Rules {
+    pub fn new(vocabulary: &Vocabulary, trigger: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            matcher: vocabulary.matcher()?,
+            trigger: trigger.to_string(),
+            trigger_position: vocabulary.trigger_position,
+            case: vocabulary.case,
+        })
+    }
+}
+
+/// An alias found in a caption, and what it becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replacement {
+    pub found: String,
+    pub canonical: String,
+}
+
+/// Replaces every alias in `part` by its canonical term; returns the new
+/// text and what was replaced. Longest phrases win; only words separated
+/// by whitespace form a phrase.
+pub fn replace_aliases(part: &str, matcher: &Matcher) -> (String, Vec<Replacement>) {
+    let words = text::words(part);
+    let mut out = String::with_capacity(part.len());
+    let mut replaced = Vec::new();
+    let (mut copied_to, mut i) = (0, 0);
+    while i < words.len() {
+        let mut key = String::new();
+        let mut best = None;
+        for k in 0..matcher.longest.min(words.len() - i) {
+            if k > 0 {
+                if !part[words[i + k - 1].span.end..words[i + k].span.start].trim().is_empty() {
+                    break;
+                }
+                key.push(' ');
+            }
+            key.push_str(&words[i + k].lower);
+            if let Some(target) = matcher.aliases.get(&key) {
+                best = Some((k + 1, target));
+            }
+        }
+        match best {
+            Some((length, target)) => {
+                let span = words[i].span.start..words[i + length - 1].span.end;
+                let canonical = if target.plural { plural_of(&target.canonical) } else { target.canonical.clone() };
+                out.push_str(&part[copied_to..span.start]);
+                out.push_str(&canonical);
+                replaced.push(Replacement { found: part[span.clone()].to_string(), canonical });
+                copied_to = span.end;
+                i += length;
+            }
+            None => i += 1,
+        }
+    }
+    out.push_str(&part[copied_to..]);
+    (out, replaced)
+}
+
+/// Lower-cases `part` but for the trigger word, which keeps its spelling.
+fn lower_keeping_trigger(part: &str, trigger: &str) -> String {
+    let lowered = part.to_lowercase();
+    if trigger.is_empty() || lowered.len() != part.len() {
+        return lowered;
+    }
+    let trigger_lower = trigger.to_lowercase();
+    let mut out = lowered.clone();
+    for word in text::words(&lowered).into_iter().rev() {
+        if word.lower == trigger_lower && word.span.len() == trigger.len() {
+            out.replace_range(word.span, trigger);
+        }
+    }
+    out
+}
+
+fn normalize_once(caption: &str, rules: &Rules) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for part in text::parts(caption) {
+        let (mut part, _) = replace_aliases(&text::tidy(part), &rules.matcher);
+        if rules.case == CaseRule::Lower {
+            part = lower_keeping_trigger(&part, &rules.trigger);
+        }
+        let key = text::words(&part).into_iter().map(|w| w.lower).collect::<Vec<_>>().join(" ");
+        let banned = rules.matcher.banned.contains(&key);
+        let repeated = parts.iter().any(|p| p.eq_ignore_ascii_case(&part));
+        if !banned && !repeated {
+            parts.push(part);
+        }
+    }
+    let trigger = &rules.trigger;
+    // An empty caption stays empty: lint reports it; a lone trigger would hide it.
+    if !trigger.is_empty() && rules.trigger_position == TriggerPosition::First && !parts.is_empty() {
+        if let Some(at) = parts.iter().position(|p| p.eq_ignore_ascii_case(trigger)) {
+            parts.remove(at);
+            parts.insert(0, trigger.clone());
+        } else if !parts.iter().any(|p| mentions_trigger(p, trigger)) {
+            parts.insert(0, trigger.clone());
+        }
+    }
+    text::join(&parts)
+}
+
+/// The normalized caption. A caption that needs nothing comes back unchanged.
+pub fn normalize(caption: &str, rules: &Rules) -> String {
+    let mut current = normalize_once(caption, rules);
+    // One more pass settles what the first one exposed (a tag repeated only
+    // after its alias was replaced, say); the vocabulary refuses the rules
+    // that could keep changing.
+    for _ in 0..2 {
+        let next = normalize_once(&current, rules);
+        if next == current {
+            break;
+        }
+        current = next;
+    }
+    if current == text::join(&text::parts(caption)) && caption.trim() == current {
+        // Keep the exact original (a trailing newline, say) when nothing changed.
+        return caption.to_string();
+    }
+    current
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(vocabulary: &str, trigger: &str) -> Rules {
+        Rules::new(&Vocabulary::parse(vocabulary).unwrap(), trigger).unwrap()
+    }
+
+    #[test]
+    fn phrases_plurals_and_case() {
+        let rules = rules("[terms]\nsneaker = [\"trainers\", \"running shoe\"]\nmug = [\"cup\"]\n", "");
+        assert_eq!(normalize("two Running Shoes on a mat", &rules), "two sneakers on a mat");
+        assert_eq!(normalize("a running  shoe, cups", &rules), "a sneaker, mugs");
+        assert_eq!(normalize("a Cup of tea", &rules), "a mug of tea");
+        // Whole words only: "cupboard" and "teacup" are other words.
+        assert_eq!(normalize("a cupboard, a teacup", &rules), "a cupboard, a teacup");
+        // "running" then a full stop, then "shoe": not the phrase.
+        assert_eq!(normalize("running. shoe", &rules), "running. shoe");
+    }
+
+    #[test]
+    fn punctuation_duplicates_banned_and_trigger_placement() {
+        let rules = rules("banned = [\"masterpiece\"]\n[terms]\nmug = [\"cup\"]\n", "zeltmug");
+        assert_eq!(
+            normalize("a teal mug ,  masterpiece,, a teal cup , Zeltmug ,a table .", &rules),
+            "zeltmug, a teal mug, a table."
+        );
+        assert_eq!(normalize("a mug on a table", &rules), "zeltmug, a mug on a table", "missing trigger added first");
+        assert_eq!(normalize("a zeltmug on a table", &rules), "a zeltmug on a table", "in a sentence it stays");
+        assert_eq!(normalize("", &rules), "");
+        let anywhere = Rules { trigger_position: TriggerPosition::Anywhere, ..rules.clone() };
+        assert_eq!(normalize("a mug, zeltmug", &anywhere), "a mug, zeltmug");
+        let lower = Rules { case: CaseRule::Lower, trigger: "ZeltMug".into(), ..rules };
+        assert_eq!(normalize("A Teal MUG, zeltmug", &lower), "ZeltMug, a teal mug");
+    }
+
+    #[test]
+    fn unchanged_captions_come_back_as_written_and_normalizing_twice_changes_nothing() {
+        let rules = rules("[terms]\nmug = [\"cup\", \"coffee cup\"]\nsneaker = [\"sneakers\"]\n", "zeltmug");
+        assert_eq!(normalize("zeltmug, a mug.\n", &rules), "zeltmug, a mug.\n");
+        for caption in [
+            "a coffee cup, cups, a Cup, zeltmug",
+            "Sneakers and coffee cups,, sneaker , SNEAKERS",
+            "a cup, a mug, a cup",
+            "zeltmug",
+        ] {
+            let once = normalize(caption, &rules);
+            assert_eq!(normalize(&once, &rules), once, "{caption:?}");
+        }
+        assert_eq!(normalize("a cup, a mug, a cup", &rules), "zeltmug, a mug");
+    }
+}

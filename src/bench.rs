@@ -212,8 +212,83 @@ fn python_scan(script: &std::path::Path, dir: &std::path::Path) -> Result<f64> {
 
 /// A fresh folder for a throwaway scan cache.
 fn tempfile_dir() -> Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("easel-bench-scan-cache-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("easel-bench-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+/// A caption of the kind the caption benchmark lints: a trigger, a product
+/// with varying terms (some of them aliases), a setting, light, extras, and
+/// now and then a banned or repeated tag or a very long tail.
+pub fn synthetic_caption(index: usize) -> String {
+    const COLOURS: [&str; 6] = ["teal", "red", "navy blue", "cream", "olive", "matte black"];
+    const THINGS: [&str; 5] = ["mug", "cup", "coffee cup", "mugs", "Cups"];
+    const PLACES: [&str; 5] =
+        ["on a wooden table", "on a marble counter", "on a linen tablecloth", "on a desk", "on a shelf"];
+    const LIGHT: [&str; 4] = ["soft light from the left", "hard light", "window light", "studio lighting"];
+    const EXTRAS: [&str; 5] = ["potted plant", "stack of books", "red apple", "steam rising", "a spoon"];
+    let pick = |list: &[&'static str], salt: usize| list[(index.wrapping_mul(2_654_435_761) >> salt) % list.len()];
+    let mut tags = vec![
+        "zeltmug".to_string(),
+        format!("a {} ceramic {} with an orange star emblem", pick(&COLOURS, 3), pick(&THINGS, 7)),
+        pick(&PLACES, 11).to_string(),
+        pick(&LIGHT, 13).to_string(),
+        pick(&EXTRAS, 17).to_string(),
+    ];
+    match index % 10 {
+        0 => tags.push("masterpiece".into()),
+        1 => tags.push(pick(&PLACES, 11).to_string()),
+        2 => tags.extend((0..12).map(|i| format!("detail number {i} of the scene"))),
+        3 => tags.swap(0, 2),
+        _ => {}
+    }
+    tags.join(", ")
+}
+
+/// Normalize + lint of `count` generated captions (written to a temporary
+/// dataset first, so reading them is timed too, apart).
+pub fn captions(count: usize) -> Result<serde_json::Value> {
+    use crate::captions::{CaptionContext, normalization, vocabulary::Vocabulary};
+    let root = tempfile_dir()?;
+    let dataset = root.join("dataset");
+    std::fs::create_dir_all(&dataset)?;
+    for i in 0..count {
+        // The images are never decoded here: empty files stand in for them.
+        std::fs::write(dataset.join(format!("img_{i:05}.png")), b"")?;
+        std::fs::write(dataset.join(format!("img_{i:05}.txt")), synthetic_caption(i))?;
+    }
+    let vocabulary = Vocabulary::parse(
+        "banned = [\"masterpiece\", \"best quality\"]\ncontradictions = [[\"hard light\", \"soft light\"]]\n\
+         [terms]\nmug = [\"cup\", \"coffee cup\"]\n\"studio light\" = [\"studio lighting\"]\n",
+    )?;
+    let mut project = crate::project::Project {
+        root: root.clone(),
+        config: crate::project::ProjectConfig::default(),
+        source: String::new(),
+    };
+    project.config.trigger = "zeltmug".into();
+    std::fs::write(root.join(crate::captions::vocabulary::FILE), toml::to_string(&vocabulary)?)?;
+    let context = CaptionContext::open(&project)?;
+    let started = Instant::now();
+    let captions = context.captions();
+    let read_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let changes = normalization(&captions, &context.rules);
+    let normalize_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let suggestions = context.suggestions(&captions);
+    let suggest_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let findings = context.lint(&captions);
+    let lint_seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&root);
+    Ok(json!({
+        "captions": captions.len(), "read_s": read_seconds,
+        "normalize_s": normalize_seconds, "lint_s": lint_seconds,
+        "normalize_and_lint_s": normalize_seconds + lint_seconds,
+        "captions_per_s": captions.len() as f64 / (normalize_seconds + lint_seconds),
+        "changed": changes.len(), "findings": findings.iter().map(Vec::len).sum::<usize>(),
+        "suggest_s": suggest_seconds, "suggestions": suggestions.len(),
+    }))
 }

@@ -66,6 +66,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Caption work: lint, normalize with the vocabulary, stats, suggestions, undo, import/export.
+    Captions {
+        /// The project folder.
+        project: PathBuf,
+        #[command(subcommand)]
+        action: crate::captions::command::CaptionsCommand,
+    },
     /// Benchmarks: `easel bench train` times a LoRA training step against the forward pass.
     Bench {
         #[command(subcommand)]
@@ -77,6 +84,11 @@ pub enum Command {
 
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Normalize + lint of generated captions (the vocabulary rules, CLIP token counts, suggestions).
+    Captions {
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+    },
     /// The dataset scan over generated photo-like images: cold (decoding all) and warm (cached).
     Scan {
         /// Where the images are (generated there first when missing).
@@ -185,6 +197,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Init { dir, name, trigger }) => init(&dir, name.as_deref(), &trigger),
         Some(Command::Generate(command)) => generate(*command),
+        Some(Command::Bench { what: BenchCommand::Captions { count } }) => {
+            println!("{}", crate::bench::captions(count)?);
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Bench { what: BenchCommand::Scan { dir, count, size, python } }) => {
             crate::bench::scan_images(&dir, count, size)?;
             println!("{}", crate::bench::scan(&dir, python.as_deref())?);
@@ -203,6 +219,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Scan { project, json }) => scan(&project, json),
+        Some(Command::Captions { project, action }) => {
+            crate::captions::command::run(&project, action)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Train { project, steps, resume, show_samples, report_every }) => {
             train(&project, steps, resume, show_samples, report_every)
         }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::mentions_trigger;
-use super::normalize::{Rules, replace_aliases};
+use super::normalize::{Rules, replace_aliases_in};
 use super::text::{self, GENERIC_WORDS, STOPWORDS};
 use super::vocabulary::Vocabulary;
 use crate::model::tokenizer::ClipTokenizer;
@@ -117,7 +117,7 @@ impl<'a> Linter<'a> {
         let trigger = self.rules.trigger.to_lowercase();
         let mut content: Vec<&str> = words
             .iter()
-            .map(|w| w.lower.as_str())
+            .map(|w| w.lower.as_ref())
             .filter(|w| !STOPWORDS.contains(w) && !GENERIC_WORDS.contains(w) && *w != trigger)
             .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
             .collect();
@@ -136,7 +136,8 @@ impl<'a> Linter<'a> {
         let parts = text::parts(caption);
         let mut seen: Vec<String> = Vec::new();
         for part in &parts {
-            let key = text::words(part).into_iter().map(|w| w.lower).collect::<Vec<_>>().join(" ");
+            let part_words = text::words(part);
+            let key = text::phrase_key(&part_words);
             if self.rules.matcher.banned.contains(&key) {
                 findings.push(Lint::Banned { term: part.to_string() });
             }
@@ -146,15 +147,18 @@ impl<'a> Linter<'a> {
                 findings.push(Lint::RepeatedTag { tag: part.to_string() });
             }
             seen.push(key);
-            for replacement in replace_aliases(part, &self.rules.matcher).1 {
+            for replacement in replace_aliases_in(part, &part_words, &self.rules.matcher).1 {
                 findings.push(Lint::Unnormalized { found: replacement.found, canonical: replacement.canonical });
             }
         }
         let lowered = caption.to_lowercase();
         let has = |term: &str| {
             let phrase = term.to_lowercase();
-            text::words(&lowered).iter().any(|w| w.lower == phrase)
-                || (phrase.contains(' ') && lowered.contains(&phrase))
+            if phrase.contains(' ') {
+                lowered.contains(&phrase)
+            } else {
+                words.iter().any(|w| w.lower == phrase.as_str())
+            }
         };
         for [first, second] in &self.vocabulary.contradictions {
             if has(first) && has(second) {

@@ -3,6 +3,7 @@
 //! lint, suggestions, the journaled store with undo (`journal`), and
 //! import/export of other tools' layouts (`exchange`).
 
+pub mod command;
 pub mod exchange;
 pub mod journal;
 pub mod lint;
@@ -17,6 +18,51 @@ use journal::{Change, JournalError, read_text};
 use lint::{Lint, Linter};
 use normalize::{Rules, normalize};
 use suggest::Suggestion;
+use vocabulary::Vocabulary;
+
+use crate::model::tokenizer::{ClipTokenizer, Padding};
+use crate::project::Project;
+
+/// What caption work needs of a project: where the captions are, the
+/// vocabulary and its rules, and the CLIP tokenizer lint counts with.
+pub struct CaptionContext {
+    pub dataset: PathBuf,
+    pub extension: String,
+    pub trigger: String,
+    pub vocabulary: Vocabulary,
+    pub rules: Rules,
+    pub tokenizer: ClipTokenizer,
+}
+
+impl CaptionContext {
+    pub fn open(project: &Project) -> anyhow::Result<Self> {
+        let vocabulary = Vocabulary::load(&project.root)?;
+        let trigger = project.config.trigger.clone();
+        Ok(Self {
+            dataset: project.dataset_dir(),
+            extension: project.config.caption_extension.clone(),
+            rules: Rules::new(&vocabulary, &trigger)?,
+            trigger,
+            vocabulary,
+            tokenizer: ClipTokenizer::shipped(Padding::EndOfText),
+        })
+    }
+
+    pub fn captions(&self) -> Vec<Caption> {
+        read_all(&self.dataset, &self.extension)
+    }
+
+    /// Proposed alias rules from these captions.
+    pub fn suggestions(&self, captions: &[Caption]) -> Vec<Suggestion> {
+        suggest::suggestions(captions.iter().filter_map(Caption::text), &self.vocabulary, &self.trigger)
+    }
+
+    /// Lint findings per caption, dataset-level ones included.
+    pub fn lint(&self, captions: &[Caption]) -> Vec<Vec<Lint>> {
+        let suggestions = self.suggestions(captions);
+        lint_all(captions, || Linter::new(&self.rules, &self.vocabulary, &self.tokenizer), &suggestions)
+    }
+}
 
 /// Whether `caption` contains `trigger` as a whole word, ignoring case:
 /// `zeltmug` matches "Zeltmug, a mug" but not "zeltmugs".
@@ -61,8 +107,9 @@ pub fn read_all(dataset: &Path, extension: &str) -> Vec<Caption> {
 
 /// The changes normalization would make, one per caption it changes.
 pub fn normalization(captions: &[Caption], rules: &Rules) -> Vec<Change> {
+    use rayon::prelude::*;
     captions
-        .iter()
+        .par_iter()
         .filter_map(|caption| {
             let text = caption.text()?;
             let normalized = normalize(text, rules);
@@ -76,18 +123,24 @@ pub fn normalization(captions: &[Caption], rules: &Rules) -> Vec<Change> {
 }
 
 /// Lint findings per caption (same order as `captions`), including the
-/// dataset-level ones: a rare term used where the rest say another.
-pub fn lint_all(captions: &[Caption], linter: &mut Linter, suggestions: &[Suggestion]) -> Vec<Vec<Lint>> {
+/// dataset-level ones: a rare term used where the rest say another. In
+/// parallel, each thread with its own linter (and token cache).
+pub fn lint_all<'a>(
+    captions: &[Caption],
+    linter: impl Fn() -> Linter<'a> + Sync + Send,
+    suggestions: &[Suggestion],
+) -> Vec<Vec<Lint>> {
+    use rayon::prelude::*;
     captions
-        .iter()
-        .map(|caption| match &caption.text {
+        .par_iter()
+        .map_init(linter, |linter, caption| match &caption.text {
             Err(reason) => vec![Lint::Unreadable { reason: reason.clone() }],
             Ok(None) => vec![Lint::Missing],
             Ok(Some(text)) => {
                 let mut findings = linter.lint(text);
                 if !text.trim().is_empty() {
-                    let words: Vec<String> = text::words(text).into_iter().map(|w| w.lower).collect();
-                    for suggestion in suggestions.iter().filter(|s| words.contains(&s.alias)) {
+                    let words = text::words(text);
+                    for suggestion in suggestions.iter().filter(|s| words.iter().any(|w| w.lower == s.alias.as_str())) {
                         findings.push(Lint::Inconsistent {
                             found: suggestion.alias.clone(),
                             usual: suggestion.canonical.clone(),

@@ -39,7 +39,14 @@ pub struct Replacement {
 /// text and what was replaced. Longest phrases win; only words separated
 /// by whitespace form a phrase.
 pub fn replace_aliases(part: &str, matcher: &Matcher) -> (String, Vec<Replacement>) {
-    let words = text::words(part);
+    replace_aliases_in(part, &text::words(part), matcher)
+}
+
+/// `replace_aliases` with the part's words already found.
+pub fn replace_aliases_in(part: &str, words: &[text::Word], matcher: &Matcher) -> (String, Vec<Replacement>) {
+    if matcher.aliases.is_empty() {
+        return (part.to_string(), Vec::new());
+    }
     let mut out = String::with_capacity(part.len());
     let mut replaced = Vec::new();
     let (mut copied_to, mut i) = (0, 0);
@@ -98,8 +105,8 @@ fn normalize_once(caption: &str, rules: &Rules) -> String {
         if rules.case == CaseRule::Lower {
             part = lower_keeping_trigger(&part, &rules.trigger);
         }
-        let key = text::words(&part).into_iter().map(|w| w.lower).collect::<Vec<_>>().join(" ");
-        let banned = rules.matcher.banned.contains(&key);
+        let banned =
+            !rules.matcher.banned.is_empty() && rules.matcher.banned.contains(&text::phrase_key(&text::words(&part)));
         let repeated = parts.iter().any(|p| p.eq_ignore_ascii_case(&part));
         if !banned && !repeated {
             parts.push(part);
@@ -121,6 +128,9 @@ fn normalize_once(caption: &str, rules: &Rules) -> String {
 /// The normalized caption. A caption that needs nothing comes back unchanged.
 pub fn normalize(caption: &str, rules: &Rules) -> String {
     let mut current = normalize_once(caption, rules);
+    if current == caption {
+        return current;
+    }
     // One more pass settles what the first one exposed (a tag repeated only
     // after its alias was replaced, say); the vocabulary refuses the rules
     // that could keep changing.

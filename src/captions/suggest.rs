@@ -36,19 +36,64 @@ fn is_term(word: &str, trigger: &str) -> bool {
         && !word.chars().all(|c| c.is_ascii_digit())
 }
 
+/// The captions as word ids, every distinct lower-case word interned once:
+/// counting and comparing ids is many times cheaper than strings.
+struct Corpus {
+    names: Vec<String>,
+    captions: Vec<Vec<u32>>,
+}
+
+/// Stands for the start or end of a caption in a place.
+const EDGE: u32 = u32::MAX;
+
+impl Corpus {
+    fn new<'a>(captions: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut ids: HashMap<String, u32> = HashMap::new();
+        let mut names = Vec::new();
+        let captions = captions
+            .into_iter()
+            .map(|caption| {
+                words(caption)
+                    .into_iter()
+                    .map(|word| {
+                        *ids.entry(word.lower.into_owned()).or_insert_with_key(|name| {
+                            names.push(name.clone());
+                            (names.len() - 1) as u32
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        Self { names, captions }
+    }
+
+    /// Each content word with the number of captions using it, commonest first.
+    fn frequencies(&self, trigger: &str) -> Vec<TermCount> {
+        let trigger = trigger.to_lowercase();
+        let mut counts = vec![0usize; self.names.len()];
+        let mut seen = vec![usize::MAX; self.names.len()];
+        for (index, caption) in self.captions.iter().enumerate() {
+            for &id in caption {
+                if seen[id as usize] != index {
+                    seen[id as usize] = index;
+                    counts[id as usize] += 1;
+                }
+            }
+        }
+        let mut table: Vec<TermCount> = counts
+            .into_iter()
+            .enumerate()
+            .filter(|(id, _)| is_term(&self.names[*id], &trigger))
+            .map(|(id, captions)| TermCount { term: self.names[id].clone(), captions })
+            .collect();
+        table.sort_by(|a, b| b.captions.cmp(&a.captions).then_with(|| a.term.cmp(&b.term)));
+        table
+    }
+}
+
 /// Each content word with the number of captions using it, commonest first.
 pub fn frequencies<'a>(captions: impl IntoIterator<Item = &'a str>, trigger: &str) -> Vec<TermCount> {
-    let trigger = trigger.to_lowercase();
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for caption in captions {
-        let unique: HashSet<String> = words(caption).into_iter().map(|w| w.lower).collect();
-        for word in unique.into_iter().filter(|w| is_term(w, &trigger)) {
-            *counts.entry(word).or_default() += 1;
-        }
-    }
-    let mut table: Vec<TermCount> = counts.into_iter().map(|(term, captions)| TermCount { term, captions }).collect();
-    table.sort_by(|a, b| b.captions.cmp(&a.captions).then_with(|| a.term.cmp(&b.term)));
-    table
+    Corpus::new(captions).frequencies(trigger)
 }
 
 /// Levenshtein distance, stopping early once it exceeds `limit`.
@@ -85,13 +130,15 @@ fn stem(word: &str) -> &str {
 
 /// Rare terms that look like a commoner one, as alias rules, strongest first.
 pub fn suggestions<'a>(
-    captions: impl IntoIterator<Item = &'a str> + Clone,
+    captions: impl IntoIterator<Item = &'a str>,
     vocabulary: &Vocabulary,
     trigger: &str,
 ) -> Vec<Suggestion> {
-    let table = frequencies(captions.clone(), trigger);
-    let total: usize = captions.clone().into_iter().count();
+    let corpus = Corpus::new(captions);
+    let table = corpus.frequencies(trigger);
+    let total = corpus.captions.len();
     let counts: HashMap<&str, usize> = table.iter().map(|t| (t.term.as_str(), t.captions)).collect();
+    let id_of: HashMap<&str, u32> = corpus.names.iter().enumerate().map(|(id, n)| (n.as_str(), id as u32)).collect();
     // Terms the vocabulary already rules on are settled.
     let settled: HashSet<String> = vocabulary
         .terms
@@ -99,16 +146,18 @@ pub fn suggestions<'a>(
         .flat_map(|(canonical, aliases)| std::iter::once(canonical).chain(aliases))
         .map(|t| t.to_lowercase())
         .collect();
-    // The places each word is used: (previous word, next word).
-    let mut places: HashMap<String, HashSet<(String, String)>> = HashMap::new();
-    for caption in captions {
-        let found = words(caption);
-        for (i, word) in found.iter().enumerate() {
-            let before = if i > 0 { found[i - 1].lower.clone() } else { String::new() };
-            let after = found.get(i + 1).map(|w| w.lower.clone()).unwrap_or_default();
-            places.entry(word.lower.clone()).or_default().insert((before, after));
+    // The words seen in each place (previous word, next word), and how often.
+    let mut slots: HashMap<(u32, u32), HashMap<u32, usize>> = HashMap::new();
+    let mut places: HashMap<u32, HashSet<(u32, u32)>> = HashMap::new();
+    for caption in &corpus.captions {
+        for (i, &word) in caption.iter().enumerate() {
+            let before = if i > 0 { caption[i - 1] } else { EDGE };
+            let after = caption.get(i + 1).copied().unwrap_or(EDGE);
+            *slots.entry((before, after)).or_default().entry(word).or_default() += 1;
+            places.entry(word).or_default().insert((before, after));
         }
     }
+    let name = |id: u32| if id == EDGE { "" } else { corpus.names[id as usize].as_str() };
     let rare_limit = (total / 10).max(2);
     let mut by_alias: BTreeMap<String, Suggestion> = BTreeMap::new();
     for rare in table.iter().filter(|t| t.captions <= rare_limit && !settled.contains(&t.term)) {
@@ -122,13 +171,18 @@ pub fn suggestions<'a>(
             } else if stem(r) == stem(c) {
                 Some((2, "same stem".to_string()))
             } else {
-                let (rare_places, common_places) = (&places[r], &places[c]);
-                let shared = rare_places.iter().filter(|p| common_places.contains(*p)).count();
-                // Most of the rare word's uses sit where the common one usually stands.
-                (shared * 2 >= rare_places.len() && shared > 0).then(|| {
-                    let (before, after) = rare_places.iter().find(|p| common_places.contains(*p)).expect("shared");
-                    (1, format!("used in the same place: \"{before} _ {after}\""))
-                })
+                // A fixed place that only these two words fill ("ceramic _ with"),
+                // not a slot many words take turns in ("tablecloth _ wall").
+                let (r_id, c_id) = (id_of[r], id_of[c]);
+                places[&r_id]
+                    .iter()
+                    .find(|place| {
+                        let fillers = &slots[*place];
+                        fillers.len() == 2 && fillers.get(&c_id).is_some_and(|&n| n >= 3 * fillers[&r_id])
+                    })
+                    .map(|&(before, after)| {
+                        (1, format!("used in the same place: \"{} _ {}\"", name(before), name(after)))
+                    })
             };
             if let Some((strength, why)) = why {
                 let score = strength * 1_000_000 + counts[c];

@@ -2,11 +2,25 @@
 //! made of words with their places in the original text, so an edit can
 //! replace exactly the words it must and keep everything else as written.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 /// The parts of a caption: split at commas, trimmed, empty ones dropped.
 pub fn parts(text: &str) -> Vec<&str> {
     text.split(',').map(str::trim).filter(|part| !part.is_empty()).collect()
+}
+
+/// A phrase's lower-case words joined by single spaces, as alias and banned
+/// phrases are keyed.
+pub fn phrase_key(words: &[Word]) -> String {
+    let mut key = String::new();
+    for word in words {
+        if !key.is_empty() {
+            key.push(' ');
+        }
+        key.push_str(&word.lower);
+    }
+    key
 }
 
 /// The parts joined back the way captions are written: `a, b, c`.
@@ -16,9 +30,9 @@ pub fn join<S: AsRef<str>>(parts: &[S]) -> String {
 
 /// A word of a text: letters, digits, apostrophes, hyphens and underscores.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Word {
-    /// Lower-cased, for matching.
-    pub lower: String,
+pub struct Word<'a> {
+    /// Lower-cased, for matching (borrowed from the text when it already is).
+    pub lower: Cow<'a, str>,
     /// Where it is in the text, in bytes.
     pub span: Range<usize>,
 }
@@ -28,14 +42,20 @@ fn is_word_char(c: char) -> bool {
 }
 
 /// The words of `text` in order.
-pub fn words(text: &str) -> Vec<Word> {
+pub fn words(text: &str) -> Vec<Word<'_>> {
     let mut words = Vec::new();
     let mut start = None;
     for (i, c) in text.char_indices().chain(std::iter::once((text.len(), ' '))) {
         match (start, is_word_char(c)) {
             (None, true) => start = Some(i),
             (Some(s), false) => {
-                words.push(Word { lower: text[s..i].to_lowercase(), span: s..i });
+                let word = &text[s..i];
+                let lower = if word.chars().any(char::is_uppercase) {
+                    Cow::Owned(word.to_lowercase())
+                } else {
+                    Cow::Borrowed(word)
+                };
+                words.push(Word { lower, span: s..i });
                 start = None;
             }
             _ => {}
@@ -93,6 +113,67 @@ pub fn plural_of(term: &str) -> String {
     format!("{}{suffix}", &term[..term.len() - drop])
 }
 
+/// A piece of a word diff.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiffPiece {
+    Same(String),
+    Removed(String),
+    Added(String),
+}
+
+/// The word-level difference between two captions (longest common
+/// subsequence of whitespace-separated words; captions are short).
+pub fn word_diff(before: &str, after: &str) -> Vec<DiffPiece> {
+    let (a, b): (Vec<&str>, Vec<&str>) = (before.split_whitespace().collect(), after.split_whitespace().collect());
+    // lcs[i][j]: the common length of a[i..] and b[j..].
+    let mut lcs = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in (0..a.len()).rev() {
+        for j in (0..b.len()).rev() {
+            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+        }
+    }
+    let mut pieces: Vec<DiffPiece> = Vec::new();
+    let mut push = |piece: DiffPiece| {
+        // Neighbouring words of one kind read better as one piece.
+        match (pieces.last_mut(), &piece) {
+            (Some(DiffPiece::Same(text)), DiffPiece::Same(word))
+            | (Some(DiffPiece::Removed(text)), DiffPiece::Removed(word))
+            | (Some(DiffPiece::Added(text)), DiffPiece::Added(word)) => {
+                text.push(' ');
+                text.push_str(word);
+            }
+            _ => pieces.push(piece),
+        }
+    };
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        if i < a.len() && j < b.len() && a[i] == b[j] {
+            push(DiffPiece::Same(a[i].to_string()));
+            (i, j) = (i + 1, j + 1);
+        } else if i < a.len() && (j == b.len() || lcs[i + 1][j] >= lcs[i][j + 1]) {
+            push(DiffPiece::Removed(a[i].to_string()));
+            i += 1;
+        } else {
+            push(DiffPiece::Added(b[j].to_string()));
+            j += 1;
+        }
+    }
+    pieces
+}
+
+/// The diff in plain text: `a teal [-cup-]{+mug+} with`.
+pub fn diff_text(before: &str, after: &str) -> String {
+    let pieces: Vec<String> = word_diff(before, after)
+        .into_iter()
+        .map(|piece| match piece {
+            DiffPiece::Same(text) => text,
+            DiffPiece::Removed(text) => format!("[-{text}-]"),
+            DiffPiece::Added(text) => format!("{{+{text}+}}"),
+        })
+        .collect();
+    pieces.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,9 +182,15 @@ mod tests {
     fn parts_words_and_tidying() {
         assert_eq!(parts(" a mug ,, on a table,"), ["a mug", "on a table"]);
         let found = words("A teal-blue mug's handle.");
-        assert_eq!(found.iter().map(|w| w.lower.as_str()).collect::<Vec<_>>(), ["a", "teal-blue", "mug's", "handle"]);
+        assert_eq!(found.iter().map(|w| w.lower.as_ref()).collect::<Vec<_>>(), ["a", "teal-blue", "mug's", "handle"]);
         assert_eq!(&"A teal-blue mug's handle."[found[2].span.clone()], "mug's");
         assert_eq!(tidy("a   mug  .  on\ta table ;"), "a mug. on a table;");
+    }
+
+    #[test]
+    fn word_diffs_mark_only_what_changed() {
+        assert_eq!(diff_text("a teal cup with a star", "a teal mug with a star"), "a teal [-cup-] {+mug+} with a star");
+        assert_eq!(diff_text("a mug", "zeltmug, a mug"), "{+zeltmug,+} a mug");
     }
 
     #[test]

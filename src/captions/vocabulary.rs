@@ -13,6 +13,9 @@ use crate::fsutil::atomic_write;
 
 pub const FILE: &str = "vocabulary.toml";
 
+/// The commented vocabulary.toml `easel init` writes: every setting at its default, no rules yet.
+pub const TEMPLATE: &str = include_str!("vocabulary_template.toml");
+
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerPosition {
@@ -67,7 +70,7 @@ pub struct Matcher {
 }
 
 fn phrase(text: &str) -> Vec<String> {
-    super::text::words(text).into_iter().map(|w| w.lower).collect()
+    super::text::words(text).into_iter().map(|w| w.lower.into_owned()).collect()
 }
 
 impl Vocabulary {
@@ -159,8 +162,12 @@ impl Vocabulary {
             let newline = if line_end == text.len() && !text.ends_with('\n') { "\n" } else { "" };
             format!("{}{newline}{key} = {value}\n{}", &text[..line_end], &text[line_end..])
         } else {
-            let separator = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
-            format!("{text}{separator}\n[terms]\n{key} = {value}\n")
+            let separator = match () {
+                _ if text.is_empty() => "",
+                _ if text.ends_with('\n') => "\n",
+                _ => "\n\n",
+            };
+            format!("{text}{separator}[terms]\n{key} = {value}\n")
         };
         let vocabulary = Self::parse(&updated).context("the new rule would make the vocabulary invalid")?;
         atomic_write(&file, updated.as_bytes()).with_context(|| format!("cannot write {}", file.display()))?;
@@ -189,11 +196,22 @@ mod tests {
     }
 
     #[test]
+    fn the_template_is_the_default_vocabulary() {
+        assert_eq!(Vocabulary::parse(TEMPLATE).unwrap(), Vocabulary::default());
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(Vocabulary::path(dir.path()), TEMPLATE).unwrap();
+        let vocabulary = Vocabulary::add_alias(dir.path(), "mug", "cup").unwrap();
+        assert_eq!(vocabulary.terms["mug"], ["cup"]);
+        let text = std::fs::read_to_string(Vocabulary::path(dir.path())).unwrap();
+        assert!(text.contains("[terms]\nmug = [\"cup\"]\n# mug = "), "under the header, comments kept: {text}");
+    }
+
+    #[test]
     fn adding_an_alias_keeps_the_file_as_written() {
         let dir = tempfile::tempdir().unwrap();
         Vocabulary::add_alias(dir.path(), "mug", "cup").unwrap();
         let text = std::fs::read_to_string(Vocabulary::path(dir.path())).unwrap();
-        assert_eq!(text, "\n[terms]\nmug = [\"cup\"]\n");
+        assert_eq!(text, "[terms]\nmug = [\"cup\"]\n");
         std::fs::write(Vocabulary::path(dir.path()), "# ours\n[terms]\n# mugs\nmug = [\"cup\"]\n").unwrap();
         Vocabulary::add_alias(dir.path(), "mug", "beaker").unwrap();
         let vocabulary = Vocabulary::add_alias(dir.path(), "running shoe", "trainer").unwrap();

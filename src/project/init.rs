@@ -16,8 +16,8 @@ pub fn template(name: &str, trigger: &str) -> String {
     TEMPLATE.replacen("\"@NAME@\"", &quote(name), 1).replacen("\"@TRIGGER@\"", &quote(trigger), 1)
 }
 
-/// Creates the project folder with `project.toml`, `dataset/`, `runs/` and
-/// `cache/`. Refuses to touch a folder that already has a project.toml.
+/// Creates the project folder with `project.toml`, `vocabulary.toml`,
+/// `dataset/`, `runs/` and `cache/`. Refuses to touch a folder that already has a project.toml.
 pub fn init(dir: &Path, name: Option<&str>, trigger: &str) -> Result<Project, ProjectError> {
     let file = dir.join(PROJECT_FILE);
     if file.exists() {
@@ -31,5 +31,10 @@ pub fn init(dir: &Path, name: Option<&str>, trigger: &str) -> Result<Project, Pr
     }
     atomic_write(&file, template(name, trigger).as_bytes())
         .map_err(|source| ProjectError::Write { path: file.clone(), source })?;
+    let vocabulary = crate::captions::vocabulary::Vocabulary::path(dir);
+    if !vocabulary.exists() {
+        atomic_write(&vocabulary, crate::captions::vocabulary::TEMPLATE.as_bytes())
+            .map_err(|source| ProjectError::Write { path: vocabulary, source })?;
+    }
     Project::open(dir)
 }

@@ -8,12 +8,13 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
-/// A copy of the demo project's project.toml and dataset in a temporary
+/// A copy of the demo project's project.toml, vocabulary.toml and dataset in a temporary
 /// folder: tests can write into it, and runs made in the checkout do not leak in.
 pub fn demo_copy() -> tempfile::TempDir {
     let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("projects/demo");
     let dir = tempfile::tempdir().unwrap();
     fs::copy(source.join("project.toml"), dir.path().join("project.toml")).unwrap();
+    fs::copy(source.join("vocabulary.toml"), dir.path().join("vocabulary.toml")).unwrap();
     let dataset = dir.path().join("dataset");
     fs::create_dir(&dataset).unwrap();
     for item in fs::read_dir(source.join("dataset")).unwrap() {

@@ -1,0 +1,124 @@
+//! `easel captions` as a user runs it: the demo's planted caption flaws,
+//! one undoable normalization, and a batch killed half-way.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+mod common;
+
+fn easel(project: &Path, args: &[&str]) -> Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .arg("captions")
+        .arg(project)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run easel");
+    assert!(output.status.success(), "easel captions {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn captions_of(dataset: &Path) -> Vec<(String, String)> {
+    let mut captions: Vec<(String, String)> = fs::read_dir(dataset)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), fs::read_to_string(&p).unwrap()))
+        .collect();
+    captions.sort();
+    captions
+}
+
+#[test]
+fn the_demo_flaws_are_found_and_one_rule_fixes_the_term_with_one_undoable_apply() {
+    let project = common::demo_copy();
+    let dir = project.path();
+    let lint: serde_json::Value = serde_json::from_str(&stdout(&easel(dir, &["lint", "--json"]))).unwrap();
+    let found: Vec<(String, String)> = lint
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|entry| {
+            let file = entry["caption"].as_str().unwrap().to_string();
+            entry["findings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |f| (file.clone(), f["lint"].as_str().unwrap().into()))
+        })
+        .collect();
+    let expected = [
+        ("zeltmug_05.txt", "inconsistent"),
+        ("zeltmug_11.txt", "generic"),
+        ("zeltmug_11.txt", "no_trigger"),
+        ("zeltmug_13.txt", "inconsistent"),
+    ];
+    assert_eq!(found, expected.map(|(f, l)| (f.to_string(), l.to_string())), "exactly the planted flaws");
+
+    let before = captions_of(&dir.join("dataset"));
+    let suggested = stdout(&easel(dir, &["suggest"]));
+    assert!(suggested.contains("1. mug = [\"cup\"]"), "{suggested}");
+    easel(dir, &["suggest", "--accept", "1"]);
+    let preview = stdout(&easel(dir, &["normalize"]));
+    assert!(preview.contains("[-cup-] {+mug+}") && preview.contains("3 of 20 captions would change"), "{preview}");
+    assert_eq!(captions_of(&dir.join("dataset")), before, "a preview writes nothing");
+    easel(dir, &["normalize", "--apply"]);
+    let after = captions_of(&dir.join("dataset"));
+    assert!(after.iter().all(|(_, text)| !text.contains(" cup ")));
+    assert_eq!(after.iter().zip(&before).filter(|(a, b)| a != b).count(), 3);
+    let relinted = stdout(&easel(dir, &["lint"]));
+    assert!(relinted.contains("1 with findings") && relinted.contains("generic 1"), "{relinted}");
+    assert!(stdout(&easel(dir, &["normalize"])).contains("normalized already"), "normalizing twice changes nothing");
+    // One apply, one undo: every caption as it was.
+    assert!(stdout(&easel(dir, &["undo"])).contains("Undid: normalize 3 captions"));
+    assert_eq!(captions_of(&dir.join("dataset")), before);
+    easel(dir, &["redo"]);
+    assert_eq!(captions_of(&dir.join("dataset")), after);
+}
+
+#[test]
+fn a_batch_killed_half_way_leaves_each_caption_old_or_new_and_undo_restores_all() {
+    let project = common::demo_copy();
+    let dir = project.path();
+    let dataset = dir.join("dataset");
+    fs::write(dir.join("vocabulary.toml"), "[terms]\nmug = [\"cup\"]\n").unwrap();
+    for i in 0..120 {
+        // Captions belong to images: each gets a (small) picture.
+        fs::copy(dataset.join("zeltmug_19.png"), dataset.join(format!("extra_{i:03}.png"))).unwrap();
+        fs::write(dataset.join(format!("extra_{i:03}.txt")), format!("zeltmug, a teal cup number {i}")).unwrap();
+    }
+    let before = captions_of(&dataset);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(["captions", dir.to_str().unwrap(), "normalize", "--apply"])
+        .env("EASEL_FAULT_PAUSE_WRITES_MS", "10")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Kill once some captions are written and others are not.
+    let started = Instant::now();
+    loop {
+        let changed = captions_of(&dataset).iter().zip(&before).filter(|(a, b)| a != b).count();
+        if changed >= 10 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the batch never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let middle = captions_of(&dataset);
+    let changed = middle.iter().zip(&before).filter(|(a, b)| a != b).count();
+    assert!(changed > 0 && changed < 122, "killed mid-way: {changed} changed");
+    for ((name, text), (_, old)) in middle.iter().zip(&before) {
+        let new = old.replace("cup", "mug");
+        assert!(text == old || *text == new, "{name} is torn: {text:?}");
+    }
+    assert!(stdout(&easel(dir, &["undo"])).contains("Undid"));
+    assert_eq!(captions_of(&dataset), before, "undo restores the half-applied batch");
+}

@@ -329,3 +329,32 @@ fn the_dataset_pane_rejects_and_restores_flagged_images() {
     let kept = std::fs::read_to_string(dataset.join(".easel-kept")).unwrap();
     assert!(kept.contains("zeltmug_07.png"), "{kept}");
 }
+
+#[test]
+fn a_caption_is_edited_and_saved_in_the_workbench() {
+    let mut session = Session::start(&[]);
+    session.wait_ready();
+    session.send("2");
+    session.wait_for("with findings");
+    // n twice: the planted generic caption, 11; Enter edits it.
+    session.send("n");
+    std::thread::sleep(Duration::from_millis(100));
+    session.send("n");
+    session.wait_for("zeltmug_11.txt");
+    session.send("\r");
+    session.wait_for("Editing:");
+    session.send(", a teal ceramic mu\t");
+    session.wait_for("● unsaved");
+    session.send("\x1b");
+    session.wait_for("Saved zeltmug_11.txt");
+    let caption = std::fs::read_to_string(session.project.path().join("dataset/zeltmug_11.txt")).unwrap();
+    assert_eq!(caption, "a photo of an object, a teal ceramic mug");
+    // u undoes it, even though it was one keystroke-free save.
+    session.send("u");
+    session.wait_for("Undid: edit zeltmug_11.txt");
+    let caption = std::fs::read_to_string(session.project.path().join("dataset/zeltmug_11.txt")).unwrap();
+    assert_eq!(caption, "a photo of an object\n");
+    session.send("q");
+    assert!(session.wait_exit().success());
+    session.assert_restored();
+}

@@ -4,10 +4,11 @@
 use std::fs;
 use std::path::Path;
 
+use crossterm::event::KeyCode;
 use easel::dataset::Inventory;
 use easel::project::Project;
 use easel::train::{list_runs, read_metrics};
-use easel::tui::{Action, App, PaneId, ProjectFiles, ScanResult, Theme, render};
+use easel::tui::{Action, App, Effect, Key, PaneId, ProjectFiles, ScanResult, SharedContext, Theme, render};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -60,11 +61,15 @@ fn loaded_app(root: &Path, theme: &str) -> App {
     let project = Project::open(root).unwrap();
     let runs = list_runs(&project.runs_dir());
     let metrics = runs.first().map(|run| read_metrics(&run.dir));
+    let inventory = Inventory::read(&project.dataset_dir(), &project.config.caption_extension, None);
+    let (captions, context) = easel::captions::CaptionReport::build(&project);
     let files = ProjectFiles {
-        inventory: Inventory::read(&project.dataset_dir(), &project.config.caption_extension, None),
+        inventory,
         runs,
         metrics,
         compare_metrics: None,
+        captions: Some(captions),
+        caption_context: context.map(|c| SharedContext(std::sync::Arc::new(c))),
     };
     let mut app = App::new(project, Theme::resolve(theme, Path::new(".")).unwrap());
     app.files_loaded(files);
@@ -114,6 +119,30 @@ fn the_dataset_pane_after_a_scan() {
     app.apply(Action::CycleSort);
     app.apply(Action::CycleSort);
     insta::assert_snapshot!("dataset_to_review_by_size_80x24", draw(&app, 80, 24).backend());
+}
+
+#[test]
+fn the_captions_pane_edits_and_reviews() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Captions));
+    // The second caption with a finding is the planted generic one, 11.
+    app.apply(Action::NextWithFinding);
+    app.apply(Action::NextWithFinding);
+    app.apply(Action::EditCaption);
+    for c in ", a teal ceramic mu".chars() {
+        app.handle_key(Key::char(c));
+    }
+    let screen = format!("{:?}", draw(&app, 80, 24).backend());
+    assert!(screen.contains("● unsaved") && screen.contains("Tab: mug"), "{screen}");
+    insta::assert_snapshot!("captions_editing_80x24", draw(&app, 80, 24).backend());
+    let saved = app.handle_key(Key::plain(KeyCode::Esc));
+    assert!(matches!(saved, Some(Effect::Caption(_))), "leaving the editor saves: {saved:?}");
+    app.apply(Action::ReviewNormalization);
+    insta::assert_snapshot!("captions_review_80x24", draw(&app, 80, 24).backend());
+    app.handle_key(Key::plain(KeyCode::Esc));
+    app.apply(Action::ToggleVocabulary);
+    insta::assert_snapshot!("captions_vocabulary_80x24", draw(&app, 80, 24).backend());
 }
 
 #[test]
@@ -171,6 +200,8 @@ fn every_view_draws_at_every_small_size_without_panicking() {
     let mut views: Vec<Vec<Action>> = PaneId::ALL.iter().map(|p| vec![Action::ShowPane(*p)]).collect();
     views.push(vec![Action::ShowPane(PaneId::Dataset), Action::NextToReview]);
     views.push(vec![Action::ToggleFullView]);
+    views.push(vec![Action::ShowPane(PaneId::Captions), Action::EditCaption]);
+    views.push(vec![Action::ToggleVocabulary]);
     views.push(vec![Action::ToggleHelp]);
     views.push(vec![Action::Close, Action::CycleTheme, Action::Quit]);
     for actions in views {

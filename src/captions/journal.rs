@@ -130,9 +130,13 @@ impl Journal {
 
     /// Checks that every file holds `from` (or already `to`), then writes `to`.
     fn check(&self, changes: &[(&Path, &Option<String>, &Option<String>)]) -> Result<(), JournalError> {
+        // Whitespace around a caption, or an empty file for none, is not an edit.
+        let same = |a: &Option<String>, b: &Option<String>| {
+            a.as_deref().unwrap_or("").trim() == b.as_deref().unwrap_or("").trim()
+        };
         for (path, from, to) in changes {
             let now = read_text(&self.dataset.join(path))?;
-            if now != **from && now != **to {
+            if !same(&now, from) && !same(&now, to) {
                 return Err(JournalError::Conflict { path: path.to_path_buf() });
             }
         }
@@ -237,6 +241,10 @@ mod tests {
     fn a_caption_changed_on_disk_is_never_overwritten() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
+        fs::write(d.join("a.txt"), "a cup\n").unwrap();
+        let mut journal = Journal::open(d);
+        let ok = journal.apply("edit", vec![change("a.txt", Some("a cup"), Some("a mug"))]);
+        assert!(ok.is_ok(), "a trailing newline is not an edit made elsewhere");
         fs::write(d.join("a.txt"), "edited elsewhere").unwrap();
         let mut journal = Journal::open(d);
         let error = journal.apply("edit", vec![change("a.txt", Some("a cup"), Some("a mug"))]).unwrap_err();

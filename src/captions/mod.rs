@@ -25,6 +25,7 @@ use crate::project::Project;
 
 /// What caption work needs of a project: where the captions are, the
 /// vocabulary and its rules, and the CLIP tokenizer lint counts with.
+#[derive(Debug)]
 pub struct CaptionContext {
     pub dataset: PathBuf,
     pub extension: String,
@@ -35,6 +36,11 @@ pub struct CaptionContext {
 }
 
 impl CaptionContext {
+    /// A linter for one caption at a time (the editor's live findings).
+    pub fn linter(&self) -> Linter<'_> {
+        Linter::new(&self.rules, &self.vocabulary, &self.tokenizer)
+    }
+
     pub fn open(project: &Project) -> anyhow::Result<Self> {
         let vocabulary = Vocabulary::load(&project.root)?;
         let trigger = project.config.trigger.clone();
@@ -61,6 +67,57 @@ impl CaptionContext {
     pub fn lint(&self, captions: &[Caption]) -> Vec<Vec<Lint>> {
         let suggestions = self.suggestions(captions);
         lint_all(captions, || Linter::new(&self.rules, &self.vocabulary, &self.tokenizer), &suggestions)
+    }
+}
+
+/// What the Captions pane shows about the captions, computed off the UI thread.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaptionReport {
+    /// Lint findings by image (relative path); images without findings are absent.
+    pub findings: std::collections::HashMap<PathBuf, Vec<Lint>>,
+    pub suggestions: Vec<Suggestion>,
+    pub terms: Vec<suggest::TermCount>,
+    /// What normalization would change.
+    pub normalization: Vec<Change>,
+    /// Canonical terms of the vocabulary, for completion.
+    pub vocabulary_terms: Vec<String>,
+    /// Why vocabulary.toml could not be used, if it could not.
+    pub vocabulary_error: Option<String>,
+    /// Labels of the journal's next undo and redo.
+    pub undo: Option<String>,
+    pub redo: Option<String>,
+}
+
+impl CaptionReport {
+    pub fn build(project: &Project) -> (Self, Option<CaptionContext>) {
+        let journal = journal::Journal::open(&project.dataset_dir());
+        let (undo, redo) = (journal.undo_label().map(String::from), journal.redo_label().map(String::from));
+        let context = match CaptionContext::open(project) {
+            Ok(context) => context,
+            Err(error) => {
+                let report = Self { vocabulary_error: Some(format!("{error:#}")), undo, redo, ..Self::default() };
+                return (report, None);
+            }
+        };
+        let captions = context.captions();
+        let findings = context
+            .lint(&captions)
+            .into_iter()
+            .zip(&captions)
+            .filter(|(found, _)| !found.is_empty())
+            .map(|(found, caption)| (caption.image.clone(), found))
+            .collect();
+        let report = Self {
+            findings,
+            suggestions: context.suggestions(&captions),
+            terms: suggest::frequencies(captions.iter().filter_map(Caption::text), &context.trigger),
+            normalization: normalization(&captions, &context.rules),
+            vocabulary_terms: context.vocabulary.terms.keys().cloned().collect(),
+            vocabulary_error: None,
+            undo,
+            redo,
+        };
+        (report, Some(context))
     }
 }
 

@@ -113,6 +113,62 @@ pub fn plural_of(term: &str) -> String {
     format!("{}{suffix}", &term[..term.len() - drop])
 }
 
+/// A tag operation across captions: add, remove or replace a whole part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TagEdit {
+    Add(String),
+    Remove(String),
+    Replace { old: String, new: String },
+}
+
+impl TagEdit {
+    /// Reads `+tag`, `-tag` or `old => new`.
+    pub fn parse(command: &str) -> Option<Self> {
+        let command = command.trim();
+        if let Some((old, new)) = command.split_once("=>") {
+            let (old, new) = (old.trim(), new.trim());
+            return (!old.is_empty() && !new.is_empty() && !new.contains(','))
+                .then(|| Self::Replace { old: old.into(), new: new.into() });
+        }
+        let (sign, tag) = command.split_at(command.chars().next()?.len_utf8());
+        let tag = tag.trim();
+        match sign {
+            _ if tag.is_empty() || tag.contains(',') => None,
+            "+" => Some(Self::Add(tag.into())),
+            "-" => Some(Self::Remove(tag.into())),
+            _ => None,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Add(tag) => format!("add tag \"{tag}\""),
+            Self::Remove(tag) => format!("remove tag \"{tag}\""),
+            Self::Replace { old, new } => format!("replace tag \"{old}\" with \"{new}\""),
+        }
+    }
+
+    /// The caption with the edit made; unchanged when it does not apply.
+    pub fn apply(&self, caption: &str) -> String {
+        let mut parts: Vec<String> = parts(caption).into_iter().map(String::from).collect();
+        let same = |part: &String, tag: &str| part.eq_ignore_ascii_case(tag);
+        match self {
+            Self::Add(tag) if !parts.iter().any(|p| same(p, tag)) => parts.push(tag.clone()),
+            Self::Add(_) => return caption.to_string(),
+            Self::Remove(tag) if parts.iter().any(|p| same(p, tag)) => parts.retain(|p| !same(p, tag)),
+            Self::Replace { old, new } if parts.iter().any(|p| same(p, old)) => {
+                for part in &mut parts {
+                    if same(part, old) {
+                        *part = new.clone();
+                    }
+                }
+            }
+            _ => return caption.to_string(),
+        }
+        join(&parts)
+    }
+}
+
 /// A piece of a word diff.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DiffPiece {
@@ -191,6 +247,22 @@ mod tests {
     fn word_diffs_mark_only_what_changed() {
         assert_eq!(diff_text("a teal cup with a star", "a teal mug with a star"), "a teal [-cup-] {+mug+} with a star");
         assert_eq!(diff_text("a mug", "zeltmug, a mug"), "{+zeltmug,+} a mug");
+    }
+
+    #[test]
+    fn tag_edits_touch_whole_parts_only() {
+        let add = TagEdit::parse("+ red apple").unwrap();
+        assert_eq!(add.apply("zeltmug, a mug"), "zeltmug, a mug, red apple");
+        assert_eq!(add.apply("zeltmug, Red Apple"), "zeltmug, Red Apple", "already there");
+        let remove = TagEdit::parse("-a mug").unwrap();
+        assert_eq!(remove.apply("zeltmug, a mug, a mug on a table"), "zeltmug, a mug on a table");
+        let replace = TagEdit::parse("soft light => window light").unwrap();
+        assert_eq!(
+            replace.apply("zeltmug, soft light, soft light from the left"),
+            "zeltmug, window light, soft light from the left"
+        );
+        assert_eq!(TagEdit::parse("tag"), None);
+        assert_eq!(TagEdit::parse("+a, b"), None);
     }
 
     #[test]

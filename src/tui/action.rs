@@ -104,4 +104,25 @@ pub enum Action {
     /// Dataset pane: which images the list shows, and in what order.
     CycleFilter,
     CycleSort,
+    /// Captions pane: open the selected caption in the editor.
+    EditCaption,
+    /// Captions pane: the next (previous) image, saving an open edit first.
+    NextImage,
+    PreviousImage,
+    /// Captions pane: the next image without a usable caption, or with a lint finding.
+    NextUncaptioned,
+    NextWithFinding,
+    /// Captions pane: review what normalization would change, caption by caption.
+    ReviewNormalization,
+    /// Captions pane: the vocabulary panel (term frequencies, suggested rules).
+    ToggleVocabulary,
+    /// Captions pane: write the selected suggested rule into vocabulary.toml; move through them.
+    AcceptSuggestion,
+    NextSuggestion,
+    PreviousSuggestion,
+    /// Captions pane: add, remove or replace a tag in every listed caption.
+    EditTags,
+    /// Captions pane: undo or redo the last caption edit (journaled, survives restarts).
+    UndoCaption,
+    RedoCaption,
 }

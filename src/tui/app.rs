@@ -2,12 +2,14 @@
 //! terminal or the disk: side effects are returned as `Effect`s for the event
 //! loop to carry out, which keeps this testable and rendering pure.
 
+use crate::captions::CaptionReport;
 use crate::dataset::Inventory;
 use crate::dataset::decisions::Decision;
 use crate::project::Project;
 use crate::train::{Command, Event, RunMetrics, RunSummary};
 
 use super::action::{Action, PaneId};
+use super::caption_editor::{CaptionJob, CaptionsView, Mode};
 use super::keymap::{Key, Keymap, Scope};
 use super::review::{DatasetReview, ReviewRow, ScanResult};
 use super::theme::Theme;
@@ -20,6 +22,20 @@ pub struct ProjectFiles {
     /// The selected (or followed) run's metrics, and the compared run's.
     pub metrics: Option<RunMetrics>,
     pub compare_metrics: Option<RunMetrics>,
+    /// Lint, suggestions and normalization of the captions; `None` in a
+    /// refresh that found nothing changed (the previous report stands).
+    pub captions: Option<CaptionReport>,
+    pub caption_context: Option<SharedContext>,
+}
+
+/// The caption rules and tokenizer, shared with the refresh that made them.
+#[derive(Debug, Clone)]
+pub struct SharedContext(pub std::sync::Arc<crate::captions::CaptionContext>);
+
+impl PartialEq for SharedContext {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
+    }
 }
 
 /// How the loss chart is drawn.
@@ -100,6 +116,8 @@ pub enum Effect {
     Trainer(Command),
     /// Carry out a keep/reject/restore, then call `decision_done`.
     Decide(Decision),
+    /// Write captions through the journal, then call `caption_job_done`.
+    Caption(CaptionJob),
 }
 
 /// Rows a page key moves by; the real page height is only known when drawing.
@@ -130,6 +148,9 @@ pub struct App {
     pub review: DatasetReview,
     /// A (re)scan of the dataset is due: the loop starts one when none runs.
     pub scan_wanted: bool,
+    pub captions: CaptionsView,
+    /// The caption report must be rebuilt at the next refresh (vocabulary or journal changed).
+    pub captions_stale: bool,
     /// How images are drawn (Kitty, Sixel, iTerm2 or half-blocks).
     pub picker: ratatui_image::picker::Picker,
     /// Encoded images by (path, width, height), so frames do not re-encode them.
@@ -160,6 +181,8 @@ impl App {
             samples: SampleView::default(),
             review: DatasetReview::default(),
             scan_wanted: true,
+            captions: CaptionsView::default(),
+            captions_stale: true,
             picker: ratatui_image::picker::Picker::halfblocks(),
             image_cache: Default::default(),
         }
@@ -167,6 +190,9 @@ impl App {
 
     /// What is unsaved, in words, or `None` when everything is saved.
     pub fn unsaved(&self) -> Option<String> {
+        if let Some(editor) = self.captions.editing().filter(|e| e.dirty()) {
+            return Some(format!("the caption {} has unsaved changes", editor.file.display()));
+        }
         (self.theme.name != self.saved_theme)
             .then(|| format!("the theme `{}` is not saved to project.toml", self.theme.name))
     }
@@ -293,6 +319,10 @@ impl App {
     }
 
     pub fn handle_key(&mut self, key: Key) -> Option<Effect> {
+        let caption_mode = !matches!(self.captions.mode, Mode::Browse);
+        if self.overlay.is_none() && self.pane == PaneId::Captions && caption_mode && key != Key::ctrl('c') {
+            return self.caption_key(key);
+        }
         let action = self.keymap.lookup(self.scope(), key)?;
         self.apply(action)
     }
@@ -408,7 +438,25 @@ impl App {
             | Action::RejectDuplicates
             | Action::NextToReview
             | Action::PreviousToReview => return self.review_action(action),
+            Action::CycleFilter if self.pane == PaneId::Captions => {
+                self.captions.filter = self.captions.filter.next();
+                self.selected[PaneId::Captions.index()] = 0;
+                self.info(format!("Showing {} captions.", self.captions.filter.label()));
+            }
             Action::CycleFilter => self.reorder(DatasetReview::cycle_filter),
+            Action::EditCaption
+            | Action::NextImage
+            | Action::PreviousImage
+            | Action::NextUncaptioned
+            | Action::NextWithFinding
+            | Action::ReviewNormalization
+            | Action::ToggleVocabulary
+            | Action::AcceptSuggestion
+            | Action::NextSuggestion
+            | Action::PreviousSuggestion
+            | Action::EditTags
+            | Action::UndoCaption
+            | Action::RedoCaption => return self.caption_action(action),
             Action::CycleSort => self.reorder(DatasetReview::cycle_sort),
             Action::ToggleCompare => {
                 if self.compare.take().is_none() {
@@ -530,7 +578,8 @@ impl App {
     pub fn list_len(&self, pane: PaneId) -> usize {
         match pane {
             PaneId::Dataset if self.review.scan.is_some() => self.review.rows().len(),
-            PaneId::Dataset | PaneId::Captions => self.files.inventory.entries.len(),
+            PaneId::Captions => self.caption_rows().len(),
+            PaneId::Dataset => self.files.inventory.entries.len(),
             PaneId::Train => self.files.runs.len(),
             PaneId::Samples => self.project.config.samples.len(),
         }
@@ -542,9 +591,13 @@ impl App {
         (len > 0).then(|| self.selected[pane.index()].min(len - 1))
     }
 
-    pub fn files_loaded(&mut self, files: ProjectFiles) {
+    pub fn files_loaded(&mut self, mut files: ProjectFiles) {
         // New, changed or removed images or captions: the scan's findings are stale.
         self.scan_wanted |= files.inventory != self.files.inventory;
+        if files.captions.is_none() {
+            files.captions = self.files.captions.take();
+            files.caption_context = self.files.caption_context.take();
+        }
         self.files = files;
         self.loading = false;
         if let Some(id) = &self.following

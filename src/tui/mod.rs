@@ -4,6 +4,7 @@
 
 mod action;
 mod app;
+mod caption_editor;
 mod help;
 mod keymap;
 mod panes;
@@ -21,7 +22,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 pub use action::{Action, PaneId};
-pub use app::{App, Effect, ProjectFiles};
+pub use app::{App, Effect, ProjectFiles, SharedContext};
 pub use keymap::{Key, Keymap};
 pub use review::{Filter, ScanResult, Sort};
 pub use theme::Theme;
@@ -73,22 +74,73 @@ fn image_picker() -> ratatui_image::picker::Picker {
     }
 }
 
-/// Reads the dataset, the runs and the shown runs' metrics off the UI thread.
-fn spawn_refresh(app: &App, results: mpsc::Sender<ProjectFiles>) {
+/// Reads the dataset, the runs and the shown runs' metrics off the UI thread;
+/// the captions are linted again when they (or the vocabulary) changed.
+fn spawn_refresh(app: &mut App, results: mpsc::Sender<ProjectFiles>) {
+    let rebuild_captions = std::mem::take(&mut app.captions_stale) || app.files.captions.is_none();
+    let project = app.project.clone();
     let dataset = app.project.dataset_dir();
     let runs = app.project.runs_dir();
     let previous = app.files.inventory.clone();
     let extension = app.project.config.caption_extension.clone();
     let (shown, compare) = app.metrics_targets();
     tokio::task::spawn_blocking(move || {
+        let inventory = Inventory::read(&dataset, &extension, Some(&previous));
+        let (captions, caption_context) = if rebuild_captions || inventory != previous {
+            let (report, context) = crate::captions::CaptionReport::build(&project);
+            (Some(report), context.map(|c| app::SharedContext(std::sync::Arc::new(c))))
+        } else {
+            (None, None)
+        };
         let files = ProjectFiles {
-            inventory: Inventory::read(&dataset, &extension, Some(&previous)),
+            inventory,
             runs: list_runs(&runs),
             metrics: shown.as_deref().map(read_metrics),
             compare_metrics: compare.as_deref().map(read_metrics),
+            captions,
+            caption_context,
         };
         let _ = results.blocking_send(files);
     });
+}
+
+/// Writes captions through the journal (or a rule into vocabulary.toml).
+fn run_caption_job(
+    project: &Project,
+    job: &caption_editor::CaptionJob,
+) -> Result<String, crate::captions::journal::JournalError> {
+    use crate::captions::journal::{Change, Journal, JournalError, read_text};
+    use caption_editor::CaptionJob;
+    let dataset = project.dataset_dir();
+    let mut journal = Journal::open(&dataset);
+    match job {
+        CaptionJob::Save { file, before, after, force, .. } => {
+            // The file's exact text (a trailing newline, say) is what undo brings back.
+            let on_disk = read_text(&dataset.join(file))?;
+            let unchanged = on_disk.as_deref().unwrap_or("").trim() == before.as_deref().unwrap_or("").trim();
+            let before = if *force || unchanged { on_disk } else { before.clone() };
+            let change = Change { path: file.clone(), before, after: Some(after.clone()) };
+            journal.apply(&format!("edit {}", file.display()), vec![change])?;
+            Ok(format!("Saved {} (u undoes).", file.display()))
+        }
+        CaptionJob::Apply { label, changes } => {
+            let count = journal.apply(label, changes.clone())?;
+            Ok(format!("Applied: {label} ({count} files; u undoes)."))
+        }
+        CaptionJob::Undo => Ok(match journal.undo()? {
+            Some(label) => format!("Undid: {label} (U redoes)."),
+            None => "Nothing to undo.".into(),
+        }),
+        CaptionJob::Redo => Ok(match journal.redo()? {
+            Some(label) => format!("Redid: {label}."),
+            None => "Nothing to redo.".into(),
+        }),
+        CaptionJob::AcceptRule { canonical, alias } => {
+            crate::captions::vocabulary::Vocabulary::add_alias(&project.root, canonical, alias)
+                .map_err(|e| JournalError::Io(format!("{e:#}")))?;
+            Ok(format!("Added {canonical} = [\"{alias}\"] to vocabulary.toml (N reviews what it changes)."))
+        }
+    }
 }
 
 /// What a background scan reports to the loop.
@@ -148,7 +200,10 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
     let mut events = EventStream::new();
     let (files_tx, mut files_rx) = mpsc::channel(1);
     let mut refresh_in_flight = true;
-    spawn_refresh(&app, files_tx.clone());
+    // A refresh asked for while one runs: that one may have read the files
+    // before the change that asked, so another follows it.
+    let mut refresh_queued = false;
+    spawn_refresh(&mut app, files_tx.clone());
     let (trainer_tx, mut trainer_rx) = mpsc::unbounded_channel();
     let mut trainer: Option<std::sync::mpsc::Sender<Command>> = None;
     let (scan_tx, mut scan_rx) = mpsc::unbounded_channel();
@@ -184,7 +239,7 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
             Some(files) = files_rx.recv() => {
                 refresh_in_flight = false;
                 app.files_loaded(files);
-                None
+                std::mem::take(&mut refresh_queued).then_some(Effect::Refresh)
             }
             Some(update) = scan_rx.recv() => {
                 match update {
@@ -208,6 +263,11 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
         };
 
         let effect = match effect {
+            Some(Effect::Caption(job)) => {
+                let result = run_caption_job(&app.project, &job);
+                app.caption_job_done(&job, result);
+                Some(Effect::Refresh)
+            }
             Some(Effect::Decide(decision)) => {
                 let extension = &app.project.config.caption_extension;
                 let result = crate::dataset::decisions::apply(&app.project.dataset_dir(), &decision, extension);
@@ -221,7 +281,7 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
             Some(Effect::Refresh) if !refresh_in_flight => {
                 refresh_in_flight = true;
                 last_refresh = tokio::time::Instant::now();
-                spawn_refresh(&app, files_tx.clone());
+                spawn_refresh(&mut app, files_tx.clone());
             }
             Some(Effect::StartTraining { resume }) => trainer = Some(start_training(&app, resume, trainer_tx.clone())),
             Some(Effect::Trainer(command)) => {
@@ -229,8 +289,8 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
                     app.info("The trainer is no longer running.".into());
                 }
             }
-            // A refresh asked for while one runs is covered by the one running.
-            None | Some(Effect::Refresh | Effect::Decide(_)) => {}
+            Some(Effect::Refresh) => refresh_queued = true,
+            None | Some(Effect::Decide(_) | Effect::Caption(_)) => {}
             Some(effect @ (Effect::SaveTheme | Effect::SaveThenQuit)) => {
                 let theme = app.theme.name.clone();
                 match app.project.save_theme(&theme) {

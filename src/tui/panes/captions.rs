@@ -1,29 +1,117 @@
-//! Captions pane: each image's caption, and whether it names the trigger word.
+//! Captions pane: every image's caption with its lint findings; the image
+//! beside its caption, edited in place (word-wrapped, undo, completion from
+//! the vocabulary); the vocabulary panel (term frequencies, suggested alias
+//! rules); the normalization review; tag edits across the listed captions.
 
+use crossterm::event::KeyCode;
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Cell, Paragraph, Row};
+use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Wrap};
 
-use super::{field, frame_pane, list_and_detail, render_detail, render_empty, render_table};
+use super::{draw_image, field, frame_pane, list_and_detail, render_empty, render_table};
+use crate::captions::lint::Lint;
 use crate::captions::mentions_trigger;
+use crate::captions::text::{DiffPiece, word_diff};
 use crate::dataset::CaptionState;
-use crate::tui::action::PaneId;
+use crate::tui::action::Action;
 use crate::tui::app::App;
+use crate::tui::caption_editor::{Mode, caption_text, completion};
+use crate::tui::keymap::{Binding, Key};
+
+pub fn bindings() -> Vec<Binding> {
+    vec![
+        Binding::new(
+            &[Key::plain(KeyCode::Enter), Key::char('e')],
+            Action::EditCaption,
+            "edit the caption (Enter/Esc save and close, Tab completes, Ctrl-u undoes typing)",
+        ),
+        Binding::new(&[Key::ctrl('n')], Action::NextImage, "next image (also while editing; saves first)"),
+        Binding::new(&[Key::ctrl('p')], Action::PreviousImage, "previous image (also while editing)"),
+        Binding::new(&[Key::char('m')], Action::NextUncaptioned, "next image without a caption"),
+        Binding::new(&[Key::char('n')], Action::NextWithFinding, "next caption with a lint finding"),
+        Binding::new(&[Key::char('f')], Action::CycleFilter, "list: all, with findings, uncaptioned"),
+        Binding::new(&[Key::char('N')], Action::ReviewNormalization, "review what normalization changes, apply"),
+        Binding::new(&[Key::char('T')], Action::EditTags, "add / remove / replace a tag in the listed captions"),
+        Binding::new(&[Key::char('u')], Action::UndoCaption, "undo the last caption edit (kept across restarts)"),
+        Binding::new(&[Key::char('U')], Action::RedoCaption, "redo"),
+        Binding::new(&[Key::char('V')], Action::ToggleVocabulary, "vocabulary panel: terms and suggested rules"),
+        Binding::new(&[Key::char('>')], Action::NextSuggestion, "next suggested rule"),
+        Binding::new(&[Key::char('<')], Action::PreviousSuggestion, "previous suggested rule"),
+        Binding::new(&[Key::char('A')], Action::AcceptSuggestion, "accept the suggested rule into vocabulary.toml"),
+    ]
+}
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
+    let (summary, body) = frame_pane(frame, area, theme, "Captions".to_string());
+    frame.render_widget(Paragraph::new(summary_line(app)), summary);
+    if app.loading {
+        return render_empty(frame, body, theme, vec![Line::from("Reading captions…")]);
+    }
+    if app.files.inventory.entries.is_empty() {
+        return render_empty(frame, body, theme, vec![Line::from("No images, so no captions yet.")]);
+    }
+    if let Mode::Review { selected, dropped } = &app.captions.mode {
+        return render_review(app, frame, body, *selected, dropped);
+    }
+    let (body, prompt) = match &app.captions.mode {
+        Mode::Prompt(_) => {
+            let [body, prompt] = Layout::vertical([Constraint::Min(0), Constraint::Length(3)]).areas(body);
+            (body, Some(prompt))
+        }
+        _ => (body, None),
+    };
+    let (list, detail) = list_and_detail(body);
+    render_list(app, frame, list);
+    if let Some(detail) = detail {
+        let block = Block::default().borders(Borders::LEFT).border_style(theme.border(false));
+        let inner = block.inner(detail);
+        frame.render_widget(block, detail);
+        if app.captions.vocabulary_panel {
+            render_vocabulary(app, frame, inner);
+        } else {
+            render_caption(app, frame, inner);
+        }
+    } else if app.captions.editing().is_some() {
+        // Too narrow for two columns: the editor takes the list's place.
+        frame.render_widget(Clear, list);
+        render_caption(app, frame, list);
+    }
+    if let (Some(area), Mode::Prompt(prompt)) = (prompt, &app.captions.mode) {
+        let count = app.caption_rows().len();
+        let block = Block::default().borders(Borders::ALL).border_style(theme.border(true)).title(Span::styled(
+            format!(" Tag edit for {count} listed captions (Enter applies, Esc cancels) "),
+            theme.accent(),
+        ));
+        let mut prompt = prompt.clone();
+        prompt.set_block(block);
+        frame.render_widget(&prompt, area);
+    }
+    if let Mode::Conflict(editor) = &app.captions.mode {
+        let area = crate::tui::view::centered(area, 60, 7);
+        frame.render_widget(Clear, area);
+        let lines = vec![
+            Line::from(format!("{} changed on disk while you edited it.", editor.file.display())),
+            Line::default(),
+            Line::from("o  overwrite it with your text (undo brings theirs back)"),
+            Line::from("r  keep the version on disk, drop yours"),
+            Line::from("Esc  keep editing"),
+        ];
+        let block = Block::default()
+            .borders(Borders::ALL)
+            .border_style(theme.base().fg(theme.warning))
+            .title(Span::styled(" Changed elsewhere ", theme.base().fg(theme.warning)));
+        frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
+    }
+}
+
+fn summary_line(app: &App) -> Line<'static> {
+    let theme = &app.theme;
     let entries = &app.files.inventory.entries;
     let trigger = app.project.config.trigger.as_str();
-    let (summary, body) = frame_pane(frame, area, theme, "Captions".to_string());
-
-    let texts: Vec<&str> = entries
-        .iter()
-        .filter_map(|e| match &e.caption {
-            CaptionState::Text(text) => Some(text.as_str()),
-            _ => None,
-        })
-        .collect();
+    let texts: Vec<&str> = entries.iter().filter_map(caption_text).collect();
     let mut spans =
         vec![Span::styled(format!("{} of {} images captioned", texts.len(), entries.len()), theme.accent())];
     if trigger.is_empty() {
@@ -33,23 +121,33 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         let style = if with == texts.len() { theme.base().fg(theme.ok) } else { theme.base().fg(theme.warning) };
         spans.push(Span::styled(format!(" · trigger “{trigger}” in {with}/{}", texts.len()), style));
     }
-    if !texts.is_empty() {
-        let words: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
-        spans
-            .push(Span::styled(format!(" · {:.0} words on average", words as f64 / texts.len() as f64), theme.muted()));
+    if let Some(report) = &app.files.captions {
+        if let Some(error) = &report.vocabulary_error {
+            spans.push(Span::styled(format!(" · {error}"), theme.base().fg(theme.error)));
+        }
+        let flagged = report.findings.len();
+        let style = if flagged > 0 { theme.base().fg(theme.warning) } else { theme.base().fg(theme.ok) };
+        spans.push(Span::styled(format!(" · {flagged} with findings"), style));
+        if !report.normalization.is_empty() {
+            spans.push(Span::raw(format!(" · {} to normalize (N)", report.normalization.len())));
+        }
     }
-    frame.render_widget(Paragraph::new(Line::from(spans)), summary);
+    spans.push(Span::styled(format!(" · {}", app.captions.filter.label()), theme.muted()));
+    Line::from(spans)
+}
 
-    if app.loading {
-        return render_empty(frame, body, theme, vec![Line::from("Reading captions…")]);
-    }
-    if entries.is_empty() {
-        return render_empty(frame, body, theme, vec![Line::from("No images, so no captions yet.")]);
-    }
-    let (list, detail) = list_and_detail(body);
-    let rows = entries
-        .iter()
-        .map(|entry| {
+fn findings_of<'a>(app: &'a App, entry: &crate::dataset::DatasetEntry) -> &'a [Lint] {
+    app.files.captions.as_ref().and_then(|r| r.findings.get(&entry.path)).map_or(&[], Vec::as_slice)
+}
+
+fn render_list(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = &app.theme;
+    let entries = &app.files.inventory.entries;
+    let rows: Vec<Row> = app
+        .caption_rows()
+        .into_iter()
+        .map(|i| {
+            let entry = &entries[i];
             let caption = match &entry.caption {
                 CaptionState::Text(text) => Cell::from(text.clone()),
                 CaptionState::Missing => Cell::from(Span::styled("(no caption)", theme.base().fg(theme.warning))),
@@ -58,32 +156,151 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                     Cell::from(Span::styled(format!("({why})"), theme.base().fg(theme.error)))
                 }
             };
+            let count = findings_of(app, entry).len();
+            let mark = if count == 0 {
+                Span::raw(" ")
+            } else {
+                Span::styled(count.to_string(), theme.base().fg(theme.warning))
+            };
             let stem = entry.path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned());
-            Row::new(vec![Cell::from(stem), caption])
+            Row::new(vec![Cell::from(stem), Cell::from(mark), caption])
         })
         .collect();
-    let widths = [Constraint::Length(14), Constraint::Min(10)];
-    render_table(frame, list, app, Row::new(["Image", "Caption"]), rows, &widths);
-
-    if let (Some(detail), Some(index)) = (detail, app.selection(PaneId::Captions)) {
-        let entry = &entries[index];
-        let mut lines = vec![Line::styled(entry.path.with_extension("txt").display().to_string(), theme.accent())];
-        match &entry.caption {
-            CaptionState::Text(text) => {
-                lines.push(field(theme, "words", text.split_whitespace().count().to_string()));
-                if !trigger.is_empty() {
-                    let (mark, style) = if mentions_trigger(text, trigger) {
-                        ("present", theme.base().fg(theme.ok))
-                    } else {
-                        ("missing", theme.base().fg(theme.warning))
-                    };
-                    lines.push(Line::from(vec![Span::styled("trigger: ", theme.muted()), Span::styled(mark, style)]));
-                }
-                lines.push(Line::default());
-                lines.push(Line::from(text.clone()));
-            }
-            _ => lines.push(Line::styled("Nothing to show: this image has no usable caption.", theme.muted())),
-        }
-        render_detail(frame, detail, theme, "Caption", lines);
+    if rows.is_empty() {
+        let filter = app.captions.filter.label();
+        return render_empty(
+            frame,
+            area,
+            theme,
+            vec![Line::from(format!("No {filter} captions (f changes the list)."))],
+        );
     }
+    let widths = [Constraint::Length(12), Constraint::Length(1), Constraint::Min(10)];
+    render_table(frame, area, app, Row::new(["Image", "!", "Caption"]), rows, &widths);
+}
+
+/// The image, its caption (or the editor) and the caption's findings.
+fn render_caption(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = &app.theme;
+    let Some(entry) = app.caption_entry() else { return };
+    let editor = app.captions.editing();
+    let preview_height = if area.height >= 16 { area.height * 2 / 5 } else { 0 };
+    let [preview, caption, notes] =
+        Layout::vertical([Constraint::Length(preview_height), Constraint::Min(4), Constraint::Length(5)]).areas(area);
+    if preview.height > 0 {
+        draw_image(app, frame, preview, &app.project.dataset_dir().join(&entry.path));
+    }
+    let file = entry.path.with_extension(&app.project.config.caption_extension).display().to_string();
+    match editor {
+        Some(editor) => {
+            let unsaved = if editor.dirty() { " ● unsaved" } else { "" };
+            let block = Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.border(true))
+                .title(Span::styled(format!(" {file}{unsaved} "), theme.accent()));
+            let mut area = editor.area.clone();
+            area.set_block(block);
+            area.set_cursor_line_style(theme.base());
+            area.set_cursor_style(theme.selection().add_modifier(Modifier::REVERSED));
+            frame.render_widget(&area, caption);
+        }
+        None => {
+            let text = match &entry.caption {
+                CaptionState::Text(text) => Line::from(text.clone()),
+                CaptionState::Missing | CaptionState::Empty => {
+                    Line::styled("No caption yet: Enter writes one.", theme.base().fg(theme.warning))
+                }
+                CaptionState::Unreadable(why) => Line::styled(why.clone(), theme.base().fg(theme.error)),
+            };
+            let block = Block::default()
+                .borders(Borders::ALL)
+                .border_style(theme.border(false))
+                .title(Span::styled(format!(" {file} "), theme.muted()));
+            frame.render_widget(Paragraph::new(text).block(block).wrap(Wrap { trim: false }), caption);
+        }
+    }
+    // While editing, the findings follow the text as it is typed.
+    let live: Vec<Lint>;
+    let findings: &[Lint] = match (editor, &app.files.caption_context) {
+        (Some(editor), Some(context)) => {
+            live = context.0.linter().lint(&editor.text());
+            &live
+        }
+        _ => findings_of(app, entry),
+    };
+    let mut lines: Vec<Line> = findings
+        .iter()
+        .map(|lint| Line::styled(format!("• {}", lint.describe()), theme.base().fg(theme.warning)))
+        .collect();
+    if let Some(hint) = editor.and_then(|e| completion(e, app.files.captions.as_ref())) {
+        lines.insert(0, field(theme, "Tab", hint));
+    }
+    if lines.is_empty() {
+        lines.push(Line::styled("No findings.", theme.base().fg(theme.ok)));
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), notes);
+}
+
+/// Term frequencies and the suggested alias rules.
+fn render_vocabulary(app: &App, frame: &mut Frame, area: Rect) {
+    let theme = &app.theme;
+    let Some(report) = &app.files.captions else {
+        return render_empty(frame, area, theme, vec![Line::from("Reading the captions…")]);
+    };
+    let mut lines = vec![Line::styled("Suggested rules (A accepts, < > choose)", theme.accent())];
+    if report.suggestions.is_empty() {
+        lines.push(Line::styled("none: the terms look consistent", theme.muted()));
+    }
+    for (i, s) in report.suggestions.iter().enumerate() {
+        let style = if i == app.captions.suggestion { theme.selection() } else { theme.base() };
+        lines.push(Line::styled(format!("{} = [\"{}\"]", s.canonical, s.alias), style));
+        lines.push(Line::styled(
+            format!("   {} ×{} vs {} ×{}: {}", s.alias, s.alias_captions, s.canonical, s.canonical_captions, s.why),
+            theme.muted(),
+        ));
+    }
+    lines.push(Line::default());
+    lines.push(Line::styled("Terms (captions using them)", theme.accent()));
+    let rows = usize::from(area.height).saturating_sub(lines.len());
+    lines.extend(report.terms.iter().take(rows).map(|t| Line::from(format!("{:>4}  {}", t.captions, t.term))));
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
+}
+
+/// What normalization would change, caption by caption, as word diffs.
+fn render_review(app: &App, frame: &mut Frame, area: Rect, selected: usize, dropped: &[std::path::PathBuf]) {
+    let theme = &app.theme;
+    let changes: Vec<_> =
+        app.files.captions.iter().flat_map(|r| &r.normalization).filter(|c| !dropped.contains(&c.path)).collect();
+    let [header, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
+    frame.render_widget(
+        Paragraph::new(Line::styled(
+            format!(
+                "Normalization: {} captions change · a applies all · Enter this one · x skips · Esc",
+                changes.len()
+            ),
+            theme.accent(),
+        )),
+        header,
+    );
+    let mut lines = Vec::new();
+    for (i, change) in changes.iter().enumerate() {
+        let style = if i == selected { theme.selection() } else { theme.muted() };
+        lines.push(Line::styled(change.path.display().to_string(), style));
+        let mut spans = vec![Span::raw("  ")];
+        for piece in word_diff(change.before.as_deref().unwrap_or(""), change.after.as_deref().unwrap_or("")) {
+            spans.push(match piece {
+                DiffPiece::Same(text) => Span::raw(text),
+                DiffPiece::Removed(text) => Span::styled(
+                    format!("[-{text}-]"),
+                    theme.base().fg(theme.error).add_modifier(Modifier::CROSSED_OUT),
+                ),
+                DiffPiece::Added(text) => Span::styled(format!("{{+{text}+}}"), theme.base().fg(theme.ok)),
+            });
+            spans.push(Span::raw(" "));
+        }
+        lines.push(Line::from(spans));
+    }
+    // Keep the selected change in view: scroll by whole entries.
+    let scroll = (selected * 2).saturating_sub(usize::from(list.height) / 2);
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((scroll as u16, 0)), list);
 }

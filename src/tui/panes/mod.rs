@@ -30,7 +30,7 @@ pub fn bindings(pane: PaneId) -> Vec<Binding> {
         PaneId::Train => bindings.extend(train::bindings()),
         PaneId::Samples => bindings.extend(samples::bindings()),
         PaneId::Dataset => bindings.extend(dataset::bindings()),
-        _ => {}
+        PaneId::Captions => bindings.extend(captions::bindings()),
     }
     bindings
 }

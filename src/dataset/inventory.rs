@@ -204,6 +204,20 @@ mod tests {
     }
 
     #[test]
+    fn the_caption_extension_is_the_projects_choice() {
+        let dir = tempfile::tempdir().unwrap();
+        write_png(&dir.path().join("a.png"), 2, 2);
+        fs::write(dir.path().join("a.caption"), "a mug").unwrap();
+        fs::write(dir.path().join("a.txt"), "notes, not the caption").unwrap();
+        let inventory = Inventory::read(dir.path(), "caption", None);
+        assert_eq!(inventory.entries[0].caption, CaptionState::Text("a mug".into()));
+        let mut config = crate::project::ProjectConfig { caption_extension: ".txt".into(), ..Default::default() };
+        assert_eq!(config.validate().unwrap_err().key, "caption_extension", "a dot is refused");
+        config.caption_extension = "caption".into();
+        assert!(config.validate().is_ok());
+    }
+
+    #[test]
     fn missing_folder_is_reported_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let inventory = Inventory::read(&dir.path().join("nope"), "txt", None);

@@ -217,6 +217,13 @@ impl App {
         rows.get(index).map(|&i| &self.files.inventory.entries[i])
     }
 
+    /// The save an open, changed caption editor still needs (quitting asks for it).
+    pub fn pending_caption_save(&mut self) -> Option<CaptionJob> {
+        let job = save_job(self.captions.editing().filter(|e| e.dirty())?, false);
+        self.captions.mode = Mode::Browse;
+        Some(job)
+    }
+
     fn open_editor(&mut self) -> Option<Effect> {
         let Some(entry) = self.caption_entry() else {
             self.info("No image selected.".into());
@@ -462,14 +469,18 @@ impl App {
     }
 }
 
-fn save(editor: &Editor, force: bool) -> Effect {
-    Effect::Caption(CaptionJob::Save {
+fn save_job(editor: &Editor, force: bool) -> CaptionJob {
+    CaptionJob::Save {
         image: editor.image.clone(),
         file: editor.file.clone(),
         before: editor.loaded.clone(),
         after: editor.text(),
         force,
-    })
+    }
+}
+
+fn save(editor: &Editor, force: bool) -> Effect {
+    Effect::Caption(save_job(editor, force))
 }
 
 /// The commonest vocabulary or dataset term starting with the word being typed.
@@ -500,5 +511,72 @@ mod tests {
         assert!(editor.dirty());
         let fresh = Editor::new("b.png".into(), "b.txt".into(), None);
         assert!(!fresh.dirty(), "an empty new caption is nothing to save");
+    }
+
+    fn app_with_captions() -> (tempfile::TempDir, App) {
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = dir.path().join("dataset");
+        std::fs::create_dir(&dataset).unwrap();
+        for (name, caption) in [("a", Some("zeltmug, a mug")), ("b", None), ("c", Some("zeltmug, a cup"))] {
+            image::RgbImage::new(4, 4).save(dataset.join(format!("{name}.png"))).unwrap();
+            if let Some(text) = caption {
+                std::fs::write(dataset.join(format!("{name}.txt")), text).unwrap();
+            }
+        }
+        let project = crate::project::Project {
+            root: dir.path().into(),
+            config: crate::project::ProjectConfig::default(),
+            source: String::new(),
+        };
+        let mut app = App::new(project, crate::tui::theme::Theme::resolve("dark", std::path::Path::new(".")).unwrap());
+        let files = crate::tui::app::ProjectFiles {
+            inventory: crate::dataset::Inventory::read(&dataset, "txt", None),
+            ..Default::default()
+        };
+        app.files_loaded(files);
+        app.apply(Action::ShowPane(PaneId::Captions));
+        (dir, app)
+    }
+
+    #[test]
+    fn quitting_with_an_edit_open_asks_and_saves_it() {
+        let (_dir, mut app) = app_with_captions();
+        app.apply(Action::EditCaption);
+        app.handle_key(Key::char('!'));
+        assert!(app.unsaved().is_some_and(|u| u.contains("a.txt")));
+        assert_eq!(app.handle_key(Key::ctrl('c')), None, "asks first");
+        let job = app.pending_caption_save().expect("the edit is saved on the way out");
+        assert!(matches!(job, CaptionJob::Save { after, .. } if after == "zeltmug, a mug!"));
+    }
+
+    #[test]
+    fn image_keys_work_while_editing_and_save_first() {
+        let (_dir, mut app) = app_with_captions();
+        app.apply(Action::NextUncaptioned);
+        assert_eq!(app.caption_entry().unwrap().path, PathBuf::from("b.png"));
+        app.apply(Action::EditCaption);
+        for c in "a red mug".chars() {
+            app.handle_key(Key::char(c));
+        }
+        let effect = app.handle_key(Key::ctrl('n'));
+        assert!(
+            matches!(effect, Some(Effect::Caption(CaptionJob::Save { ref file, .. })) if file == &PathBuf::from("b.txt"))
+        );
+        assert_eq!(
+            app.captions.editing().map(|e| e.file.clone()),
+            Some(PathBuf::from("c.txt")),
+            "still editing, next image"
+        );
+        // A tag edit over the listed captions is one job.
+        app.handle_key(Key::plain(KeyCode::Esc));
+        app.apply(Action::EditTags);
+        for c in "+studio".chars() {
+            app.handle_key(Key::char(c));
+        }
+        let Some(Effect::Caption(CaptionJob::Apply { changes, .. })) = app.handle_key(Key::plain(KeyCode::Enter))
+        else {
+            panic!("a tag edit applies as one job");
+        };
+        assert_eq!(changes.len(), 2, "the two captions on disk");
     }
 }

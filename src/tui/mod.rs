@@ -292,8 +292,21 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
             Some(Effect::Refresh) => refresh_queued = true,
             None | Some(Effect::Decide(_) | Effect::Caption(_)) => {}
             Some(effect @ (Effect::SaveTheme | Effect::SaveThenQuit)) => {
+                // Quitting saves an open caption edit too; a failed save keeps the workbench open.
+                if effect == Effect::SaveThenQuit
+                    && let Some(job) = app.pending_caption_save()
+                {
+                    let result = run_caption_job(&app.project, &job);
+                    let failed = result.is_err();
+                    app.caption_job_done(&job, result);
+                    if failed {
+                        app.overlay = None;
+                        continue;
+                    }
+                }
                 let theme = app.theme.name.clone();
-                match app.project.save_theme(&theme) {
+                let saved = if app.theme.name == app.saved_theme { Ok(()) } else { app.project.save_theme(&theme) };
+                match saved {
                     Ok(()) => {
                         app.theme_saved();
                         if effect == Effect::SaveThenQuit {

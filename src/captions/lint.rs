@@ -151,6 +151,9 @@ impl<'a> Linter<'a> {
                 findings.push(Lint::Unnormalized { found: replacement.found, canonical: replacement.canonical });
             }
         }
+        if self.vocabulary.contradictions.is_empty() {
+            return findings;
+        }
         let lowered = caption.to_lowercase();
         let has = |term: &str| {
             let phrase = term.to_lowercase();

@@ -55,11 +55,15 @@ impl Corpus {
             .map(|caption| {
                 words(caption)
                     .into_iter()
-                    .map(|word| {
-                        *ids.entry(word.lower.into_owned()).or_insert_with_key(|name| {
-                            names.push(name.clone());
-                            (names.len() - 1) as u32
-                        })
+                    .map(|word| match ids.get(word.lower.as_ref()) {
+                        // Most words were seen before: no allocation for them.
+                        Some(&id) => id,
+                        None => {
+                            names.push(word.lower.into_owned());
+                            let id = (names.len() - 1) as u32;
+                            ids.insert(names[id as usize].clone(), id);
+                            id
+                        }
                     })
                     .collect()
             })

@@ -121,6 +121,8 @@ impl Session {
 
     /// Waits for the first full frame and checks that the terminal is raw meanwhile.
     fn wait_ready(&self) -> String {
+        // The status bar is drawn last: once it shows the files, the frame is whole.
+        self.wait_for("20 img · 20 cap");
         let screen = self.wait_for("20 images");
         assert!(!self.terminal_is_cooked(), "raw mode should be on while the workbench runs");
         screen

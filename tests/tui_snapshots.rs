@@ -86,8 +86,12 @@ fn scanned(app: &mut App) {
     app.scan_loaded(ScanResult { report, rejected, kept });
 }
 
+/// Draws a frame, decodes the previews it asked for (the event loop does
+/// that in the background), and draws again.
 fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| render(app, frame)).unwrap();
+    app.previews.load_wanted_now();
     terminal.draw(|frame| render(app, frame)).unwrap();
     terminal
 }

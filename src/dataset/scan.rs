@@ -242,7 +242,7 @@ fn measure(data: &[u8], max_pixels: u64, record: &mut ImageRecord) -> Result<(),
         return Ok(());
     }
     if record.format.as_deref() == Some("JPEG")
-        && let Some(image) = decode_jpeg_scaled(data)
+        && let Some(image) = decode_jpeg_scaled(data, super::analysis::MEASUREMENT_SIDE as u16)
     {
         record.stats = Some(analyse(&image));
         return Ok(());
@@ -258,12 +258,12 @@ fn measure(data: &[u8], max_pixels: u64, record: &mut ImageRecord) -> Result<(),
 }
 
 /// Decodes a JPEG already scaled down in the DCT domain, to the smallest
-/// 1/8-steps size that still covers the 256 px measurement view: most of
-/// the decoding work of a large photo is skipped. `None` for the formats it
-/// does not handle (CMYK, 16-bit), which then take the ordinary path.
-fn decode_jpeg_scaled(data: &[u8]) -> Option<image::DynamicImage> {
+/// 1/8-steps size that still covers `side`×`side` (the scan's 256 px view, a
+/// preview): most of the decoding work of a large photo is skipped. `None`
+/// for the formats it does not handle (CMYK, 16-bit), which then take the
+/// ordinary path.
+pub fn decode_jpeg_scaled(data: &[u8], side: u16) -> Option<image::DynamicImage> {
     let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(data));
-    let side = super::analysis::MEASUREMENT_SIDE as u16;
     decoder.scale(side, side).ok()?;
     let pixels = decoder.decode().ok()?;
     let info = decoder.info()?;

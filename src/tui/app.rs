@@ -153,10 +153,8 @@ pub struct App {
     pub captions_stale: bool,
     /// How images are drawn (Kitty, Sixel, iTerm2 or half-blocks).
     pub picker: ratatui_image::picker::Picker,
-    /// Encoded images by (path, width, height), so frames do not re-encode them.
-    pub image_cache: std::cell::RefCell<
-        std::collections::HashMap<(std::path::PathBuf, u16, u16), Option<ratatui_image::protocol::Protocol>>,
-    >,
+    /// Image previews, decoded in the background, encoded once per size.
+    pub previews: super::preview::Previews,
 }
 
 impl App {
@@ -184,7 +182,7 @@ impl App {
             captions: CaptionsView::default(),
             captions_stale: true,
             picker: ratatui_image::picker::Picker::halfblocks(),
-            image_cache: Default::default(),
+            previews: Default::default(),
         }
     }
 
@@ -594,6 +592,10 @@ impl App {
     pub fn files_loaded(&mut self, mut files: ProjectFiles) {
         // New, changed or removed images or captions: the scan's findings are stale.
         self.scan_wanted |= files.inventory != self.files.inventory;
+        if files.inventory != self.files.inventory {
+            // An image may have been replaced under the same name.
+            self.previews.clear();
+        }
         if files.captions.is_none() {
             files.captions = self.files.captions.take();
             files.caption_context = self.files.caption_context.take();

@@ -8,6 +8,7 @@ mod caption_editor;
 mod help;
 mod keymap;
 mod panes;
+mod preview;
 mod review;
 mod terminal;
 pub mod theme;
@@ -208,6 +209,8 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
     let mut trainer: Option<std::sync::mpsc::Sender<Command>> = None;
     let (scan_tx, mut scan_rx) = mpsc::unbounded_channel();
     let mut scan_in_flight = false;
+    let (preview_tx, mut preview_rx) =
+        mpsc::unbounded_channel::<(std::path::PathBuf, Result<image::DynamicImage, String>)>();
     // Metrics are re-read on trainer events, at most this often.
     let mut last_refresh = tokio::time::Instant::now();
     let mut refresh_tick = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH_EVERY, REFRESH_EVERY);
@@ -221,6 +224,13 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
 
     loop {
         guard.terminal.draw(|frame| view::render(&app, frame))?;
+        for path in app.previews.take_wanted() {
+            let results = preview_tx.clone();
+            tokio::task::spawn_blocking(move || {
+                let result = preview::decode(&path);
+                let _ = results.send((path, result));
+            });
+        }
         // Test support: prove that a panic or an error after the screen is up
         // still leaves the terminal usable (see tests/tui_e2e.rs).
         match crash_drill.as_deref() {
@@ -240,6 +250,10 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
                 refresh_in_flight = false;
                 app.files_loaded(files);
                 std::mem::take(&mut refresh_queued).then_some(Effect::Refresh)
+            }
+            Some((path, result)) = preview_rx.recv() => {
+                app.previews.loaded(path, result);
+                None
             }
             Some(update) = scan_rx.recv() => {
                 match update {

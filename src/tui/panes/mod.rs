@@ -11,7 +11,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap};
-use ratatui_image::{Image, Resize};
+use ratatui_image::Image;
 
 use super::action::{Action, PaneId};
 use super::app::App;
@@ -116,24 +116,19 @@ fn field(theme: &Theme, label: &str, value: String) -> Line<'static> {
     Line::from(vec![Span::styled(format!("{label}: "), theme.muted()), Span::raw(value)])
 }
 
-/// Draws an image file scaled to fit `area` (small samples are enlarged),
-/// encoding it once per size.
+/// Draws an image file scaled to fit `area` (small samples are enlarged);
+/// "loading" until the background decode has it.
 fn draw_image(app: &App, frame: &mut Frame, area: Rect, path: &std::path::Path) {
+    use crate::tui::preview::Shown;
     if area.width == 0 || area.height == 0 {
         return;
     }
-    let key = (path.to_path_buf(), area.width, area.height);
-    let mut cache = app.image_cache.borrow_mut();
-    // Browsing a large dataset would otherwise keep every encoded preview.
-    if cache.len() > 64 && !cache.contains_key(&key) {
-        cache.clear();
-    }
-    let protocol = cache.entry(key).or_insert_with(|| {
-        let image = image::open(path).ok()?;
-        app.picker.new_protocol(image, area.as_size(), Resize::Scale(Some(image::imageops::FilterType::Triangle))).ok()
-    });
-    match protocol {
-        Some(protocol) => frame.render_widget(Image::new(protocol), area),
-        None => frame.render_widget(Paragraph::new(format!("cannot read {}", path.display())), area),
+    match app.previews.show(path, area.width, area.height, &app.picker) {
+        Shown::Ready(mut protocol) => match protocol.as_mut() {
+            Some(protocol) => frame.render_widget(Image::new(protocol), area),
+            None => frame.render_widget(Paragraph::new(format!("cannot draw {}", path.display())), area),
+        },
+        Shown::Loading => frame.render_widget(Paragraph::new(Span::styled("loading…", app.theme.muted())), area),
+        Shown::Failed(why) => frame.render_widget(Paragraph::new(why).wrap(Wrap { trim: false }), area),
     }
 }

@@ -249,26 +249,24 @@ pub fn synthetic_caption(index: usize) -> String {
 /// Normalize + lint of `count` generated captions (written to a temporary
 /// dataset first, so reading them is timed too, apart).
 pub fn captions(count: usize) -> Result<serde_json::Value> {
-    use crate::captions::{CaptionContext, normalization, vocabulary::Vocabulary};
+    use crate::captions::{CaptionContext, normalization};
     let root = tempfile_dir()?;
-    let dataset = root.join("dataset");
+    let dataset = root.join(crate::project::ProjectConfig::default().dataset);
     std::fs::create_dir_all(&dataset)?;
     for i in 0..count {
         // The images are never decoded here: empty files stand in for them.
         std::fs::write(dataset.join(format!("img_{i:05}.png")), b"")?;
         std::fs::write(dataset.join(format!("img_{i:05}.txt")), synthetic_caption(i))?;
     }
-    let vocabulary = Vocabulary::parse(
-        "banned = [\"masterpiece\", \"best quality\"]\ncontradictions = [[\"hard light\", \"soft light\"]]\n\
-         [terms]\nmug = [\"cup\", \"coffee cup\"]\n\"studio light\" = [\"studio lighting\"]\n",
-    )?;
+    let vocabulary = "banned = [\"masterpiece\", \"best quality\"]\ncontradictions = [[\"hard light\", \"soft light\"]]\n\
+                      [terms]\nmug = [\"cup\", \"coffee cup\"]\n\"studio light\" = [\"studio lighting\"]\n";
+    std::fs::write(root.join(crate::captions::vocabulary::FILE), vocabulary)?;
     let mut project = crate::project::Project {
         root: root.clone(),
         config: crate::project::ProjectConfig::default(),
         source: String::new(),
     };
     project.config.trigger = "zeltmug".into();
-    std::fs::write(root.join(crate::captions::vocabulary::FILE), toml::to_string(&vocabulary)?)?;
     let context = CaptionContext::open(&project)?;
     let started = Instant::now();
     let captions = context.captions();

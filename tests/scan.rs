@@ -204,8 +204,11 @@ fn a_duplicate_group_is_rejected_but_for_its_sharpest_and_comes_back() {
     let cache = project.path().join("cache");
     let report = run(&dataset, &cache);
     assert_eq!(report.near_groups.len(), 1);
-    let group = &report.near_groups[0];
-    let rejected = easel::dataset::decisions::reject_all_but_sharpest(&dataset, &report, group, "txt").unwrap();
+    use easel::dataset::decisions::{self, Decision};
+    let members = decisions::sharpest_first(&report, &report.near_groups[0]);
+    let paths: Vec<_> = members[1..].iter().map(|&i| report.findings[i].record.path.clone()).collect();
+    decisions::apply(&dataset, &Decision::Reject(paths.clone()), "txt").unwrap();
+    let rejected: Vec<_> = paths.iter().map(|p| std::path::Path::new(decisions::REJECTED).join(p)).collect();
     assert_eq!(rejected.len(), 1);
     assert!(dataset.join(&rejected[0]).is_file() && dataset.join(&rejected[0]).with_extension("txt").is_file());
     let after = run(&dataset, &cache);

@@ -21,10 +21,15 @@ pub struct Imported {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// A hard link where the file system allows, else a copy.
+/// A hard link where the file system allows, else a copy. An existing
+/// target is removed first: copying onto it could truncate the source
+/// itself, when an earlier export linked the two.
 fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     if let Some(parent) = to.parent() {
         fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    if to.symlink_metadata().is_ok() {
+        fs::remove_file(to).with_context(|| format!("cannot replace {}", to.display()))?;
     }
     if fs::hard_link(from, to).is_err() {
         fs::copy(from, to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))?;
@@ -107,10 +112,14 @@ pub fn export_kohya(
 ) -> Result<usize> {
     let folder = out.join(format!("{repeats}_{concept}"));
     let mut count = 0;
+    let mut names = std::collections::HashSet::new();
     for caption in captions {
         let Some(text) = caption.text() else { continue };
         // kohya wants one flat folder: sub-folders become name prefixes.
         let flat = caption.image.to_string_lossy().replace(['/', '\\'], "_");
+        if !names.insert(flat.clone()) {
+            bail!("{} and another image both become {flat} in one flat folder; rename one", caption.image.display());
+        }
         let target = folder.join(&flat);
         link_or_copy(&dataset.join(&caption.image), &target)?;
         atomic_write(&target.with_extension(extension), text.as_bytes())?;
@@ -193,6 +202,10 @@ mod tests {
         let again = import_kohya(out.path(), target.path(), "caption").unwrap();
         assert_eq!((again.images, again.skipped.len()), (0, 2), "nothing is overwritten");
         assert!(import_kohya(target.path().join("zeltmug").as_path(), target.path(), "txt").is_err());
+        // Exporting again over linked copies leaves the dataset's images whole.
+        let size = fs::metadata(source.path().join("a.png")).unwrap().len();
+        export_kohya(source.path(), &captions, out.path(), 10, "zeltmug", "txt").unwrap();
+        assert_eq!(fs::metadata(source.path().join("a.png")).unwrap().len(), size);
     }
 
     #[test]

@@ -122,6 +122,11 @@ impl Journal {
         let file = self.dataset.join(FILE);
         let mut text = serde_json::to_string(line).map_err(|e| JournalError::Io(e.to_string()))?;
         text.push('\n');
+        // A line torn by a kill has no newline: start afresh, or this line would join it.
+        let torn = fs::read(&file).is_ok_and(|bytes| bytes.last().is_some_and(|&b| b != b'\n'));
+        if torn {
+            text.insert(0, '\n');
+        }
         let mut handle =
             OpenOptions::new().create(true).append(true).open(&file).map_err(|e| io_error("open", &file, e))?;
         handle.write_all(text.as_bytes()).map_err(|e| io_error("write", &file, e))?;
@@ -183,10 +188,12 @@ impl Journal {
         let edit = &self.edits[index];
         let view: Vec<_> = edit.changes.iter().map(|c| (c.path.as_path(), &c.after, &c.before)).collect();
         self.check(&view)?;
-        self.append(&Line::Undo)?;
-        self.write(&view)?;
         let label = edit.label.clone();
+        let changes = edit.changes.clone();
+        // Memory follows the journal at once; a failed write is completed by the next undo or redo.
+        self.append(&Line::Undo)?;
         self.replay(Line::Undo);
+        self.write(&changes.iter().map(|c| (c.path.as_path(), &c.after, &c.before)).collect::<Vec<_>>())?;
         Ok(Some(label))
     }
 
@@ -196,10 +203,11 @@ impl Journal {
         let edit = &self.edits[index];
         let view: Vec<_> = edit.changes.iter().map(|c| (c.path.as_path(), &c.before, &c.after)).collect();
         self.check(&view)?;
-        self.append(&Line::Redo)?;
-        self.write(&view)?;
         let label = edit.label.clone();
+        let changes = edit.changes.clone();
+        self.append(&Line::Redo)?;
         self.replay(Line::Redo);
+        self.write(&changes.iter().map(|c| (c.path.as_path(), &c.before, &c.after)).collect::<Vec<_>>())?;
         Ok(Some(label))
     }
 }
@@ -231,10 +239,12 @@ mod tests {
         assert_eq!(journal.undo().unwrap(), None, "nothing left to undo");
         assert_eq!(journal.redo().unwrap().as_deref(), Some("normalize"));
         assert_eq!(fs::read_to_string(d.join("a.txt")).unwrap(), "a mug");
-        // A torn line (a kill mid-append) is ignored.
+        // A torn line (a kill mid-append) is ignored, and the next edit is not glued to it.
         let mut file = OpenOptions::new().append(true).open(d.join(FILE)).unwrap();
         file.write_all(b"{\"op\":\"ed").unwrap();
         assert_eq!(Journal::open(d).undo_label(), Some("normalize"));
+        Journal::open(d).apply("second", vec![change("c.txt", None, Some("c"))]).unwrap();
+        assert_eq!(Journal::open(d).undo_label(), Some("second"));
     }
 
     #[test]

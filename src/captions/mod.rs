@@ -65,8 +65,12 @@ impl CaptionContext {
 
     /// Lint findings per caption, dataset-level ones included.
     pub fn lint(&self, captions: &[Caption]) -> Vec<Vec<Lint>> {
-        let suggestions = self.suggestions(captions);
-        lint_all(captions, || Linter::new(&self.rules, &self.vocabulary, &self.tokenizer), &suggestions)
+        self.lint_with(captions, &self.suggestions(captions))
+    }
+
+    /// `lint` with the suggestions already made.
+    pub fn lint_with(&self, captions: &[Caption], suggestions: &[Suggestion]) -> Vec<Vec<Lint>> {
+        lint_all(captions, || self.linter(), suggestions)
     }
 }
 
@@ -100,8 +104,9 @@ impl CaptionReport {
             }
         };
         let captions = context.captions();
+        let suggestions = context.suggestions(&captions);
         let findings = context
-            .lint(&captions)
+            .lint_with(&captions, &suggestions)
             .into_iter()
             .zip(&captions)
             .filter(|(found, _)| !found.is_empty())
@@ -109,7 +114,7 @@ impl CaptionReport {
             .collect();
         let report = Self {
             findings,
-            suggestions: context.suggestions(&captions),
+            suggestions,
             terms: suggest::frequencies(captions.iter().filter_map(Caption::text), &context.trigger),
             normalization: normalization(&captions, &context.rules),
             vocabulary_terms: context.vocabulary.terms.keys().cloned().collect(),

@@ -37,7 +37,8 @@ pub struct Word<'a> {
     pub span: Range<usize>,
 }
 
-fn is_word_char(c: char) -> bool {
+/// Letters, digits, apostrophes, hyphens and underscores make up words.
+pub fn is_word_char(c: char) -> bool {
     c.is_alphanumeric() || c == '\'' || c == '-' || c == '_'
 }
 

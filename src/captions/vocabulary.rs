@@ -134,6 +134,22 @@ impl Vocabulary {
                 }
             }
         }
+        // A canonical term that contains an alias would grow on every pass
+        // ("coffee mug" = ["mug"] makes "coffee coffee mug").
+        for canonical in self.terms.keys() {
+            let words = phrase(canonical);
+            for start in 0..words.len() {
+                for end in start + 1..=words.len() {
+                    if let Some(target) = matcher.aliases.get(&words[start..end].join(" ")) {
+                        bail!(
+                            "terms.{canonical}: it contains the alias {:?} of {:?}",
+                            words[start..end].join(" "),
+                            target.canonical
+                        );
+                    }
+                }
+            }
+        }
         matcher.banned = self.banned.iter().map(|b| phrase(b).join(" ")).filter(|p| !p.is_empty()).collect();
         Ok(matcher)
     }
@@ -193,6 +209,7 @@ mod tests {
         );
         assert!(Vocabulary::parse("[terms]\nmug = [\"cup\"]\nglass = [\"cup\"]\n").is_err(), "one alias, two terms");
         assert!(Vocabulary::parse("colour = 1").is_err(), "unknown keys are refused");
+        assert!(Vocabulary::parse("[terms]\n\"coffee mug\" = [\"mug\"]\n").is_err(), "a term containing its alias");
     }
 
     #[test]

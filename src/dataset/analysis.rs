@@ -45,7 +45,8 @@ pub fn analyse(image: &DynamicImage) -> PixelStats {
     };
     // Integer luma ×1000 (BT.601 weights): exact sums, no per-pixel float conversions.
     let (mut luma_sum, mut dark, mut bright) = (0u64, 0usize, 0usize);
-    let mut saturation_sum = 0.0f32;
+    // f64: an f32 sum stops growing past 2^24 pixels (a tall narrow image is measured whole).
+    let mut saturation_sum = 0.0f64;
     let mut gray = Vec::with_capacity(view.as_raw().len() / 3);
     for pixel in view.as_raw().chunks_exact(3) {
         let [r, g, b] = [pixel[0], pixel[1], pixel[2]].map(u32::from);
@@ -55,7 +56,7 @@ pub fn analyse(image: &DynamicImage) -> PixelStats {
         bright += usize::from(luma >= 250_000);
         let (max, min) = (r.max(g).max(b), r.min(g).min(b));
         if max > 0 {
-            saturation_sum += (max - min) as f32 / max as f32;
+            saturation_sum += f64::from(max - min) / f64::from(max);
         }
         gray.push(((luma + 500) / 1000) as u8);
     }
@@ -66,7 +67,7 @@ pub fn analyse(image: &DynamicImage) -> PixelStats {
         mean_luma: luma_sum as f64 / 255_000.0 / count,
         shadows_clipped: dark as f64 / count,
         highlights_clipped: bright as f64 / count,
-        saturation: f64::from(saturation_sum) / count,
+        saturation: saturation_sum / count,
         uses_alpha,
         phash: perceptual_hash(&gray),
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-use super::scan::{Finding, ScanReport};
+use super::scan::ScanReport;
 use crate::fsutil::atomic_write;
 
 pub const REJECTED: &str = "_rejected";
@@ -99,25 +99,13 @@ pub fn restore(dataset: &Path, relative: &Path, caption_extension: &str) -> Resu
     Ok(original)
 }
 
-/// The images of a group, sharpest first.
-fn by_sharpness<'a>(report: &'a ScanReport, group: &[usize]) -> Vec<&'a Finding> {
-    let mut members: Vec<&Finding> = group.iter().map(|&i| &report.findings[i]).collect();
-    members.sort_by(|a, b| {
-        let s = |f: &Finding| f.record.stats.map_or(f64::MIN, |s| s.sharpness);
-        s(b).total_cmp(&s(a))
-    });
+/// The members of a duplicate group (indices into the findings), sharpest
+/// first: the one to keep when the rest are rejected.
+pub fn sharpest_first(report: &ScanReport, group: &[usize]) -> Vec<usize> {
+    let sharpness = |i: usize| report.findings[i].record.stats.map_or(f64::MIN, |s| s.sharpness);
+    let mut members = group.to_vec();
+    members.sort_by(|&a, &b| sharpness(b).total_cmp(&sharpness(a)));
     members
-}
-
-/// Rejects every image of a duplicate group but the sharpest; returns the rejected.
-pub fn reject_all_but_sharpest(
-    dataset: &Path,
-    report: &ScanReport,
-    group: &[usize],
-    caption_extension: &str,
-) -> Result<Vec<PathBuf>> {
-    let members = by_sharpness(report, group);
-    members.into_iter().skip(1).map(|finding| reject(dataset, &finding.record.path, caption_extension)).collect()
 }
 
 /// The rejected images, relative to `_rejected/`, sorted.
@@ -131,14 +119,30 @@ pub fn rejected_images(dataset: &Path) -> Vec<PathBuf> {
 pub struct Kept(BTreeMap<PathBuf, u64>);
 
 impl Kept {
-    /// Reads the kept list; a missing or unreadable one is empty (nothing kept yet).
+    /// Reads the kept list for showing: a missing or unreadable one shows nothing kept.
     pub fn read(dataset: &Path) -> Self {
-        let text = fs::read_to_string(dataset.join(KEPT)).unwrap_or_default();
-        let entries = text.lines().filter_map(|line| {
-            let (hash, path) = line.split_once('\t')?;
-            Some((PathBuf::from(path), u64::from_str_radix(hash, 16).ok()?))
-        });
-        Self(entries.collect())
+        Self::read_strict(dataset).unwrap_or_default()
+    }
+
+    /// Reads the kept list before changing it: only a missing one is empty, so
+    /// an unreadable or hand-broken list is reported, never overwritten.
+    fn read_strict(dataset: &Path) -> Result<Self> {
+        let file = dataset.join(KEPT);
+        let text = match fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+        };
+        let mut entries = BTreeMap::new();
+        for (number, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+            let parsed =
+                line.split_once('\t').and_then(|(hash, path)| Some((path, u64::from_str_radix(hash, 16).ok()?)));
+            let Some((path, hash)) = parsed else {
+                bail!("{}:{}: not `hash<TAB>path`; fix or remove the line", file.display(), number + 1);
+            };
+            entries.insert(PathBuf::from(path), hash);
+        }
+        Ok(Self(entries))
     }
 
     pub fn contains(&self, path: &Path, content_hash: u64) -> bool {
@@ -155,7 +159,7 @@ impl Kept {
 
     /// Marks `path` kept (or no longer kept) and writes the list.
     fn set(dataset: &Path, path: &Path, content_hash: u64, keep: bool) -> Result<()> {
-        let mut kept = Self::read(dataset);
+        let mut kept = Self::read_strict(dataset)?;
         if keep {
             kept.0.insert(path.to_path_buf(), content_hash);
         } else {
@@ -194,8 +198,14 @@ pub fn apply(dataset: &Path, decision: &Decision, caption_extension: &str) -> Re
             Ok(format!("{} is to review again.", path.display()))
         }
         Decision::Reject(paths) => {
-            for path in paths {
-                reject(dataset, path, caption_extension)?;
+            // Every image is tried: one that cannot move does not stop the rest.
+            let failures: Vec<String> = paths
+                .iter()
+                .filter_map(|path| reject(dataset, path, caption_extension).err().map(|e| format!("{e:#}")))
+                .collect();
+            if !failures.is_empty() {
+                let moved = paths.len() - failures.len();
+                bail!("rejected {moved} of {}; {}", paths.len(), failures.join("; "));
             }
             let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             Ok(format!("Rejected {} (moved to {REJECTED}/; u restores).", names.join(", ")))
@@ -244,6 +254,16 @@ mod tests {
         assert!(!kept.contains(path, 8), "a changed file is reviewed again");
         apply(d, &Decision::Unkeep { path: path.into() }, "txt").unwrap();
         assert!(Kept::read(d).is_empty());
+    }
+
+    #[test]
+    fn a_broken_kept_list_is_reported_not_overwritten() {
+        let dir = dataset();
+        let d = dir.path();
+        fs::write(d.join(KEPT), "not a kept line\n").unwrap();
+        assert!(apply(d, &Decision::Keep { path: "sub/a.png".into(), content_hash: 1 }, "txt").is_err());
+        assert_eq!(fs::read_to_string(d.join(KEPT)).unwrap(), "not a kept line\n");
+        assert!(Kept::read(d).is_empty(), "shown as nothing kept");
     }
 
     #[test]

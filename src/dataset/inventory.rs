@@ -213,6 +213,8 @@ mod tests {
         assert_eq!(inventory.entries[0].caption, CaptionState::Text("a mug".into()));
         let mut config = crate::project::ProjectConfig { caption_extension: ".txt".into(), ..Default::default() };
         assert_eq!(config.validate().unwrap_err().key, "caption_extension", "a dot is refused");
+        config.caption_extension = "PNG".into();
+        assert_eq!(config.validate().unwrap_err().key, "caption_extension", "an image extension is refused");
         config.caption_extension = "caption".into();
         assert!(config.validate().is_ok());
     }

@@ -265,6 +265,11 @@ fn measure(data: &[u8], max_pixels: u64, record: &mut ImageRecord) -> Result<(),
 pub fn decode_jpeg_scaled(data: &[u8], side: u16) -> Option<image::DynamicImage> {
     let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(data));
     decoder.scale(side, side).ok()?;
+    // Known from the header: CMYK and 16-bit are left to the ordinary path undecoded.
+    let supported = [jpeg_decoder::PixelFormat::RGB24, jpeg_decoder::PixelFormat::L8];
+    if !supported.contains(&decoder.info()?.pixel_format) {
+        return None;
+    }
     let pixels = decoder.decode().ok()?;
     let info = decoder.info()?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));

@@ -382,6 +382,10 @@ impl ProjectConfig {
                 format!("`{extension}` must be letters or digits without a dot, e.g. txt"),
             );
         }
+        if crate::dataset::IMAGE_EXTENSIONS.contains(&self.caption_extension.to_ascii_lowercase().as_str()) {
+            let extension = &self.caption_extension;
+            return fail("caption_extension", format!("`{extension}` is an image extension; captions would clash"));
+        }
         if let Some(theme) = &self.theme
             && theme.trim().is_empty()
         {

@@ -539,19 +539,29 @@ impl App {
 
     pub fn scan_loaded(&mut self, result: ScanResult) {
         self.review.progress = None;
+        // The selected image stays selected if it is still listed; when it
+        // left the list (rejected, kept under "to review"), the row that took
+        // its place is selected: the next one.
+        let before = self.review_row().and_then(|row| self.review.row_path(row));
         self.review.loaded(result);
-        let len = self.list_len(PaneId::Dataset);
+        let rows = self.review.rows();
+        let found =
+            before.and_then(|path| rows.iter().position(|&row| self.review.row_path(row).as_ref() == Some(&path)));
         let selected = &mut self.selected[PaneId::Dataset.index()];
-        *selected = (*selected).min(len.saturating_sub(1));
+        *selected = found.unwrap_or(*selected).min(rows.len().saturating_sub(1));
     }
 
-    /// A decision was carried out (or failed); the dataset is scanned again.
-    pub fn decision_done(&mut self, result: Result<String, String>) {
+    /// A decision was carried out (or failed). Moved files mean a rescan;
+    /// a keep only changes the kept list, given here as read back.
+    pub fn decision_done(&mut self, result: Result<String, String>, kept: Option<crate::dataset::decisions::Kept>) {
         self.message = match result {
             Ok(text) => StatusMessage { text, level: Level::Success },
             Err(error) => StatusMessage { text: format!("Not done: {error}"), level: Level::Error },
         };
-        self.scan_wanted = true;
+        match (kept, self.review.scan.as_mut()) {
+            (Some(kept), Some(scan)) => scan.kept = kept,
+            _ => self.scan_wanted = true,
+        }
     }
 
     fn request_quit(&mut self) -> Option<Effect> {
@@ -592,9 +602,13 @@ impl App {
     pub fn files_loaded(&mut self, mut files: ProjectFiles) {
         // New, changed or removed images or captions: the scan's findings are stale.
         self.scan_wanted |= files.inventory != self.files.inventory;
-        if files.inventory != self.files.inventory {
-            // An image may have been replaced under the same name.
-            self.previews.clear();
+        // An image replaced under the same name is decoded again; the rest stay.
+        let dataset = self.project.dataset_dir();
+        for old in &self.files.inventory.entries {
+            let now = files.inventory.entries.iter().find(|e| e.path == old.path);
+            if now.is_none_or(|e| (e.bytes, e.modified) != (old.bytes, old.modified)) {
+                self.previews.forget(&dataset.join(&old.path));
+            }
         }
         if files.captions.is_none() {
             files.captions = self.files.captions.take();

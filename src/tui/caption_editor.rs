@@ -85,7 +85,12 @@ impl Editor {
         let ratatui_textarea::DataCursor(row, col) = self.area.cursor();
         let line = self.area.lines().get(row).map(String::as_str).unwrap_or("");
         let before: String = line.chars().take(col).collect();
-        let start = before.rfind(|c: char| !(c.is_alphanumeric() || c == '-' || c == '\'')).map_or(0, |i| i + 1);
+        // Char-aware: the separator may be several bytes long (an em dash, say).
+        let start = before
+            .char_indices()
+            .rev()
+            .find(|(_, c)| !crate::captions::text::is_word_char(*c))
+            .map_or(0, |(i, c)| i + c.len_utf8());
         before[start..].to_string()
     }
 
@@ -218,10 +223,8 @@ impl App {
     }
 
     /// The save an open, changed caption editor still needs (quitting asks for it).
-    pub fn pending_caption_save(&mut self) -> Option<CaptionJob> {
-        let job = save_job(self.captions.editing().filter(|e| e.dirty())?, false);
-        self.captions.mode = Mode::Browse;
-        Some(job)
+    pub fn pending_caption_save(&self) -> Option<CaptionJob> {
+        Some(save_job(self.captions.editing().filter(|e| e.dirty())?, false))
     }
 
     fn open_editor(&mut self) -> Option<Effect> {
@@ -337,13 +340,20 @@ impl App {
                     return effect;
                 }
                 if key == Key::ctrl('s') {
-                    let effect = editor.dirty().then(|| save(editor, false));
-                    editor.loaded = Some(editor.text());
-                    return effect;
+                    // `loaded` follows once the save succeeded (caption_job_done).
+                    return editor.dirty().then(|| save(editor, false));
                 }
                 if key == Key::ctrl('n') || key == Key::ctrl('p') {
+                    let forward = key == Key::ctrl('n');
+                    let current = self.selection(PaneId::Captions)?;
+                    if !self.move_caption(forward, None) {
+                        self.info(format!("This is the {} image.", if forward { "last" } else { "first" }));
+                        return None;
+                    }
+                    // Leave the image: save it, then edit the next one.
+                    let target = std::mem::replace(&mut self.selected[PaneId::Captions.index()], current);
                     let effect = self.close_editor();
-                    self.move_caption(key == Key::ctrl('n'), None);
+                    self.selected[PaneId::Captions.index()] = target;
                     self.open_editor();
                     return effect;
                 }
@@ -447,24 +457,48 @@ impl App {
     ) {
         use crate::captions::journal::JournalError;
         self.captions_stale = true;
-        match result {
-            Ok(text) => self.message = StatusMessage { text, level: Level::Success },
-            Err(JournalError::Conflict { path }) => {
-                if let CaptionJob::Save { image, file, before, after, .. } = job {
-                    let mut editor = Editor::new(image.clone(), file.clone(), before.clone());
-                    editor.area = TextArea::from([after.clone()]);
-                    editor.area.set_wrap_mode(WrapMode::Word);
-                    self.captions.mode = Mode::Conflict(editor);
+        let saved = match job {
+            CaptionJob::Save { image, file, before, after, .. } => Some((image, file, before, after)),
+            _ => None,
+        };
+        match (result, saved) {
+            (Ok(text), saved) => {
+                // An editor still open on the saved file now holds what is on disk.
+                if let (Some((_, file, _, after)), Mode::Edit(editor)) = (saved, &mut self.captions.mode)
+                    && &editor.file == file
+                {
+                    editor.loaded = Some(after.clone());
                 }
-                self.message = StatusMessage {
-                    text: format!(
-                        "{} changed on disk meanwhile: o overwrites it with yours, r keeps theirs.",
-                        path.display()
-                    ),
-                    level: Level::Warning,
+                self.message = StatusMessage { text, level: Level::Success };
+            }
+            (Err(error), Some((image, file, before, after))) => {
+                // The typed text is never dropped: the editor comes back with it.
+                let mut editor = Editor::new(image.clone(), file.clone(), before.clone());
+                editor.area = TextArea::from([after.clone()]);
+                editor.area.set_wrap_mode(WrapMode::Word);
+                let conflict = matches!(error, JournalError::Conflict { .. });
+                self.captions.mode = if conflict { Mode::Conflict(editor) } else { Mode::Edit(editor) };
+                self.message = if conflict {
+                    StatusMessage {
+                        text: format!(
+                            "{} changed on disk meanwhile: o overwrites it with yours, r keeps theirs.",
+                            file.display()
+                        ),
+                        level: Level::Warning,
+                    }
+                } else {
+                    StatusMessage { text: format!("Not saved: {error}"), level: Level::Error }
                 };
             }
-            Err(error) => self.message = StatusMessage { text: format!("Not saved: {error}"), level: Level::Error },
+            (Err(error), None) => {
+                let text = match error {
+                    JournalError::Conflict { path } => {
+                        format!("Refused: {} changed on disk since it was read; nothing was written.", path.display())
+                    }
+                    other => format!("Not done: {other}"),
+                };
+                self.message = StatusMessage { text, level: Level::Error };
+            }
         }
     }
 }
@@ -511,6 +545,14 @@ mod tests {
         assert!(editor.dirty());
         let fresh = Editor::new("b.png".into(), "b.txt".into(), None);
         assert!(!fresh.dirty(), "an empty new caption is nothing to save");
+    }
+
+    #[test]
+    fn completion_after_multibyte_punctuation_does_not_panic() {
+        let editor = Editor::new("a.png".into(), "a.txt".into(), Some("a mug — te".into()));
+        assert_eq!(editor.word_at_cursor(), "te");
+        let editor = Editor::new("a.png".into(), "a.txt".into(), Some("a mug —".into()));
+        assert_eq!(editor.word_at_cursor(), "");
     }
 
     fn app_with_captions() -> (tempfile::TempDir, App) {
@@ -578,5 +620,20 @@ mod tests {
             panic!("a tag edit applies as one job");
         };
         assert_eq!(changes.len(), 2, "the two captions on disk");
+    }
+
+    #[test]
+    fn the_last_image_keeps_its_editor_and_a_failed_save_keeps_the_text() {
+        let (_dir, mut app) = app_with_captions();
+        app.apply(Action::Last);
+        app.apply(Action::EditCaption);
+        app.handle_key(Key::char('!'));
+        assert_eq!(app.handle_key(Key::ctrl('n')), None, "nothing after the last image");
+        assert!(app.captions.editing().is_some_and(|e| e.text() == "zeltmug, a cup!"));
+        let Some(Effect::Caption(job)) = app.handle_key(Key::plain(KeyCode::Esc)) else { panic!("Esc saves") };
+        assert!(app.captions.editing().is_none());
+        let error = crate::captions::journal::JournalError::Io("disk full".into());
+        app.caption_job_done(&job, Err(error));
+        assert!(app.captions.editing().is_some_and(|e| e.text() == "zeltmug, a cup!" && e.dirty()), "text kept");
     }
 }

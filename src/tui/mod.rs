@@ -209,6 +209,7 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
     let mut trainer: Option<std::sync::mpsc::Sender<Command>> = None;
     let (scan_tx, mut scan_rx) = mpsc::unbounded_channel();
     let mut scan_in_flight = false;
+    let mut previews_in_flight = 0usize;
     let (preview_tx, mut preview_rx) =
         mpsc::unbounded_channel::<(std::path::PathBuf, Result<image::DynamicImage, String>)>();
     // Metrics are re-read on trainer events, at most this often.
@@ -224,7 +225,14 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
 
     loop {
         guard.terminal.draw(|frame| view::render(&app, frame))?;
+        // Two decodes at a time: holding a key down must not start dozens. What
+        // is not started now is forgotten, and asked for again if still shown.
         for path in app.previews.take_wanted() {
+            if previews_in_flight >= 2 {
+                app.previews.forget(&path);
+                continue;
+            }
+            previews_in_flight += 1;
             let results = preview_tx.clone();
             tokio::task::spawn_blocking(move || {
                 let result = preview::decode(&path);
@@ -252,6 +260,7 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
                 std::mem::take(&mut refresh_queued).then_some(Effect::Refresh)
             }
             Some((path, result)) = preview_rx.recv() => {
+                previews_in_flight -= 1;
                 app.previews.loaded(path, result);
                 None
             }
@@ -283,10 +292,13 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
                 Some(Effect::Refresh)
             }
             Some(Effect::Decide(decision)) => {
-                let extension = &app.project.config.caption_extension;
-                let result = crate::dataset::decisions::apply(&app.project.dataset_dir(), &decision, extension);
-                app.decision_done(result.map_err(|error| format!("{error:#}")));
-                Some(Effect::Refresh)
+                use crate::dataset::decisions::{self, Decision, Kept};
+                let dataset = app.project.dataset_dir();
+                let result = decisions::apply(&dataset, &decision, &app.project.config.caption_extension);
+                let moved_files = matches!(decision, Decision::Reject(_) | Decision::Restore(_));
+                let kept = (!moved_files).then(|| Kept::read(&dataset));
+                app.decision_done(result.map_err(|error| format!("{error:#}")), kept);
+                moved_files.then_some(Effect::Refresh)
             }
             effect => effect,
         };

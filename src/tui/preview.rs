@@ -78,6 +78,7 @@ impl Previews {
     pub fn loaded(&self, path: PathBuf, result: Result<DynamicImage, String>) {
         let mut images = self.images.borrow_mut();
         if images.len() > KEEP {
+            // Keep what is on the way; the others are decoded again if shown again.
             images.retain(|_, state| matches!(state, State::Loading));
         }
         let state = match result {
@@ -87,10 +88,10 @@ impl Previews {
         images.insert(path, state);
     }
 
-    /// Forgets everything: files may have changed on disk.
-    pub fn clear(&self) {
-        self.images.borrow_mut().clear();
-        self.protocols.borrow_mut().clear();
+    /// Forgets one image (changed on disk, or not decoded now): drawing asks again.
+    pub fn forget(&self, path: &Path) {
+        self.images.borrow_mut().remove(path);
+        self.protocols.borrow_mut().retain(|(p, _, _), _| p != path);
     }
 
     /// Decodes what was asked for, here and now (tests draw without the loop).
@@ -103,26 +104,32 @@ impl Previews {
 }
 
 /// Reads an image for previewing: at most `PREVIEW_SIDE` on its long side.
+/// The header is read first, so an image of too many pixels is refused
+/// before anything is allocated for it, whatever its format.
 pub fn decode(path: &Path) -> Result<DynamicImage, String> {
     let data = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let mut reader =
-        image::ImageReader::new(std::io::Cursor::new(&data)).with_guessed_format().map_err(|e| e.to_string())?;
-    if reader.format() == Some(image::ImageFormat::Jpeg)
-        && let Some(image) = crate::dataset::scan::decode_jpeg_scaled(&data, PREVIEW_SIDE as u16)
-    {
-        return Ok(image.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE));
-    }
-    let (width, height) = image::ImageReader::new(std::io::Cursor::new(&data))
-        .with_guessed_format()
-        .map_err(|e| e.to_string())?
-        .into_dimensions()
-        .map_err(|e| format!("unreadable: {e}"))?;
+    let open = || image::ImageReader::new(std::io::Cursor::new(&data)).with_guessed_format().map_err(|e| e.to_string());
+    let mut header = open()?;
+    header.no_limits();
+    let format = header.format();
+    let (width, height) = header.into_dimensions().map_err(|e| format!("unreadable: {e}"))?;
     if u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(format!("{width}×{height}: too large to preview safely"));
     }
-    reader.no_limits();
-    let image = reader.decode().map_err(|e| format!("cannot decode: {e}"))?;
-    Ok(if width.max(height) > PREVIEW_SIDE { image.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE) } else { image })
+    let image = match format {
+        Some(image::ImageFormat::Jpeg) => crate::dataset::scan::decode_jpeg_scaled(&data, PREVIEW_SIDE as u16),
+        _ => None,
+    };
+    let image = match image {
+        Some(image) => image,
+        // image's default limits (512 MiB) stay on: a 16-bit giant is refused, not allocated.
+        None => open()?.decode().map_err(|e| format!("cannot decode: {e}"))?,
+    };
+    Ok(if image.width().max(image.height()) > PREVIEW_SIDE {
+        image.thumbnail(PREVIEW_SIDE, PREVIEW_SIDE)
+    } else {
+        image
+    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::dataset::decisions::{Decision, Kept};
+use crate::dataset::decisions::{Decision, Kept, sharpest_first};
 use crate::dataset::scan::{Finding, ScanReport};
 
 /// What a background scan delivers.
@@ -108,16 +108,11 @@ fn sharpness(finding: &Finding) -> f64 {
 impl DatasetReview {
     pub fn loaded(&mut self, result: ScanResult) {
         let report = &result.report;
-        let sharpest_first = |group: &Vec<usize>| {
-            let mut members = group.clone();
-            members.sort_by(|&a, &b| sharpness(&report.findings[b]).total_cmp(&sharpness(&report.findings[a])));
-            members
-        };
         self.groups = report
             .exact_groups
             .iter()
-            .map(|g| (true, sharpest_first(g)))
-            .chain(report.near_groups.iter().map(|g| (false, sharpest_first(g))))
+            .map(|g| (true, sharpest_first(report, g)))
+            .chain(report.near_groups.iter().map(|g| (false, sharpest_first(report, g))))
             .collect();
         // A flag filter whose flag no image carries any more shows nothing: widen it.
         if let Filter::Flag(name) = self.filter
@@ -214,6 +209,14 @@ impl DatasetReview {
                 Some(Path::new(crate::dataset::decisions::REJECTED).join(scan.rejected.get(i)?))
             }
             ReviewRow::Image(_) => None,
+        }
+    }
+
+    /// The dataset-relative path a row stands for (`_rejected/…` for rejected ones).
+    pub fn row_path(&self, row: ReviewRow) -> Option<PathBuf> {
+        match row {
+            ReviewRow::Image(_) => self.finding(row).map(|f| f.record.path.clone()),
+            ReviewRow::Rejected(_) => self.rejected_path(row),
         }
     }
 

@@ -184,13 +184,18 @@ fn render_caption(app: &App, frame: &mut Frame, area: Rect) {
     let theme = &app.theme;
     let Some(entry) = app.caption_entry() else { return };
     let editor = app.captions.editing();
+    // While editing, the editor's own image and file, whatever the list shows.
+    let image = editor.map_or(&entry.path, |e| &e.image);
     let preview_height = if area.height >= 16 { area.height * 2 / 5 } else { 0 };
     let [preview, caption, notes] =
         Layout::vertical([Constraint::Length(preview_height), Constraint::Min(4), Constraint::Length(5)]).areas(area);
     if preview.height > 0 {
-        draw_image(app, frame, preview, &app.project.dataset_dir().join(&entry.path));
+        draw_image(app, frame, preview, &app.project.dataset_dir().join(image));
     }
-    let file = entry.path.with_extension(&app.project.config.caption_extension).display().to_string();
+    let file = match editor {
+        Some(editor) => editor.file.display().to_string(),
+        None => entry.path.with_extension(&app.project.config.caption_extension).display().to_string(),
+    };
     match editor {
         Some(editor) => {
             let unsaved = if editor.dirty() { " ● unsaved" } else { "" };

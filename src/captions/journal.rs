@@ -184,31 +184,33 @@ impl Journal {
 
     /// Reverts the last applied edit; returns its label (`None`: nothing to undo).
     pub fn undo(&mut self) -> Result<Option<String>, JournalError> {
-        let Some(&index) = self.applied.last() else { return Ok(None) };
-        let edit = &self.edits[index];
-        let view: Vec<_> = edit.changes.iter().map(|c| (c.path.as_path(), &c.after, &c.before)).collect();
-        self.check(&view)?;
-        let label = edit.label.clone();
-        let changes = edit.changes.clone();
-        // Memory follows the journal at once; a failed write is completed by the next undo or redo.
-        self.append(&Line::Undo)?;
-        self.replay(Line::Undo);
-        self.write(&changes.iter().map(|c| (c.path.as_path(), &c.after, &c.before)).collect::<Vec<_>>())?;
-        Ok(Some(label))
+        self.step(Line::Undo)
     }
 
     /// Applies the last undone edit again.
     pub fn redo(&mut self) -> Result<Option<String>, JournalError> {
-        let Some(&index) = self.undone.last() else { return Ok(None) };
-        let edit = &self.edits[index];
-        let view: Vec<_> = edit.changes.iter().map(|c| (c.path.as_path(), &c.before, &c.after)).collect();
+        self.step(Line::Redo)
+    }
+
+    /// Undoes or redoes the edit on top of its stack: every file is checked,
+    /// the step journaled (memory follows the journal at once), then written.
+    fn step(&mut self, line: Line) -> Result<Option<String>, JournalError> {
+        let undo = matches!(line, Line::Undo);
+        let stack = if undo { &self.applied } else { &self.undone };
+        let Some(&index) = stack.last() else { return Ok(None) };
+        let edit = self.edits[index].clone();
+        let view: Vec<_> =
+            edit.changes
+                .iter()
+                .map(|c| {
+                    if undo { (c.path.as_path(), &c.after, &c.before) } else { (c.path.as_path(), &c.before, &c.after) }
+                })
+                .collect();
         self.check(&view)?;
-        let label = edit.label.clone();
-        let changes = edit.changes.clone();
-        self.append(&Line::Redo)?;
-        self.replay(Line::Redo);
-        self.write(&changes.iter().map(|c| (c.path.as_path(), &c.before, &c.after)).collect::<Vec<_>>())?;
-        Ok(Some(label))
+        self.append(&line)?;
+        self.replay(line);
+        self.write(&view)?;
+        Ok(Some(edit.label))
     }
 }
 

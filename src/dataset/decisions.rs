@@ -149,10 +149,6 @@ impl Kept {
         self.0.get(path) == Some(&content_hash)
     }
 
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }

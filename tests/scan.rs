@@ -217,3 +217,61 @@ fn a_duplicate_group_is_rejected_but_for_its_sharpest_and_comes_back() {
     easel::dataset::decisions::restore(&dataset, &rejected[0], "txt").unwrap();
     assert_eq!(run(&dataset, &cache).findings.len(), 20);
 }
+
+#[test]
+fn files_cut_short_are_unreadable_in_the_scan_and_skipped_by_training() {
+    let project = common::demo_copy();
+    let dataset = project.path().join("dataset");
+    let photo = DynamicImage::ImageRgb8(picture(31, 320, 240));
+    let mut cut = Vec::new();
+    for (format, extension) in [
+        (ImageFormat::Jpeg, "jpg"),
+        (ImageFormat::Png, "png"),
+        (ImageFormat::WebP, "webp"),
+        (ImageFormat::Bmp, "bmp"),
+        (ImageFormat::Tiff, "tif"),
+    ] {
+        let mut whole = Vec::new();
+        photo.write_to(&mut Cursor::new(&mut whole), format).unwrap();
+        let name = format!("cut_{extension}.{extension}");
+        // The first third: a copy that stopped, a download that broke. The header is whole.
+        fs::write(dataset.join(&name), &whole[..whole.len() / 3]).unwrap();
+        fs::write(dataset.join(&name).with_extension("txt"), "zeltmug, a teal mug on a table").unwrap();
+        cut.push(name);
+    }
+    fs::write(dataset.join("zero.png"), b"").unwrap();
+    fs::write(dataset.join("zero.txt"), "zeltmug, a teal mug on a table").unwrap();
+    cut.push("zero.png".into());
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(["scan", project.path().to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    for name in &cut {
+        let finding = report["findings"].as_array().unwrap().iter().find(|f| f["path"] == name.as_str()).unwrap();
+        let flags = finding["flags"].as_array().unwrap();
+        assert_eq!(flags[0]["flag"], "unreadable", "{name}: {flags:?}");
+        let reason = flags[0]["reason"].as_str().unwrap();
+        eprintln!("{name}: {reason}");
+        let expected = if name.starts_with("cut_") { "truncated" } else { "empty file" };
+        assert!(reason.starts_with(expected), "{name}: {reason}");
+        assert!(finding["bucket"].is_null(), "{name} was given a bucket");
+    }
+
+    let config = easel::project::TrainConfig { resolution: 128, ..Default::default() };
+    let set = easel::train::data::TrainingSet::read(&dataset, "txt", &config).unwrap();
+    for name in &cut {
+        let (_, why) = set
+            .skipped
+            .iter()
+            .find(|(path, _)| path.ends_with(name))
+            .unwrap_or_else(|| panic!("training did not skip {name}: {:?}", set.skipped));
+        eprintln!("training skips {name}: {why}");
+        if name.starts_with("cut_") {
+            assert!(why.starts_with("unreadable: truncated"), "{name}: {why}");
+        }
+    }
+    assert!(set.train.iter().chain(&set.validation).all(|e| !cut.iter().any(|name| e.image.ends_with(name))));
+}

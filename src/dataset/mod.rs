@@ -6,6 +6,7 @@
 
 pub mod analysis;
 pub mod decisions;
+pub mod integrity;
 mod inventory;
 pub mod scan;
 pub mod summary;

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{PixelStats, analyse};
+use super::integrity::incomplete;
 use super::inventory::{CaptionState, IMAGE_EXTENSIONS, caption_for};
 use crate::model::lora::fnv1a;
 use crate::project::ProjectConfig;
@@ -153,7 +154,7 @@ impl ScanReport {
 
 const CACHE_FILE: &str = "scan.json";
 /// Bump when the measurements change, so old cached records are not reused.
-const CACHE_VERSION: u32 = 6;
+const CACHE_VERSION: u32 = 7;
 
 #[derive(Serialize, Deserialize)]
 struct CacheFile {
@@ -219,10 +220,6 @@ fn read_record(dataset: &Path, path: &Path, bytes: u64, modified_ns: u128, max_p
         }
     };
     record.content_hash = fnv1a(&data);
-    if data.is_empty() {
-        record.error = Some("empty file (0 bytes)".into());
-        return record;
-    }
     if let Err(error) = measure(&data, max_pixels, &mut record) {
         record.error = Some(error);
     }
@@ -236,13 +233,18 @@ fn measure(data: &[u8], max_pixels: u64, record: &mut ImageRecord) -> Result<(),
     // Only the header is read here; the size is judged below, by our own limit.
     header.no_limits();
     record.format = header.format().map(|f| format!("{f:?}").to_uppercase());
-    (record.width, record.height) = header.into_dimensions().map_err(|e| format!("unreadable header: {e}"))?;
+    // A header cut short is best explained by where the file ends.
+    (record.width, record.height) =
+        header.into_dimensions().map_err(|e| incomplete(data).unwrap_or_else(|| format!("unreadable header: {e}")))?;
     if u64::from(record.width) * u64::from(record.height) > max_pixels {
         record.huge = true;
         return Ok(());
     }
+    if let Some(reason) = incomplete(data) {
+        return Err(reason);
+    }
     if record.format.as_deref() == Some("JPEG")
-        && let Some(image) = decode_jpeg_scaled(data, super::analysis::MEASUREMENT_SIDE as u16)
+        && let Some(image) = decode_jpeg_scaled(data, super::analysis::MEASUREMENT_SIDE as u16)?
     {
         record.stats = Some(analyse(&image));
         return Ok(());
@@ -259,25 +261,27 @@ fn measure(data: &[u8], max_pixels: u64, record: &mut ImageRecord) -> Result<(),
 
 /// Decodes a JPEG already scaled down in the DCT domain, to the smallest
 /// 1/8-steps size that still covers `side`×`side` (the scan's 256 px view, a
-/// preview): most of the decoding work of a large photo is skipped. `None`
-/// for the formats it does not handle (CMYK, 16-bit), which then take the
-/// ordinary path.
-pub fn decode_jpeg_scaled(data: &[u8], side: u16) -> Option<image::DynamicImage> {
+/// preview): most of the decoding work of a large photo is skipped.
+/// `Ok(None)` for the formats it does not handle (CMYK, 16-bit), which then
+/// take the ordinary path; an error for data it cannot decode, which the
+/// ordinary path would paper over with grey.
+pub fn decode_jpeg_scaled(data: &[u8], side: u16) -> Result<Option<image::DynamicImage>, String> {
     let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(data));
-    decoder.scale(side, side).ok()?;
+    let undecodable = |e: jpeg_decoder::Error| format!("cannot decode: {e}");
+    decoder.scale(side, side).map_err(undecodable)?;
     // Known from the header: CMYK and 16-bit are left to the ordinary path undecoded.
     let supported = [jpeg_decoder::PixelFormat::RGB24, jpeg_decoder::PixelFormat::L8];
-    if !supported.contains(&decoder.info()?.pixel_format) {
-        return None;
+    if !decoder.info().is_some_and(|info| supported.contains(&info.pixel_format)) {
+        return Ok(None);
     }
-    let pixels = decoder.decode().ok()?;
-    let info = decoder.info()?;
+    let pixels = decoder.decode().map_err(undecodable)?;
+    let Some(info) = decoder.info() else { return Ok(None) };
     let (w, h) = (u32::from(info.width), u32::from(info.height));
-    match info.pixel_format {
+    Ok(match info.pixel_format {
         jpeg_decoder::PixelFormat::RGB24 => image::RgbImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageRgb8),
         jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageLuma8),
         _ => None,
-    }
+    })
 }
 
 fn caption_state(dataset: &Path, path: &Path, extension: &str) -> &'static str {

@@ -11,6 +11,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::buckets::{self, Bucket};
+use crate::dataset::integrity::incomplete;
 use crate::dataset::{CaptionState, Inventory};
 use crate::project::TrainConfig;
 
@@ -59,6 +60,15 @@ impl TrainingSet {
         let mut usable = Vec::new();
         for entry in inventory.entries {
             let path = dataset.join(&entry.path);
+            // A file cut short may still have a whole header, and decodes to grey fill.
+            let damage = match std::fs::read(&path) {
+                Ok(data) => incomplete(&data),
+                Err(error) => Some(format!("cannot read: {error}")),
+            };
+            if let Some(reason) = damage {
+                set.skipped.push((path, format!("unreadable: {reason}")));
+                continue;
+            }
             let Some((width, height)) = entry.dimensions else {
                 set.skipped.push((path, entry.header_error.unwrap_or_else(|| "unreadable image".into())));
                 continue;

@@ -117,7 +117,10 @@ pub fn decode(path: &Path) -> Result<DynamicImage, String> {
         return Err(format!("{width}×{height}: too large to preview safely"));
     }
     let image = match format {
-        Some(image::ImageFormat::Jpeg) => crate::dataset::scan::decode_jpeg_scaled(&data, PREVIEW_SIDE as u16),
+        // A damaged file is still shown as well as it decodes: the scan flags it.
+        Some(image::ImageFormat::Jpeg) => {
+            crate::dataset::scan::decode_jpeg_scaled(&data, PREVIEW_SIDE as u16).ok().flatten()
+        }
         _ => None,
     };
     let image = match image {

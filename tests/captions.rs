@@ -113,12 +113,72 @@ fn a_batch_killed_half_way_leaves_each_caption_old_or_new_and_undo_restores_all(
     child.kill().unwrap();
     child.wait().unwrap();
     let middle = captions_of(&dataset);
+    // What the batch meant to write is in the journal, flushed before the first file.
+    let journal = fs::read_to_string(dataset.join(".easel-captions.jsonl")).unwrap();
+    let edit = journal
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .rfind(|line| line["op"] == "edit")
+        .expect("the batch is journaled");
+    let planned: std::collections::HashMap<&str, (&str, &str)> = edit["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["path"].as_str().unwrap(), (c["before"].as_str().unwrap(), c["after"].as_str().unwrap())))
+        .collect();
+    assert_eq!(planned.len(), 123, "the 120 extra captions and the demo's 3 flaws");
     let changed = middle.iter().zip(&before).filter(|(a, b)| a != b).count();
-    assert!(changed > 0 && changed < 122, "killed mid-way: {changed} changed");
+    assert!(changed > 0 && changed < planned.len(), "killed mid-way: {changed} of {} changed", planned.len());
     for ((name, text), (_, old)) in middle.iter().zip(&before) {
-        let new = old.replace("cup", "mug");
-        assert!(text == old || *text == new, "{name} is torn: {text:?}");
+        match planned.get(name.as_str()) {
+            Some(&(planned_before, after)) => {
+                assert_eq!(planned_before, old, "{name}: the journal's before is what was on disk");
+                assert!(text == old || text == after, "{name} is torn: {text:?}");
+            }
+            None => assert_eq!(text, old, "{name} was not in the batch"),
+        }
     }
     assert!(stdout(&easel(dir, &["undo"])).contains("Undid"));
     assert_eq!(captions_of(&dataset), before, "undo restores the half-applied batch");
+}
+
+#[test]
+fn a_phrase_trigger_is_found_linted_and_moved_first_as_one_unit() {
+    let project = common::demo_copy();
+    let dir = project.path();
+    let config = fs::read_to_string(dir.join("project.toml")).unwrap();
+    let config: String = config
+        .lines()
+        .map(|line| if line.starts_with("trigger =") { "trigger = \"ohwx man\"" } else { line })
+        .collect::<Vec<_>>()
+        .join("\n");
+    fs::write(dir.join("project.toml"), config).unwrap();
+    fs::write(dir.join("vocabulary.toml"), "trigger_position = \"first\"\n").unwrap();
+    let dataset = dir.join("dataset");
+    let write = |name: &str, text: &str| fs::write(dataset.join(name), text).unwrap();
+    for (i, (name, _)) in captions_of(&dataset).iter().enumerate() {
+        write(name, &format!("ohwx man, smiling, green jacket, city street number {i}"));
+    }
+    write("zeltmug_01.txt", "Ohwx Man, standing by a red door, morning light");
+    write("zeltmug_02.txt", "a man in a park, green trees, wooden bench");
+    write("zeltmug_03.txt", "a red scarf, ohwx man, snowy street, winter coat");
+
+    let lint = stdout(&easel(dir, &["lint", "--json"]));
+    let report: serde_json::Value = serde_json::from_str(&lint).unwrap();
+    let flagged: Vec<(&str, &str)> = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| {
+            let file = c["caption"].as_str().unwrap();
+            c["findings"].as_array().unwrap().iter().map(move |f| (file, f["lint"].as_str().unwrap()))
+        })
+        .collect();
+    assert_eq!(flagged, [("zeltmug_02.txt", "no_trigger")], "{lint}");
+
+    easel(dir, &["normalize", "--apply"]);
+    let read = |name: &str| fs::read_to_string(dataset.join(name)).unwrap();
+    assert_eq!(read("zeltmug_02.txt"), "ohwx man, a man in a park, green trees, wooden bench");
+    assert_eq!(read("zeltmug_03.txt"), "ohwx man, a red scarf, snowy street, winter coat");
+    assert!(stdout(&easel(dir, &["lint"])).contains("0 with findings"));
 }

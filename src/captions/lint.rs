@@ -6,9 +6,9 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 
-use super::mentions_trigger;
 use super::normalize::{Rules, replace_aliases_in};
 use super::text::{self, GENERIC_WORDS, STOPWORDS};
+use super::trigger::{trigger_spans, words_outside_trigger};
 use super::vocabulary::Vocabulary;
 use crate::model::tokenizer::ClipTokenizer;
 
@@ -107,6 +107,11 @@ impl<'a> Linter<'a> {
         Self { rules, vocabulary, tokenizer, token_cache: HashMap::new() }
     }
 
+    /// The trigger, as the rules spell it.
+    pub fn trigger(&self) -> &str {
+        &self.rules.trigger
+    }
+
     /// The findings for one caption's text.
     pub fn lint(&mut self, caption: &str) -> Vec<Lint> {
         let mut findings = Vec::new();
@@ -114,11 +119,12 @@ impl<'a> Linter<'a> {
             return vec![Lint::Empty];
         }
         let words = text::words(caption);
-        let trigger = self.rules.trigger.to_lowercase();
+        let trigger = trigger_spans(caption, &words, &self.rules.trigger);
         let mut content: Vec<&str> = words
             .iter()
+            .filter(|w| !trigger.iter().any(|span| span.contains(&w.span.start)))
             .map(|w| w.lower.as_ref())
-            .filter(|w| !STOPWORDS.contains(w) && !GENERIC_WORDS.contains(w) && *w != trigger)
+            .filter(|w| !STOPWORDS.contains(w) && !GENERIC_WORDS.contains(w))
             .filter(|w| !w.chars().all(|c| c.is_ascii_digit()))
             .collect();
         content.sort_unstable();
@@ -130,7 +136,7 @@ impl<'a> Linter<'a> {
         if tokens > TOKEN_WINDOW {
             findings.push(Lint::TooLong { tokens });
         }
-        if !self.rules.trigger.is_empty() && !mentions_trigger(caption, &self.rules.trigger) {
+        if !self.rules.trigger.trim().is_empty() && trigger.is_empty() {
             findings.push(Lint::NoTrigger);
         }
         let parts = text::parts(caption);
@@ -147,7 +153,8 @@ impl<'a> Linter<'a> {
                 findings.push(Lint::RepeatedTag { tag: part.to_string() });
             }
             seen.push(key);
-            for replacement in replace_aliases_in(part, &part_words, &self.rules.matcher).1 {
+            let rewritable = words_outside_trigger(part, &self.rules.trigger);
+            for replacement in replace_aliases_in(part, &rewritable, &self.rules.matcher).1 {
                 findings.push(Lint::Unnormalized { found: replacement.found, canonical: replacement.canonical });
             }
         }
@@ -177,8 +184,12 @@ mod tests {
     use super::*;
 
     fn lint(caption: &str, vocabulary: &str) -> Vec<&'static str> {
+        lint_with_trigger(caption, vocabulary, "zeltmug")
+    }
+
+    fn lint_with_trigger(caption: &str, vocabulary: &str, trigger: &str) -> Vec<&'static str> {
         let vocabulary = Vocabulary::parse(vocabulary).unwrap();
-        let rules = Rules::new(&vocabulary, "zeltmug").unwrap();
+        let rules = Rules::new(&vocabulary, trigger).unwrap();
         let tokenizer = ClipTokenizer::shipped(crate::model::tokenizer::Padding::EndOfText);
         let mut linter = Linter::new(&rules, &vocabulary, &tokenizer);
         linter.lint(caption).iter().map(Lint::name).collect()
@@ -199,5 +210,16 @@ mod tests {
         let tags: Vec<String> = (1..=10).map(|i| format!("teal ceramic mug number {i} with an orange star")).collect();
         let long = format!("zeltmug, {}", tags.join(", "));
         assert_eq!(lint(&long, vocabulary), ["too long"], "{long}");
+    }
+
+    #[test]
+    fn a_phrase_trigger_counts_as_one_and_not_as_content() {
+        let phrase = |caption| lint_with_trigger(caption, "", "ohwx man");
+        assert!(phrase("ohwx man, smiling, denim jacket, city street").is_empty());
+        assert!(phrase("Ohwx Man, smiling, denim jacket, city street").is_empty());
+        assert_eq!(phrase("a man, smiling, denim jacket, city street"), ["no trigger"]);
+        assert_eq!(phrase("ohwx, man, smiling, denim jacket"), ["no trigger"]);
+        // The trigger's own words do not make a caption specific.
+        assert_eq!(phrase("ohwx man, a photo"), ["generic"]);
     }
 }

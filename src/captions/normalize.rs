@@ -4,8 +4,8 @@
 //! and everything else stays exactly as written. Normalizing twice gives
 //! what normalizing once gave.
 
-use super::mentions_trigger;
 use super::text::{self, plural_of};
+use super::trigger::{is_trigger, mentions_trigger, trigger_spans, words_outside_trigger};
 use super::vocabulary::{CaseRule, Matcher, TriggerPosition, Vocabulary};
 
 /// The vocabulary and trigger, ready to apply.
@@ -21,7 +21,8 @@ impl Rules {
     pub fn new(vocabulary: &Vocabulary, trigger: &str) -> anyhow::Result<Self> {
         Ok(Self {
             matcher: vocabulary.matcher()?,
-            trigger: trigger.to_string(),
+            // Written back as one phrase: "ohwx  man" in project.toml is "ohwx man".
+            trigger: text::tidy(trigger),
             trigger_position: vocabulary.trigger_position,
             case: vocabulary.case,
         })
@@ -35,11 +36,11 @@ pub struct Replacement {
     pub canonical: String,
 }
 
-/// Replaces every alias in `part` by its canonical term; returns the new
-/// text and what was replaced. Longest phrases win; only words separated
-/// by whitespace form a phrase.
-pub fn replace_aliases(part: &str, matcher: &Matcher) -> (String, Vec<Replacement>) {
-    replace_aliases_in(part, &text::words(part), matcher)
+/// Replaces every alias in `part` by its canonical term, leaving the
+/// trigger's words alone; returns the new text and what was replaced.
+/// Longest phrases win; only words separated by whitespace form a phrase.
+pub fn replace_aliases(part: &str, matcher: &Matcher, trigger: &str) -> (String, Vec<Replacement>) {
+    replace_aliases_in(part, &words_outside_trigger(part, trigger), matcher)
 }
 
 /// `replace_aliases` with the part's words already found.
@@ -82,26 +83,20 @@ pub fn replace_aliases_in(part: &str, words: &[text::Word], matcher: &Matcher) -
     (out, replaced)
 }
 
-/// Lower-cases `part` but for the trigger word, which keeps its spelling.
+/// Lower-cases `part` but for the trigger, which keeps its spelling.
 fn lower_keeping_trigger(part: &str, trigger: &str) -> String {
-    let lowered = part.to_lowercase();
-    if trigger.is_empty() || lowered.len() != part.len() {
-        return lowered;
+    let mut lowered = part.to_lowercase();
+    let spans = trigger_spans(&lowered, &text::words(&lowered), trigger);
+    for span in spans.into_iter().rev() {
+        lowered.replace_range(span, trigger);
     }
-    let trigger_lower = trigger.to_lowercase();
-    let mut out = lowered.clone();
-    for word in text::words(&lowered).into_iter().rev() {
-        if word.lower == trigger_lower && word.span.len() == trigger.len() {
-            out.replace_range(word.span, trigger);
-        }
-    }
-    out
+    lowered
 }
 
 fn normalize_once(caption: &str, rules: &Rules) -> String {
     let mut parts: Vec<String> = Vec::new();
     for part in text::parts(caption) {
-        let (mut part, _) = replace_aliases(&text::tidy(part), &rules.matcher);
+        let (mut part, _) = replace_aliases(&text::tidy(part), &rules.matcher, &rules.trigger);
         if rules.case == CaseRule::Lower {
             part = lower_keeping_trigger(&part, &rules.trigger);
         }
@@ -115,7 +110,7 @@ fn normalize_once(caption: &str, rules: &Rules) -> String {
     let trigger = &rules.trigger;
     // An empty caption stays empty: lint reports it; a lone trigger would hide it.
     if !trigger.is_empty() && rules.trigger_position == TriggerPosition::First && !parts.is_empty() {
-        if let Some(at) = parts.iter().position(|p| p.eq_ignore_ascii_case(trigger)) {
+        if let Some(at) = parts.iter().position(|p| is_trigger(p, trigger)) {
             parts.remove(at);
             parts.insert(0, trigger.clone());
         } else if !parts.iter().any(|p| mentions_trigger(p, trigger)) {
@@ -182,6 +177,26 @@ mod tests {
         assert_eq!(normalize("a mug, zeltmug", &anywhere), "a mug, zeltmug");
         let lower = Rules { case: CaseRule::Lower, trigger: "ZeltMug".into(), ..rules };
         assert_eq!(normalize("A Teal MUG, zeltmug", &lower), "ZeltMug, a teal mug");
+    }
+
+    #[test]
+    fn a_phrase_trigger_moves_and_keeps_its_spelling_as_one_unit() {
+        let rules = rules("[terms]\nmug = [\"cup\"]\n", "ohwx man");
+        assert_eq!(normalize("ohwx man, smiling", &rules), "ohwx man, smiling");
+        assert_eq!(normalize("smiling, Ohwx Man, outdoors", &rules), "ohwx man, smiling, outdoors");
+        assert_eq!(normalize("a photo of ohwx man smiling", &rules), "a photo of ohwx man smiling", "in a sentence");
+        assert_eq!(normalize("a man, smiling", &rules), "ohwx man, a man, smiling", "the class word alone is not it");
+        assert_eq!(normalize("ohwx, man with a cup", &rules), "ohwx man, ohwx, man with a mug");
+        // An alias rule for one of its words leaves the trigger whole.
+        let person =
+            super::Rules::new(&Vocabulary::parse("[terms]\nperson = [\"man\"]\n").unwrap(), "ohwx man").unwrap();
+        assert_eq!(normalize("ohwx man, a man in a park", &person), "ohwx man, a person in a park");
+        let lower = Rules { case: CaseRule::Lower, trigger: "OHWX Man".into(), ..rules };
+        assert_eq!(normalize("A TALL ohwx man, Outdoors", &lower), "a tall OHWX Man, outdoors");
+        for caption in ["smiling, Ohwx Man", "ohwx man's hat, a cup", "a man"] {
+            let once = normalize(caption, &lower);
+            assert_eq!(normalize(&once, &lower), once, "{caption:?}");
+        }
     }
 
     #[test]

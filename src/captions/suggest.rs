@@ -8,7 +8,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use super::text::{STOPWORDS, words};
+use super::text::{STOPWORDS, phrase_key, words};
+use super::trigger::trigger_spans;
 use super::vocabulary::Vocabulary;
 
 /// How many captions use a term.
@@ -47,25 +48,40 @@ struct Corpus {
 const EDGE: u32 = u32::MAX;
 
 impl Corpus {
-    fn new<'a>(captions: impl IntoIterator<Item = &'a str>) -> Self {
+    /// Interns `captions`; a trigger phrase is one word here ("ohwx man").
+    fn new<'a>(captions: impl IntoIterator<Item = &'a str>, trigger: &str) -> Self {
         let mut ids: HashMap<String, u32> = HashMap::new();
         let mut names = Vec::new();
+        let mut intern = |word: &str| match ids.get(word) {
+            // Most words were seen before: no allocation for them.
+            Some(&id) => id,
+            None => {
+                names.push(word.to_string());
+                let id = (names.len() - 1) as u32;
+                ids.insert(word.to_string(), id);
+                id
+            }
+        };
+        let trigger_key = phrase_key(&words(trigger));
         let captions = captions
             .into_iter()
             .map(|caption| {
-                words(caption)
-                    .into_iter()
-                    .map(|word| match ids.get(word.lower.as_ref()) {
-                        // Most words were seen before: no allocation for them.
-                        Some(&id) => id,
-                        None => {
-                            names.push(word.lower.into_owned());
-                            let id = (names.len() - 1) as u32;
-                            ids.insert(names[id as usize].clone(), id);
-                            id
+                let words = words(caption);
+                let mut spans = trigger_spans(caption, &words, trigger).into_iter().peekable();
+                let mut caption_ids = Vec::with_capacity(words.len());
+                for word in &words {
+                    match spans.peek() {
+                        Some(span) if span.start == word.span.start => {
+                            caption_ids.push(intern(&trigger_key));
                         }
-                    })
-                    .collect()
+                        Some(span) if span.contains(&word.span.start) => {}
+                        _ => caption_ids.push(intern(&word.lower)),
+                    }
+                    if spans.peek().is_some_and(|span| word.span.end >= span.end) {
+                        spans.next();
+                    }
+                }
+                caption_ids
             })
             .collect();
         Self { names, captions }
@@ -73,7 +89,7 @@ impl Corpus {
 
     /// Each content word with the number of captions using it, commonest first.
     fn frequencies(&self, trigger: &str) -> Vec<TermCount> {
-        let trigger = trigger.to_lowercase();
+        let trigger = phrase_key(&words(trigger));
         let mut counts = vec![0usize; self.names.len()];
         let mut seen = vec![usize::MAX; self.names.len()];
         for (index, caption) in self.captions.iter().enumerate() {
@@ -97,7 +113,7 @@ impl Corpus {
 
 /// Each content word with the number of captions using it, commonest first.
 pub fn frequencies<'a>(captions: impl IntoIterator<Item = &'a str>, trigger: &str) -> Vec<TermCount> {
-    Corpus::new(captions).frequencies(trigger)
+    Corpus::new(captions, trigger).frequencies(trigger)
 }
 
 /// Levenshtein distance, stopping early once it exceeds `limit`.
@@ -138,7 +154,7 @@ pub fn suggestions<'a>(
     vocabulary: &Vocabulary,
     trigger: &str,
 ) -> Vec<Suggestion> {
-    let corpus = Corpus::new(captions);
+    let corpus = Corpus::new(captions, trigger);
     let table = corpus.frequencies(trigger);
     let total = corpus.captions.len();
     let counts: HashMap<&str, usize> = table.iter().map(|t| (t.term.as_str(), t.captions)).collect();
@@ -220,6 +236,16 @@ mod tests {
         let table = frequencies(["a mug, a mug", "a red mug", "a cup"], "");
         assert_eq!(table[0], TermCount { term: "mug".into(), captions: 2 });
         assert!(table.iter().all(|t| t.term != "a"), "stop words are not terms");
+    }
+
+    #[test]
+    fn a_phrase_trigger_is_not_counted_but_its_words_alone_are() {
+        let table = frequencies(["ohwx man, smiling", "Ohwx Man, a man in a hat", "ohwx man's hat"], "ohwx man");
+        let count = |term: &str| table.iter().find(|t| t.term == term).map(|t| t.captions);
+        assert_eq!(count("ohwx man"), None);
+        assert_eq!(count("ohwx"), None);
+        assert_eq!(count("man"), Some(1));
+        assert_eq!(count("hat"), Some(2));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `easel generate` as a real process: the built-in model writes a PNG, the
 //! fixture model started from given latents reproduces diffusers' DDIM
-//! result, LoRAs change it, and pickles are refused.
+//! result, LoRAs change it, an SDXL single file draws what its diffusers
+//! folder draws, and pickles and misfitting parts are refused at load.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -23,33 +24,51 @@ fn path(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Pixel values of a PNG, and their variance.
+fn pixels(png: &Path) -> (Vec<f64>, f64) {
+    let image = image::open(png).unwrap().to_rgb8();
+    assert_eq!((image.width(), image.height()), (128, 128));
+    let values: Vec<f64> = image.into_raw().into_iter().map(f64::from).collect();
+    let mean = values.iter().sum::<f64>() / values.len() as f64;
+    let variance = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64;
+    (values, variance)
+}
+
 #[test]
 fn the_builtin_model_writes_a_png_for_a_project() {
     let project = demo_copy();
-    let out = project.path().join("zeltmug.png");
-    let output = easel(&[
-        "generate",
-        "--project",
-        path(project.path()),
-        "--prompt",
-        "a zeltmug on a table",
-        "--steps",
-        "3",
-        "--scheduler",
-        "euler-a",
-        "--seed",
-        "5",
-        "--out",
-        path(&out),
-    ]);
-    succeeded(&output);
-    let image = image::open(&out).unwrap();
-    assert_eq!((image.width(), image.height()), (128, 128));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("wrote"));
+    let draw = |prompt: &str, seed: &str| {
+        let out = project.path().join(format!("{seed}-{}.png", prompt.len()));
+        let output = easel(&[
+            "generate",
+            "--project",
+            path(project.path()),
+            "--prompt",
+            prompt,
+            "--steps",
+            "3",
+            "--scheduler",
+            "euler-a",
+            "--seed",
+            seed,
+            "--out",
+            path(&out),
+        ]);
+        succeeded(&output);
+        assert!(String::from_utf8_lossy(&output.stdout).contains("wrote"));
+        pixels(&out)
+    };
+    let (picture, variance) = draw("a zeltmug on a table", "5");
+    eprintln!("builtin model picture: pixel variance {variance:.1}");
+    assert!(variance > 100.0, "a flat picture (variance {variance:.1})");
     assert!(
         project.path().join("cache/builtin-tiny-v2/model_index.json").is_file(),
         "the tiny model was not cached in the project"
     );
+    let differs = |other: &[f64]| picture.iter().zip(other).filter(|(a, b)| a != b).count() * 10 > picture.len();
+    assert!(differs(&draw("a zeltmug on a table", "6").0), "another seed drew the same picture");
+    assert!(differs(&draw("a red bicycle in the snow", "5").0), "another prompt drew the same picture");
+    assert_eq!(draw("a zeltmug on a table", "5").0, picture, "the same seed and prompt draw the same picture");
 }
 
 /// Runs DDIM on the fixture from its initial latents and returns the final latents.
@@ -87,6 +106,15 @@ fn fixture_ddim(extra: &[&str]) -> Tensor {
     candle_core::safetensors::load(&latents, &Device::Cpu).unwrap().remove("latents").unwrap()
 }
 
+/// How many elements of `actual` lie outside the fixtures README's trajectory
+/// tolerance around `expected`: rtol 1e-3 plus atol 1e-3 × max|expected|.
+fn beyond_trajectory_tolerance(actual: &Tensor, expected: &Tensor) -> usize {
+    let scale = expected.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let bound = ((expected.abs().unwrap() * 1e-3).unwrap() + f64::from(1e-3 * scale)).unwrap();
+    let outside = (actual - expected).unwrap().abs().unwrap().gt(&bound).unwrap();
+    outside.to_dtype(candle_core::DType::F32).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap() as usize
+}
+
 #[test]
 fn ddim_from_given_latents_reproduces_diffusers() {
     let latents = fixture_ddim(&[]);
@@ -94,11 +122,15 @@ fn ddim_from_given_latents_reproduces_diffusers() {
     let diff = max_abs_diff(&latents, expected);
     let scale = expected.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
     eprintln!("easel generate vs diffusers DDIM final latents: max |Δ| {diff:e} (max |ref| {scale:.2})");
-    assert!(diff < 1e-3 * scale + 1e-3 * scale, "final latents differ by {diff}");
+    assert_eq!(beyond_trajectory_tolerance(&latents, expected), 0, "final latents differ by up to {diff}");
 
+    // The LoRA's effect must be one the same tolerance would notice, many times over.
     let lora = fixture("lora/lora_attn.kohya.safetensors");
     let with_lora = fixture_ddim(&["--lora", &format!("{}:0.5", path(&lora))]);
-    assert!(max_abs_diff(&with_lora, &latents) > 1e-2, "the LoRA changed nothing");
+    let effect = max_abs_diff(&with_lora, &latents);
+    let moved = beyond_trajectory_tolerance(&with_lora, &latents);
+    eprintln!("the LoRA at 0.5 moves the final latents by up to {effect:e}; {moved} of 1024 beyond the tolerance");
+    assert!(moved > 512, "the LoRA moved only {moved} of 1024 final latents beyond the tolerance");
 }
 
 #[test]
@@ -123,4 +155,87 @@ fn pickles_and_bad_sizes_are_refused_clearly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success() && stderr.contains("multiple of 16"), "{stderr}");
     assert!(!png.exists());
+}
+
+/// A small SDXL: heads 64 wide and text encoders as the single-file rules
+/// infer them, but size embeddings 8 wide instead of SDXL's 256, so the add
+/// embedding takes 32 (pooled) + 6 × 8 = 80 inputs instead of 2816.
+fn narrow_sdxl() -> easel::model::builtin::RandomModel {
+    use easel::model::builtin::{RandomModel, TextEncoderSpec};
+    use serde_json::json;
+    let text_encoder = |activation: &str| {
+        json!({"vocab_size": 49408, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 1, "max_position_embeddings": 77, "hidden_act": activation, "layer_norm_eps": 1e-5})
+    };
+    RandomModel {
+        unet: json!({"in_channels": 4, "out_channels": 4, "block_out_channels": [64, 128],
+            "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"], "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+            "layers_per_block": 2, "attention_head_dim": [1, 2], "transformer_layers_per_block": [1, 2],
+            "cross_attention_dim": 128, "use_linear_projection": true, "addition_embed_type": "text_time",
+            "addition_time_embed_dim": 8, "projection_class_embeddings_input_dim": 80, "sample_size": 8}),
+        vae: json!({"block_out_channels": [32, 32, 32, 32], "layers_per_block": 1, "latent_channels": 4,
+            "scaling_factor": 0.13025}),
+        text_encoders: vec![
+            TextEncoderSpec { config: text_encoder("quick_gelu"), pad_token: "<|endoftext|>", projection: None },
+            TextEncoderSpec { config: text_encoder("gelu"), pad_token: "!", projection: Some(32) },
+        ],
+        scheduler: json!({"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+            "beta_schedule": "scaled_linear", "prediction_type": "epsilon", "steps_offset": 1, "set_alpha_to_one": false,
+            "timestep_spacing": "leading"}),
+    }
+}
+
+/// `easel generate` with a fixed prompt, seed and size; the final latents.
+fn generate_latents(model: &Path, extra: &[&str]) -> Result<Tensor, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let (out, latents) = (dir.path().join("out.png"), dir.path().join("latents.safetensors"));
+    let mut args = vec!["generate", "--model", path(model), "--prompt", "a zeltmug on a table", "--negative", "blurry"];
+    args.extend(["--steps", "3", "--size", "64x64", "--seed", "3", "--scheduler", "ddim"]);
+    args.extend(["--out", path(&out), "--save-latents", path(&latents)]);
+    args.extend_from_slice(extra);
+    let output = easel(&args);
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).into_owned());
+    }
+    Ok(candle_core::safetensors::load(&latents, &Device::Cpu).unwrap().remove("latents").unwrap())
+}
+
+#[test]
+fn an_sdxl_single_file_with_narrow_size_embeddings_draws_what_its_diffusers_folder_draws() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("narrow-sdxl");
+    easel::model::builtin::write_random_model(&folder, &narrow_sdxl()).unwrap();
+    let file = dir.path().join("narrow-sdxl.safetensors");
+    common::sgm::write_sdxl_single_file(&folder, &file);
+
+    let from_folder = generate_latents(&folder, &[]).unwrap();
+    let from_file = generate_latents(&file, &[]).unwrap();
+    let scale = from_folder.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
+    let diff = max_abs_diff(&from_file, &from_folder);
+    eprintln!("SDXL single file vs diffusers folder: final latents max |Δ| {diff:e} (max |latent| {scale:.2})");
+    assert!(scale > 0.1, "the model drew nothing");
+    assert!(diff <= 1e-5 * scale, "the single file draws differently: {diff}");
+
+    // Configs that do not fit the weights are refused at load, naming the file and key.
+    let wrong = dir.path().join("wrong-config");
+    for part in ["unet", "vae", "text_encoder", "text_encoder_2", "scheduler", "tokenizer", "tokenizer_2"] {
+        std::fs::create_dir_all(wrong.join(part)).unwrap();
+        for item in std::fs::read_dir(folder.join(part)).unwrap() {
+            let item = item.unwrap().path();
+            if item.extension().is_some_and(|e| e != "safetensors") {
+                std::fs::copy(&item, wrong.join(part).join(item.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let unet_config = wrong.join("unet/config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&unet_config).unwrap()).unwrap();
+    config["addition_time_embed_dim"] = 256.into();
+    std::fs::write(&unet_config, config.to_string()).unwrap();
+    let error = generate_latents(&file, &["--config", path(&wrong)]).unwrap_err();
+    assert!(
+        error.contains("wrong-config/unet/config.json")
+            && error.contains("addition_time_embed_dim")
+            && !error.contains("matmul"),
+        "{error}"
+    );
 }

@@ -194,6 +194,13 @@ impl ClipTextModel {
     }
 }
 
+impl ClipTextModel {
+    /// Width of the pooled output: the projection's when there is one.
+    pub fn pooled_width(&self) -> usize {
+        self.text_projection.as_ref().map_or(self.config.hidden_size, |projection| projection.weight.dims()[0])
+    }
+}
+
 impl LoraHost for ClipTextModel {
     fn lora_layers<'a>(&'a mut self, prefix: &str, out: &mut LoraLayers<'a>) {
         for (i, layer) in self.layers.iter_mut().enumerate() {

@@ -140,6 +140,40 @@ fn load_text_encoder(source: WeightSource, config: &ClipTextConfig, options: &Lo
     Ok(ClipTextModel::load(source.var_builder(options.dtype, &options.device), config)?)
 }
 
+/// What would otherwise only fail inside the first UNet call, as a matrix
+/// product of the wrong width: the text encoders' width against the UNet's
+/// cross-attention, SDXL's pooled text and size ids against its add
+/// embedding, the VAE's latent channels against the UNet's. Messages name
+/// the UNet config keys; the caller says which file they came from.
+fn check_parts_agree(unet: &UNetConfig, text_encoders: &[TextEncoder], vae: &VaeConfig) -> Result<(), String> {
+    let widths: Vec<usize> = text_encoders.iter().map(|e| e.model.config.hidden_size).collect();
+    let text_width: usize = widths.iter().sum();
+    if text_width != unet.cross_attention_dim {
+        let parts = widths.iter().map(usize::to_string).collect::<Vec<_>>().join(" + ");
+        return Err(format!(
+            "`cross_attention_dim` is {}, but the text encoders give {text_width}-wide states ({parts})",
+            unet.cross_attention_dim
+        ));
+    }
+    if let (Some(time), Some(input)) = (unet.addition_time_embed_dim, unet.projection_class_embeddings_input_dim) {
+        let pooled = text_encoders.last().map_or(0, |e| e.model.pooled_width());
+        if pooled + 6 * time != input {
+            return Err(format!(
+                "`projection_class_embeddings_input_dim` is {input}, but the add embedding gets the pooled text \
+                 ({pooled} wide) and six size ids of `addition_time_embed_dim` {time}: {}",
+                pooled + 6 * time
+            ));
+        }
+    }
+    if vae.latent_channels != unet.in_channels || vae.latent_channels != unet.out_channels {
+        return Err(format!(
+            "`in_channels`/`out_channels` are {}/{}, but the VAE's latents have {} channels",
+            unet.in_channels, unet.out_channels, vae.latent_channels
+        ));
+    }
+    Ok(())
+}
+
 impl StableDiffusion {
     /// Loads a diffusers folder or a single-file `.safetensors` checkpoint.
     pub fn load(path: &Path, options: &LoadOptions) -> Result<Self> {
@@ -198,6 +232,8 @@ impl StableDiffusion {
             text_encoders.push(TextEncoder { tokenizer: tokenizer.into(), model });
         }
 
+        check_parts_agree(&unet_config, &text_encoders, &vae_config)
+            .map_err(|e| anyhow!("{}: {e}", unet_dir.join("config.json").display()))?;
         let mut scheduler =
             config(SchedulerConfig::from_file(&Self::part(folder, "scheduler")?.join("scheduler_config.json")))?;
         if let Some(prediction) = options.prediction {
@@ -278,6 +314,12 @@ impl StableDiffusion {
             text_encoders.push(TextEncoder { tokenizer: tokenizer.into(), model });
         }
 
+        check_parts_agree(&unet_config, &text_encoders, &vae_config).map_err(|e| {
+            match override_config("unet", "config.json") {
+                Some(path) => anyhow!("{} (with {}): {e}", file.display(), path.display()),
+                None => anyhow!("{}: {e} (as inferred from the tensor shapes)", file.display()),
+            }
+        })?;
         let mut scheduler = match override_config("scheduler", "scheduler_config.json") {
             Some(path) => config(SchedulerConfig::from_file(&path))?,
             None => SchedulerConfig::stable_diffusion(),

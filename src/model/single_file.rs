@@ -195,6 +195,12 @@ pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNe
         translated.iter().find(|(name, _)| name.ends_with("proj_in.weight")).is_some_and(|(_, shape)| shape.len() == 2);
     let heads: Vec<usize> = channels.iter().map(|&c| if family == Family::Sd1 { 8 } else { (c / 64).max(1) }).collect();
     let sdxl = family == Family::Sdxl;
+    let (addition_time_embed_dim, projection_class_embeddings_input_dim) = if sdxl {
+        let (time, input) = size_embedding_width(shapes, shape("label_emb.0.0.weight")?[1])?;
+        (Some(time), Some(input))
+    } else {
+        (None, None)
+    };
     let config = UNetConfig {
         in_channels: conv_in[1],
         out_channels: conv_out[0],
@@ -219,8 +225,8 @@ pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNe
         flip_sin_to_cos: true,
         freq_shift: 0.0,
         addition_embed_type: sdxl.then(|| "text_time".into()),
-        addition_time_embed_dim: sdxl.then_some(256),
-        projection_class_embeddings_input_dim: if sdxl { Some(shape("label_emb.0.0.weight")?[1]) } else { None },
+        addition_time_embed_dim,
+        projection_class_embeddings_input_dim,
         sample_size: family.default_resolution() / 8,
         class_embed_type: None,
         mid_block_type: Some("UNetMidBlock2DCrossAttn".into()),
@@ -232,6 +238,24 @@ pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNe
         conv_out_kernel: None,
     };
     Ok((config, names))
+}
+
+/// SDXL's add embedding takes the second text encoder's pooled output and
+/// six size ids, each embedded `width` wide: from the add embedding's input
+/// width (`input`) and the pooled width (the text projection's), the width
+/// of one size embedding (256 in SDXL itself), and `input` back.
+fn size_embedding_width(shapes: &HashMap<String, Vec<usize>>, input: usize) -> Result<(usize, usize), String> {
+    let projection = format!("{SDXL_TEXT2_PREFIX}text_projection");
+    let pooled = shapes.get(&projection).and_then(|shape| shape.get(1)).copied().ok_or_else(|| {
+        format!("missing tensor `{projection}` (the pooled text width the UNet's add embedding is built for)")
+    })?;
+    match input.checked_sub(pooled) {
+        Some(rest) if rest > 0 && rest % 6 == 0 => Ok((rest / 6, input)),
+        _ => Err(format!(
+            "`{UNET_PREFIX}label_emb.0.0.weight` takes {input} inputs, which is not the pooled text width {pooled} \
+             (`{projection}`) plus six equal size embeddings"
+        )),
+    }
 }
 
 /// The diffusers name of one VAE tensor (without `first_stage_model.`).
@@ -563,6 +587,18 @@ mod tests {
         let (sd2, names) = open_clip_text(&shapes, prefix, true).unwrap();
         assert_eq!(sd2.num_hidden_layers, layers - 1);
         assert!(!names.contains_key("text_projection.weight"));
+    }
+
+    #[test]
+    fn the_size_embedding_width_follows_from_the_add_embedding_and_the_pooled_width() {
+        let projection = format!("{SDXL_TEXT2_PREFIX}text_projection");
+        let shapes = |pooled: usize| HashMap::from([(projection.clone(), vec![1280, pooled])]);
+        assert_eq!(size_embedding_width(&shapes(1280), 2816), Ok((256, 2816)), "SDXL itself");
+        assert_eq!(size_embedding_width(&shapes(32), 80), Ok((8, 80)));
+        let error = size_embedding_width(&shapes(32), 81).unwrap_err();
+        assert!(error.contains("label_emb.0.0.weight") && error.contains("81") && error.contains("32"), "{error}");
+        let error = size_embedding_width(&HashMap::new(), 80).unwrap_err();
+        assert!(error.contains("text_projection"), "{error}");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! them, so unused ones are expected there.
 #![allow(dead_code)]
 
+pub mod sgm;
+
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};

@@ -35,17 +35,25 @@ fn demo_copy() -> tempfile::TempDir {
     }
 
     fs::write(run.join("checkpoints/step-000050.safetensors"), b"").unwrap();
-    // Sample images at steps 25 and 50, each prompt its own colour, growing brighter.
-    for (step, shade) in [(25u64, 90u8), (50, 200)] {
+    // Sample images at steps 25 and 50: a disc on a dark ground, each prompt
+    // its own colour, shaded top to bottom (so half-blocks show its outline
+    // and its shading as text), growing with the step.
+    for (step, radius) in [(25u64, 8.0f32), (50, 13.0)] {
         let folder = run.join(format!("samples/step-{step:06}"));
         fs::create_dir_all(&folder).unwrap();
         let mut paths = Vec::new();
         for (i, seed) in [1, 2, 3].into_iter().enumerate() {
             let path = folder.join(format!("{i:02}-seed{seed}.png"));
-            let colour = [[shade, 40, 40], [40, shade, 40], [40, 40, shade]][i];
-            image::RgbImage::from_fn(16, 16, |x, _| image::Rgb(if x < 8 { colour } else { [20, 20, 20] }))
-                .save(&path)
-                .unwrap();
+            image::RgbImage::from_fn(32, 32, |x, y| {
+                let (dx, dy) = (x as f32 - 15.5, y as f32 - 15.5);
+                if dx * dx + dy * dy > radius * radius {
+                    return image::Rgb([20, 20, 20]);
+                }
+                let shade = 90 + (y * 5) as u8;
+                image::Rgb([[shade, 40, 40], [40, shade, 40], [40, 40, shade]][i])
+            })
+            .save(&path)
+            .unwrap();
             paths.push(path);
         }
         sample_events.push(serde_json::json!({"step": step, "event": "samples", "paths": paths}));
@@ -218,6 +226,43 @@ fn every_view_draws_at_every_small_size_without_panicking() {
             for height in (1..=16).chain((17..=30).step_by(4)) {
                 draw(&app, width, height);
             }
+        }
+    }
+}
+
+#[test]
+fn the_train_pane_keeps_charts_and_samples_apart_at_every_size() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Train));
+    insta::assert_snapshot!("pane_train_100x30", draw(&app, 100, 30).backend());
+    let braille = |symbol: &str| symbol.chars().any(|c| ('\u{2800}'..='\u{28ff}').contains(&c));
+    let half_block = |symbol: &str| symbol == "▀" || symbol == "▄";
+    for width in (80..=200).step_by(7) {
+        for height in (24..=60).step_by(3) {
+            let terminal = draw(&app, width, height);
+            let buffer = terminal.backend().buffer();
+            let symbol = |x: u16, y: u16| buffer[(x, y)].symbol().to_string();
+            // The body: inside the pane's border, below its summary and gauge rows.
+            let rows = 4..height - 2;
+            let rule = (2..width - 2)
+                .find(|&x| rows.clone().all(|y| symbol(x, y) == "│"))
+                .unwrap_or_else(|| panic!("{width}×{height}: no unbroken rule between the charts and the side column"));
+            let mut drew_samples = false;
+            for y in rows.clone() {
+                let line: String = (0..width).map(|x| symbol(x, y)).collect();
+                assert!(!line.contains("│-"), "{width}×{height}: a negative axis label: {line}");
+                for x in 0..width {
+                    let cell = symbol(x, y);
+                    assert!(!braille(&cell) || x < rule, "{width}×{height}: a chart line at column {x}, past the rule");
+                    assert!(
+                        !half_block(&cell) || x > rule,
+                        "{width}×{height}: an image at column {x}, left of the rule"
+                    );
+                    drew_samples |= half_block(&cell);
+                }
+            }
+            assert!(drew_samples || height < 26, "{width}×{height}: the latest samples are not shown");
         }
     }
 }

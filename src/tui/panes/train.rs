@@ -8,7 +8,7 @@ use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
 use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Axis, Cell, Chart, Dataset, Gauge, GraphType, Paragraph, Row};
+use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, Gauge, GraphType, Paragraph, Row};
 
 use super::{field, frame_pane, render_detail, render_empty, render_table};
 use crate::project::ProjectConfig;
@@ -48,7 +48,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
 
     let (left, right) = if body.width >= 70 {
         let [left, right] = Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(body);
-        (left, Some(right))
+        // A rule down the side column, so chart lines and sample images never run into each other.
+        let rule = Block::default().borders(Borders::LEFT).border_style(theme.border(false));
+        let side = rule.inner(right);
+        frame.render_widget(rule, right);
+        (left, Some(side))
     } else {
         (body, None)
     };
@@ -103,8 +107,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
 /// The newest sampling step's images, one per prompt, side by side.
 fn render_latest_samples(app: &App, frame: &mut Frame, area: Rect) {
     let Some(step) = app.sample_steps().last().copied() else { return };
-    let block = ratatui::widgets::Block::default()
-        .borders(ratatui::widgets::Borders::TOP)
+    let block = Block::default()
+        .borders(Borders::TOP)
         .border_style(app.theme.border(false))
         .title(Span::styled(format!(" latest samples · step {step} "), app.theme.muted()));
     let inner = block.inner(area);
@@ -203,7 +207,7 @@ fn render_curves(app: &App, frame: &mut Frame, area: Rect, metrics: &RunMetrics)
         view.zoom.map_or(String::new(), |n| format!(", last {n} steps"))
     );
     let chart = Chart::new(datasets)
-        .block(ratatui::widgets::Block::default().title(Span::styled(title, theme.muted())))
+        .block(Block::default().title(Span::styled(title, theme.muted())))
         .x_axis(
             Axis::default().style(theme.muted()).bounds(x_bounds).labels(axis_labels(x_bounds, |v| format!("{v:.0}"))),
         )
@@ -216,7 +220,7 @@ fn render_curves(app: &App, frame: &mut Frame, area: Rect, metrics: &RunMetrics)
         let chart = Chart::new(vec![
             Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(theme.accent()).data(&lr),
         ])
-        .block(ratatui::widgets::Block::default().title(Span::styled("learning rate", theme.muted())))
+        .block(Block::default().title(Span::styled("learning rate", theme.muted())))
         .x_axis(Axis::default().bounds(x))
         .y_axis(Axis::default().style(theme.muted()).bounds(y).labels(axis_labels(y, |v| format!("{v:.1e}"))));
         frame.render_widget(chart, lr_area);
@@ -256,6 +260,8 @@ fn gauge(metrics: &RunMetrics, theme: &Theme) -> Gauge<'static> {
 }
 
 /// Chart bounds with a little headroom; a flat series still gets a span.
+/// The headroom never crosses zero: a series that is never negative (a
+/// learning rate, a loss) gets no negative axis label.
 fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> ([f64; 2], [f64; 2]) {
     let (mut x, mut y) = ([f64::MAX, f64::MIN], [f64::MAX, f64::MIN]);
     for &(px, py) in points.filter(|(_, v)| v.is_finite()) {
@@ -266,7 +272,8 @@ fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> ([f64; 2], [f64; 
         return ([0.0, 1.0], [0.0, 1.0]);
     }
     let pad = ((y[1] - y[0]) * 0.05).max(1e-6);
-    ([x[0], x[1].max(x[0] + 1.0)], [y[0] - pad, y[1] + pad])
+    let low = if y[0] >= 0.0 { (y[0] - pad).max(0.0) } else { y[0] - pad };
+    ([x[0], x[1].max(x[0] + 1.0)], [low, y[1] + pad])
 }
 
 fn axis_labels(bounds: [f64; 2], format: impl Fn(f64) -> String) -> Vec<Span<'static>> {

@@ -240,13 +240,15 @@ fn train(
     let project = Project::open(dir)?;
     let resume =
         resume.map(|run| if run.is_empty() { crate::train::Resume::Latest } else { crate::train::Resume::Run(run) });
-    // A drill for the tests: make the loss non-finite at this step.
-    let fault_nan_at = std::env::var("EASEL_FAULT_NAN_STEP").ok().and_then(|s| s.parse().ok());
+    let faults = crate::train::faults::Faults::from_env();
+    if let Some(announcement) = faults.announcement() {
+        eprintln!("warning: {announcement}");
+    }
     let options = crate::train::TrainOptions {
         steps,
         resume,
         device: crate::generate::default_device(),
-        fault_nan_at,
+        faults,
         learning_rate: None,
     };
     crate::train::headless::run(

@@ -77,7 +77,18 @@ fn a_zero_initialised_lora_leaves_the_output_unchanged() {
     let network = LoraNetwork::create(&layers, 4, 4.0, 1, &Device::Cpu).unwrap();
     assert_eq!(network.modules.len(), layers.len());
     network.attach(&mut layers, "fresh");
-    assert_eq!(max_abs_diff(&unet_output(&model), &base), 0.0);
+    assert!(layers.iter().all(|(_, layer)| layer.adapters.len() == 1), "every layer carries the adapter");
+    drop(layers);
+    assert_eq!(max_abs_diff(&unet_output(&model), &base), 0.0, "B = 0: exactly the base model");
+    // The attached adapters are live: the first step of training makes B
+    // non-zero in place, and the same layers then compute the low-rank path.
+    for module in &network.modules {
+        let shape = module.up.as_tensor().shape().clone();
+        module.up.set(&Tensor::randn(0f32, 0.05, shape, &Device::Cpu).unwrap()).unwrap();
+    }
+    let trained = max_abs_diff(&unet_output(&model), &base);
+    eprintln!("attached adapters with B ~ N(0, 0.05²): max |Δ unet_out| {trained:e}");
+    assert!(trained > 1e-2, "the attached adapters compute nothing: {trained}");
 }
 
 #[test]

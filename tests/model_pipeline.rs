@@ -101,20 +101,25 @@ fn check_trajectory(model: &StableDiffusion, sampler: SamplerKind, prefix: &str,
     let final_latents =
         sampling::sample(model, &reference_request(sampler), noise, &mut |_, _, x| steps.push(x.clone())).unwrap();
     assert_eq!(steps.len(), 10);
+    // Each step's latents, then the final ones the sampler returns.
+    let reference_steps = (0..steps.len()).map(|i| expected.get(i).unwrap().unsqueeze(0).unwrap());
+    let compared = steps
+        .iter()
+        .zip(reference_steps)
+        .chain(std::iter::once((&final_latents, refs[&format!("{prefix}_final_latents")].clone())));
     let mut worst = 0f32;
-    for (i, step) in steps.iter().enumerate() {
-        let reference = expected.get(i).unwrap().unsqueeze(0).unwrap();
+    for (i, (actual, reference)) in compared.enumerate() {
         let scale = reference.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap();
-        let diff = max_abs_diff(step, &reference);
-        let relative = (step - &reference).unwrap().abs().unwrap();
+        let diff = max_abs_diff(actual, &reference);
+        let relative = (actual - &reference).unwrap().abs().unwrap();
         let bound = ((reference.abs().unwrap() * 1e-3).unwrap() + f64::from(1e-3 * scale)).unwrap();
         let violations =
             relative.gt(&bound).unwrap().to_dtype(DType::F32).unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap();
-        assert_eq!(violations, 0.0, "{prefix} step {i}: max |Δ| {diff} beyond rtol 1e-3 + 1e-3·{scale}");
+        let what = if i < steps.len() { format!("step {i}") } else { "final latents".to_string() };
+        assert_eq!(violations, 0.0, "{prefix} {what}: max |Δ| {diff} beyond rtol 1e-3 + 1e-3·{scale}");
         worst = worst.max(diff / scale);
     }
-    let final_diff = max_abs_diff(&final_latents, &refs[&format!("{prefix}_final_latents")]);
-    eprintln!("{prefix}: worst step max |Δ|/max|ref| {worst:e}, final max |Δ| {final_diff:e}");
+    eprintln!("{prefix}: worst max |Δ|/max|ref| over the steps and the final latents {worst:e}");
 }
 
 #[test]
@@ -228,8 +233,12 @@ fn reads_weights_stored_in_bf16_and_f32() {
         let model = StableDiffusion::load(folder.path(), &LoadOptions::default()).unwrap();
         let diff = max_abs_diff(&unet_output(&model), &refs()["unet_out"]);
         eprintln!("unet from {dtype:?} weights: max |Δ| {diff:e}");
-        // f16 → f32 is exact; f16 → bf16 drops mantissa bits.
-        let tolerance = if dtype == DType::F32 { 1e-4 } else { 0.1 };
+        // f16 → f32 is exact. f16 → bf16 keeps 8 of 11 mantissa bits (each
+        // weight off by up to 2⁻⁹ relative), which moves these outputs (up to
+        // 1.48) by about 9e-3; 0.03 leaves room for that and stays five times
+        // below the smallest LoRA effect the fixtures carry (0.153), so a
+        // misread layer still fails.
+        let tolerance = if dtype == DType::F32 { 1e-4 } else { 0.03 };
         assert!(diff < tolerance, "{dtype:?} weights: max |Δ| {diff}");
     }
 }

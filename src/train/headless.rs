@@ -85,7 +85,7 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
     };
     for event in handle.events.iter() {
         match event {
-            Event::Started { run_id, dir, start_step, total, train_images, validation_images } => {
+            Event::Started { run_id, dir, start_step, total, train_images, validation_images, skipped } => {
                 let from = if start_step > 0 { format!(", resuming at step {start_step}") } else { String::new() };
                 say(
                     &mut out,
@@ -95,6 +95,9 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
                         dir.display()
                     ),
                 );
+                for (path, why) in &skipped {
+                    say(&mut out, &bar, format!("  skipped {}: {why}", path.display()));
+                }
             }
             Event::Preparing { what, done, total } if tty => {
                 let _ = write!(out, "\r\x1b[2K{what} {done}/{total}");

@@ -4,6 +4,7 @@
 
 pub mod buckets;
 pub mod data;
+pub mod faults;
 pub mod headless;
 pub mod latents;
 pub mod optim;

@@ -14,6 +14,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde_json::json;
 
 use super::data::{self, Example, TrainingSet, purpose, rng_for};
+use super::faults::{self, Faults};
 use super::latents;
 use super::optim::{self, AdamW};
 use super::run_dir::{MetricsLog, RunDir, resident_memory_mib, unix_seconds};
@@ -61,6 +62,8 @@ pub enum Event {
         total: u64,
         train_images: usize,
         validation_images: usize,
+        /// Images left out, with the reason (unreadable, no caption, too small).
+        skipped: Vec<(PathBuf, String)>,
     },
     /// Preparation progress (latent caching and the like).
     Preparing {
@@ -110,15 +113,15 @@ pub struct TrainOptions {
     pub steps: Option<u32>,
     pub resume: Option<Resume>,
     pub device: Device,
-    /// Makes the loss at this step non-finite, to exercise the stop (tests).
-    pub fault_nan_at: Option<u64>,
+    /// Drills for the tests (a NaN loss, a held run); none by default.
+    pub faults: Faults,
     /// Overrides `train.learning_rate` (tests use 0 for a baseline).
     pub learning_rate: Option<f64>,
 }
 
 impl Default for TrainOptions {
     fn default() -> Self {
-        Self { steps: None, resume: None, device: Device::Cpu, fault_nan_at: None, learning_rate: None }
+        Self { steps: None, resume: None, device: Device::Cpu, faults: Faults::default(), learning_rate: None }
     }
 }
 
@@ -311,6 +314,7 @@ impl<'a> Trainer<'a> {
             total: trainer.total,
             train_images: trainer.train.len(),
             validation_images: trainer.validation.len(),
+            skipped: set.skipped,
         });
         Ok(trainer)
     }
@@ -414,6 +418,7 @@ impl<'a> Trainer<'a> {
                 }))?;
                 let _ = self.events.send(Event::Step(metrics));
             }
+            self.options.faults.hold_if_asked(step);
             let every = |n: u32| n > 0 && step.is_multiple_of(u64::from(n));
             if every(config.validate_every) {
                 self.validate(step)?;
@@ -549,14 +554,16 @@ impl<'a> Trainer<'a> {
             let latents = Tensor::stack(&batch.iter().map(|&i| self.train[i].latent.clone()).collect::<Vec<_>>(), 0)?;
             let (noise, timesteps) = self.draw_noise(latents.dims(), index)?;
             let mut loss = self.batch_loss(&latents, &noise, &timesteps, &captions)?;
-            if self.options.fault_nan_at == Some(step + 1) {
+            let injected = self.options.faults.nan_at == Some(step + 1);
+            if injected {
                 loss = (loss * f64::NAN)?;
             }
             let value = f64::from(loss.to_scalar::<f32>()?);
             if !value.is_finite() {
                 let last = self.run.checkpoint_steps().last().map_or("none yet".to_string(), |s| format!("step {s}"));
+                let cause = if injected { format!(" (injected by {})", faults::NAN_STEP) } else { String::new() };
                 bail!(
-                    "the loss became {value} at step {}: training stopped; the last good checkpoint is {last}",
+                    "the loss became {value} at step {}{cause}: training stopped; the last good checkpoint is {last}",
                     step + 1
                 );
             }

@@ -263,12 +263,24 @@ impl App {
             status: "starting".into(),
         });
         match event {
-            Event::Started { run_id, start_step, total, .. } => {
+            Event::Started { run_id, start_step, total, skipped, .. } => {
                 live.run_id = Some(run_id.clone());
                 (live.step, live.total) = (*start_step, *total);
                 live.status = format!("run {run_id} started");
-                self.message =
-                    StatusMessage { text: format!("Training run {run_id} (x stops, p pauses)."), level: Level::Info };
+                self.message = match skipped.first() {
+                    None => StatusMessage {
+                        text: format!("Training run {run_id} (x stops, p pauses)."),
+                        level: Level::Info,
+                    },
+                    Some((path, why)) => StatusMessage {
+                        text: format!(
+                            "Training run {run_id}; {} images left out (first: {}: {why}).",
+                            skipped.len(),
+                            path.file_name().unwrap_or_default().to_string_lossy()
+                        ),
+                        level: Level::Warning,
+                    },
+                };
                 self.follow(run_id.clone());
             }
             Event::Preparing { what, done, total } => live.status = format!("{what} {done}/{total}"),
@@ -742,6 +754,7 @@ mod tests {
             total: 10,
             train_images: 4,
             validation_images: 1,
+            skipped: Vec::new(),
         });
         assert_eq!(app.handle_key(Key::char('s')), None, "one run at a time");
         assert_eq!(app.handle_key(Key::char('p')), Some(Effect::Trainer(Command::Pause)));

@@ -38,6 +38,16 @@ fn flags_of<'a>(report: &'a ScanReport, name: &str) -> Vec<&'a str> {
     finding.flags.iter().map(Flag::name).collect()
 }
 
+/// `easel scan PROJECT --json`, as a real process.
+fn scan_json(project: &Path) -> serde_json::Value {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(["scan", project.to_str().unwrap(), "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 #[test]
 fn each_flag_from_a_crafted_image() {
     let dataset = tempfile::tempdir().unwrap();
@@ -158,12 +168,7 @@ fn unchanged_files_come_from_the_cache_and_changed_ones_are_rescanned() {
 #[test]
 fn the_demo_scan_reports_exactly_the_planted_flaws() {
     let project = common::demo_copy();
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
-        .args(["scan", project.path().to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = scan_json(project.path());
     let mut flagged: Vec<(String, Vec<String>)> = report["findings"]
         .as_array()
         .unwrap()
@@ -243,12 +248,7 @@ fn files_cut_short_are_unreadable_in_the_scan_and_skipped_by_training() {
     fs::write(dataset.join("zero.txt"), "zeltmug, a teal mug on a table").unwrap();
     cut.push("zero.png".into());
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
-        .args(["scan", project.path().to_str().unwrap(), "--json"])
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let report = scan_json(project.path());
     for name in &cut {
         let finding = report["findings"].as_array().unwrap().iter().find(|f| f["path"] == name.as_str()).unwrap();
         let flags = finding["flags"].as_array().unwrap();

@@ -170,6 +170,11 @@ impl ClipTextModel {
         })
     }
 
+    /// Width of the pooled output: the projection's when there is one.
+    pub fn pooled_width(&self) -> usize {
+        self.text_projection.as_ref().map_or(self.config.hidden_size, |projection| projection.weight.dims()[0])
+    }
+
     /// Encodes token ids of shape `[batch, tokens]`.
     pub fn forward(&self, ids: &Tensor) -> Result<TextEncoding> {
         let (batch, tokens) = ids.dims2()?;
@@ -191,13 +196,6 @@ impl ClipTextModel {
             None => pooled,
         };
         Ok(TextEncoding { last_hidden_state, penultimate, pooled })
-    }
-}
-
-impl ClipTextModel {
-    /// Width of the pooled output: the projection's when there is one.
-    pub fn pooled_width(&self) -> usize {
-        self.text_projection.as_ref().map_or(self.config.hidden_size, |projection| projection.weight.dims()[0])
     }
 }
 

@@ -240,10 +240,10 @@ pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNe
     Ok((config, names))
 }
 
-/// SDXL's add embedding takes the second text encoder's pooled output and
-/// six size ids, each embedded `width` wide: from the add embedding's input
-/// width (`input`) and the pooled width (the text projection's), the width
-/// of one size embedding (256 in SDXL itself), and `input` back.
+/// SDXL's add embedding takes the pooled text (as wide as the second
+/// encoder's projection) and six size ids, each embedded equally wide (256
+/// in SDXL itself): from the add embedding's `input` width, that width, and
+/// `input` back, as (addition_time_embed_dim, projection_class_embeddings_input_dim).
 fn size_embedding_width(shapes: &HashMap<String, Vec<usize>>, input: usize) -> Result<(usize, usize), String> {
     let projection = format!("{SDXL_TEXT2_PREFIX}text_projection");
     let pooled = shapes.get(&projection).and_then(|shape| shape.get(1)).copied().ok_or_else(|| {

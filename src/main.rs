@@ -1,8 +1,25 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    keep_large_allocations();
     fix_thread_count();
     easel::cli::main()
+}
+
+/// glibc serves allocations above a moving threshold with mmap and hands
+/// them back to the system when freed, so a training step, which allocates
+/// and frees tensors of the same sizes every step, faults every page of
+/// them in again: a fifth of a tiny batch-4 step. Keeping allocations up to
+/// 256 MiB in the heap, and trimming its free top only past 1 GiB, lets each
+/// step reuse the last one's memory (measured: tiny batch 4 +20–30 %
+/// samples/s, SD1.5-256 −7 % step time, peak RSS +1.5 %).
+fn keep_large_allocations() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 256 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30);
+    }
 }
 
 /// candle asks how many threads to use before each parallel CPU op, and

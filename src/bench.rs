@@ -83,8 +83,8 @@ pub fn train_step(options: &BenchTrain, device: &Device) -> Result<serde_json::V
         let t1 = Instant::now();
         let prediction = unet.forward(&latents, &timesteps, &context, None)?.to_dtype(DType::F32)?;
         let loss = (prediction - &noise)?.sqr()?.mean_all()?;
-        let mut grads = optim::collect_grads(&vars, &loss.backward()?);
-        optim::clip_grad_norm(&mut grads, 1.0)?;
+        let mut grads = optim::FlatGrads::new(&vars, &optim::collect_grads(&vars, &loss.backward()?))?;
+        grads.clip(1.0)?;
         optimizer.step(&grads, 1e-4)?;
         device.synchronize()?;
         // The first two are warm-up (kernel compilation, allocator growth).

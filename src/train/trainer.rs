@@ -571,8 +571,9 @@ impl<'a> Trainer<'a> {
             images += batch.len();
             optim::accumulate(&mut grads, optim::collect_grads(&self.vars, &loss.backward()?))?;
         }
-        optim::scale(&mut grads, 1.0 / accumulation as f64)?;
-        let grad_norm = optim::clip_grad_norm(&mut grads, train.max_grad_norm)?;
+        let mut grads = optim::FlatGrads::new(&self.vars, &grads)?;
+        grads.scale(1.0 / accumulation as f64)?;
+        let grad_norm = grads.clip(train.max_grad_norm)?;
         self.optimizer.step(&grads, optim::learning_rate(&train, step))?;
         Ok((loss_sum / accumulation as f64, grad_norm, images))
     }
@@ -652,7 +653,7 @@ impl<'a> Trainer<'a> {
         ]);
         let state: Vec<(String, Tensor)> = self
             .optimizer
-            .state()
+            .state()?
             .into_iter()
             .map(|(k, v)| Ok((k, v.to_device(&Device::Cpu)?)))
             .collect::<Result<_>>()?;

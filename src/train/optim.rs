@@ -42,12 +42,14 @@ impl FlatGrads {
         Ok(())
     }
 
-    /// The global L2 norm, and the gradients scaled so that it is at most
-    /// `max_norm` (0: no clipping). Reading the norm is the one sync.
-    pub fn clip(&mut self, max_norm: f64) -> Result<f64> {
-        let norm = f64::from(self.values.sqr()?.sum_all()?.to_scalar::<f32>()?).sqrt();
-        if max_norm > 0.0 && norm > max_norm {
-            self.scale(max_norm / (norm + 1e-6))?;
+    /// Scales the gradients so that their global L2 norm is at most
+    /// `max_norm` (0: no clipping), all on the device: the norm is returned
+    /// as a 0-d tensor, to be read once the step is queued.
+    pub fn clip(&mut self, max_norm: f64) -> Result<Tensor> {
+        let norm = self.values.sqr()?.sum_all()?.sqrt()?;
+        if max_norm > 0.0 {
+            let factor = ((&norm + 1e-6)?.recip()? * max_norm)?.clamp(0f32, 1f32)?;
+            self.values = self.values.broadcast_mul(&factor)?;
         }
         Ok(norm)
     }
@@ -254,8 +256,12 @@ mod tests {
             (1, Tensor::new(&[4f32], &Device::Cpu).unwrap()),
         ]);
         let mut flat = FlatGrads::new(&vars, &grads).unwrap();
-        assert!((flat.clip(1.0).unwrap() - 5.0).abs() < 1e-6);
-        assert!((flat.clip(0.0).unwrap() - 1.0).abs() < 1e-4);
+        let norm = |t: Tensor| t.to_scalar::<f32>().unwrap();
+        assert!((norm(flat.clip(1.0).unwrap()) - 5.0).abs() < 1e-6);
+        assert!((norm(flat.clip(0.0).unwrap()) - 1.0).abs() < 1e-4);
+        let before = flat.values.to_vec1::<f32>().unwrap();
+        flat.clip(2.0).unwrap();
+        assert_eq!(flat.values.to_vec1::<f32>().unwrap(), before, "a norm under the limit is left exactly as it was");
     }
 
     /// The one-vector update equals AdamW written per variable, and a

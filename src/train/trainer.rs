@@ -539,8 +539,9 @@ impl<'a> Trainer<'a> {
         let train = self.config.train.clone();
         let accumulation = u64::from(train.gradient_accumulation);
         let mut grads = HashMap::new();
-        let mut loss_sum = 0.0;
+        let mut loss_sum: Option<Tensor> = None;
         let mut images = 0;
+        let injected = self.options.faults.nan_at == Some(step + 1);
         for micro in 0..accumulation {
             let index = step * accumulation + micro;
             let (epoch, position) = (index / self.batches_per_epoch, index % self.batches_per_epoch);
@@ -554,28 +555,35 @@ impl<'a> Trainer<'a> {
             let latents = Tensor::stack(&batch.iter().map(|&i| self.train[i].latent.clone()).collect::<Vec<_>>(), 0)?;
             let (noise, timesteps) = self.draw_noise(latents.dims(), index)?;
             let mut loss = self.batch_loss(&latents, &noise, &timesteps, &captions)?;
-            let injected = self.options.faults.nan_at == Some(step + 1);
             if injected {
                 loss = (loss * f64::NAN)?;
             }
-            let value = f64::from(loss.to_scalar::<f32>()?);
-            if !value.is_finite() {
-                let last = self.run.checkpoint_steps().last().map_or("none yet".to_string(), |s| format!("step {s}"));
-                let cause = if injected { format!(" (injected by {})", faults::NAN_STEP) } else { String::new() };
-                bail!(
-                    "the loss became {value} at step {}{cause}: training stopped; the last good checkpoint is {last}",
-                    step + 1
-                );
-            }
-            loss_sum += value;
             images += batch.len();
             optim::accumulate(&mut grads, optim::collect_grads(&self.vars, &loss.backward()?))?;
+            let loss = loss.detach();
+            loss_sum = Some(match loss_sum {
+                Some(sum) => (sum + loss)?,
+                None => loss,
+            });
         }
         let mut grads = optim::FlatGrads::new(&self.vars, &grads)?;
         grads.scale(1.0 / accumulation as f64)?;
         let grad_norm = grads.clip(train.max_grad_norm)?;
         self.optimizer.step(&grads, optim::learning_rate(&train, step))?;
-        Ok((loss_sum / accumulation as f64, grad_norm, images))
+        // The step's only reads from the device, once all of it is queued. A
+        // non-finite loss has spoilt the weights in memory by now, but the
+        // run stops here and nothing after the last checkpoint is saved.
+        let loss_sum = loss_sum.context("gradient_accumulation is at least 1")?;
+        let loss = f64::from(loss_sum.to_scalar::<f32>()?) / accumulation as f64;
+        if !loss.is_finite() {
+            let last = self.run.checkpoint_steps().last().map_or("none yet".to_string(), |s| format!("step {s}"));
+            let cause = if injected { format!(" (injected by {})", faults::NAN_STEP) } else { String::new() };
+            bail!(
+                "the loss became {loss} at step {}{cause}: training stopped; the last good checkpoint is {last}",
+                step + 1
+            );
+        }
+        Ok((loss, f64::from(grad_norm.to_scalar::<f32>()?), images))
     }
 
     /// Validation loss over the held-out images at fixed timesteps and noise,

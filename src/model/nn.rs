@@ -10,34 +10,54 @@
 use std::sync::Arc;
 
 use candle_core::backend::{BackendDevice, BackendStorage};
-use candle_core::{CpuStorage, CudaStorage, CustomOp1, D, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CudaStorage, CustomOp2, D, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 
 type Vjp = Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
 
-/// A custom op whose value is zero and whose backward applies `vjp` to the
-/// incoming gradient: it routes a gradient to the input of a frozen function.
+/// A custom op over (value, input) that returns the value and, in backward,
+/// sends the incoming gradient through `vjp` to the input: it routes a
+/// gradient to the input of a frozen function. The value costs one copy
+/// (an op's output is always new storage) and nothing else: no zero-filled
+/// stand-in to add, and no gradient for the value itself.
 struct GradientCarrier {
-    shape: Shape,
-    dtype: DType,
     vjp: Vjp,
 }
 
-impl CustomOp1 for GradientCarrier {
+/// A fresh contiguous copy of the tensor `storage` and `layout` describe.
+fn copy_of<S>(storage: &S, layout: &Layout) -> Result<(S, Shape)>
+where
+    S: BackendStorage,
+    S::Device: BackendDevice<Storage = S>,
+{
+    let shape = layout.shape().clone();
+    // SAFETY: the copy below writes every element before anything reads them.
+    let mut copy = unsafe { storage.device().alloc_uninit(&shape, storage.dtype())? };
+    storage.copy_strided_src(&mut copy, 0, layout)?;
+    Ok((copy, shape))
+}
+
+impl CustomOp2 for GradientCarrier {
     fn name(&self) -> &'static str {
         "frozen-gradient-carrier"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
-        Ok((storage.device().zeros_impl(&self.shape, self.dtype)?, self.shape.clone()))
+    fn cpu_fwd(&self, value: &CpuStorage, layout: &Layout, _: &CpuStorage, _: &Layout) -> Result<(CpuStorage, Shape)> {
+        copy_of(value, layout)
     }
 
-    fn cuda_fwd(&self, storage: &CudaStorage, _: &Layout) -> Result<(CudaStorage, Shape)> {
-        Ok((storage.device().zeros_impl(&self.shape, self.dtype)?, self.shape.clone()))
+    fn cuda_fwd(
+        &self,
+        value: &CudaStorage,
+        layout: &Layout,
+        _: &CudaStorage,
+        _: &Layout,
+    ) -> Result<(CudaStorage, Shape)> {
+        copy_of(value, layout)
     }
 
-    fn bwd(&self, _: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some((self.vjp)(grad)?))
+    fn bwd(&self, _: &Tensor, _: &Tensor, _: &Tensor, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        Ok((None, Some((self.vjp)(grad)?)))
     }
 }
 
@@ -53,9 +73,7 @@ pub fn frozen_map(
     if !x.track_op() {
         return value(x);
     }
-    let y = value(&x.detach())?;
-    let carrier = GradientCarrier { shape: y.shape().clone(), dtype: y.dtype(), vjp: Arc::new(vjp) };
-    y + x.apply_op1(carrier)?
+    value(&x.detach())?.apply_op2(x, GradientCarrier { vjp: Arc::new(vjp) })
 }
 
 /// A frozen linear layer `y = x·Wᵀ + b` over the last dimension.

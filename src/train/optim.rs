@@ -130,8 +130,7 @@ impl AdamW {
             let present = self.present_mask(&grads.missing)?;
             (present.where_cond(&first, &self.first)?, present.where_cond(&second, &self.second)?)
         };
-        let segments: Vec<(usize, usize)> = self.segments().collect();
-        for (index, (var, (start, length))) in self.vars.iter().zip(segments).enumerate() {
+        for (index, (var, (start, length))) in self.vars.iter().zip(self.segments()).enumerate() {
             if !grads.missing.contains(&index) {
                 var.set(&updated.narrow(0, start, length)?.reshape(var.shape())?)?;
             }

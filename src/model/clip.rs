@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_core::{DType, IndexOp, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
+use super::fused::attention;
 use super::lora::{LoraHost, LoraLayers, LoraLinear, join};
-use super::nn::{LayerNorm, Linear, quick_gelu, softmax_last_dim};
+use super::nn::{LayerNorm, Linear, quick_gelu};
 
 /// The keys of a text encoder's `config.json` that shape the network.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -69,16 +70,19 @@ impl Attention {
         })
     }
 
-    fn forward(&self, x: &Tensor, causal_mask: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (batch, tokens, hidden) = x.dims3()?;
         let head_dim = hidden / self.heads;
         let split = |t: Tensor| t.reshape((batch, tokens, self.heads, head_dim))?.transpose(1, 2)?.contiguous();
-        let q = split((self.q_proj.forward(x)? * (head_dim as f64).powf(-0.5))?)?;
+        let q = split(self.q_proj.forward(x)?)?;
         let k = split(self.k_proj.forward(x)?)?;
         let v = split(self.v_proj.forward(x)?)?;
-        let scores = q.matmul(&k.t()?)?.broadcast_add(causal_mask)?;
-        let attended = softmax_last_dim(&scores)?.matmul(&v)?;
-        let merged = attended.transpose(1, 2)?.reshape((batch, tokens, hidden))?;
+        let flat = |t: Tensor| t.reshape((batch * self.heads, tokens, head_dim));
+        let attended = attention(&flat(q)?, &flat(k)?, &flat(v)?, true)?;
+        let merged = attended
+            .reshape((batch, self.heads, tokens, head_dim))?
+            .transpose(1, 2)?
+            .reshape((batch, tokens, hidden))?;
         self.out_proj.forward(&merged)
     }
 }
@@ -106,8 +110,8 @@ impl EncoderLayer {
         })
     }
 
-    fn forward(&self, x: &Tensor, causal_mask: &Tensor) -> Result<Tensor> {
-        let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?, causal_mask)?)?;
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let x = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
         let hidden = self.fc1.forward(&self.layer_norm2.forward(&x)?)?;
         let hidden = match self.activation {
             Activation::QuickGelu => quick_gelu(&hidden)?,
@@ -181,10 +185,9 @@ impl ClipTextModel {
         let hidden = self.token_embedding.dim(1)?;
         let embedded = self.token_embedding.index_select(&ids.flatten_all()?, 0)?.reshape((batch, tokens, hidden))?;
         let mut x = embedded.broadcast_add(&self.position_embedding.i(..tokens)?)?;
-        let mask = causal_mask(tokens, x.dtype(), x.device())?;
         let mut penultimate = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.forward(&x, &mask)?;
+            x = layer.forward(&x)?;
             if i + 2 == self.layers.len() {
                 penultimate = x.clone();
             }
@@ -229,11 +232,4 @@ fn pool_at_end_token(hidden: &Tensor, ids: &Tensor) -> Result<Tensor> {
         })
         .collect::<Result<Vec<_>>>()?;
     Tensor::cat(&pooled, 0)
-}
-
-/// 0 on and below the diagonal, −∞ above: a token only sees those before it.
-fn causal_mask(tokens: usize, dtype: DType, device: &Device) -> Result<Tensor> {
-    let values: Vec<f32> =
-        (0..tokens).flat_map(|i| (0..tokens).map(move |j| if j > i { f32::NEG_INFINITY } else { 0.0 })).collect();
-    Tensor::from_vec(values, (tokens, tokens), device)?.to_dtype(dtype)
 }

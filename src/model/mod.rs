@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 
 pub mod builtin;
 pub mod clip;
+pub mod fused;
 pub mod gradcheck;
 pub mod lora;
 pub mod lora_file;

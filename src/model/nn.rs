@@ -1,7 +1,8 @@
 //! Building blocks made only of ops that backpropagate, with frozen weights.
 //!
 //! candle-nn's `softmax_last_dim` and fused layer norm have no backward pass
-//! (gradients through them are silently dropped), and candle's own backward
+//! (gradients through them are silently dropped; the norms here are the
+//! fused ops of [`super::fused`], which have one), and candle's own backward
 //! for matmul and conv computes a gradient for *both* operands, so a frozen
 //! weight would get a gradient computed and stored at every step. The layers
 //! here compute their output from a detached input and carry the gradient back
@@ -10,8 +11,10 @@
 use std::sync::Arc;
 
 use candle_core::backend::{BackendDevice, BackendStorage};
-use candle_core::{CpuStorage, CudaStorage, CustomOp2, D, DType, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CudaStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
+
+use super::fused;
 
 type Vjp = Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
 
@@ -170,22 +173,6 @@ fn flipped_transposed(weight: &Tensor) -> Result<Tensor> {
     transposed.index_select(&reversed(height)?, 2)?.contiguous()?.index_select(&reversed(width)?, 3)?.contiguous()
 }
 
-/// Multiplies channel `c` (dimension `channel_dim`) by `weight[c]` and adds
-/// `bias[c]`; the frozen affine step of the normalisation layers.
-fn frozen_affine(x: &Tensor, weight: &Tensor, bias: &Tensor, channel_dim: usize) -> Result<Tensor> {
-    let mut shape = vec![1; x.rank()];
-    shape[channel_dim] = weight.elem_count();
-    let weight = weight.reshape(shape.as_slice())?;
-    let bias = bias.reshape(shape.as_slice())?;
-    let scale = weight.clone();
-    frozen_map(x, |x| x.broadcast_mul(&weight)?.broadcast_add(&bias), move |grad| grad.broadcast_mul(&scale))
-}
-
-/// Casts half-precision activations to f32 for statistics; f32 and f64 stay.
-fn statistics_dtype(x: &Tensor) -> Result<Tensor> {
-    if matches!(x.dtype(), DType::F16 | DType::BF16) { x.to_dtype(DType::F32) } else { Ok(x.clone()) }
-}
-
 /// Layer normalisation over the last dimension, with affine weight and bias.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
@@ -202,12 +189,7 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let dtype = x.dtype();
-        let x = statistics_dtype(x)?;
-        let centered = x.broadcast_sub(&x.mean_keepdim(D::Minus1)?)?;
-        let variance = centered.sqr()?.mean_keepdim(D::Minus1)?;
-        let normalized = centered.broadcast_div(&(variance + self.eps)?.sqrt()?)?.to_dtype(dtype)?;
-        frozen_affine(&normalized, &self.weight, &self.bias, normalized.rank() - 1)
+        fused::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
 }
 
@@ -226,14 +208,17 @@ impl GroupNorm {
     }
 }
 
+impl GroupNorm {
+    /// The normalisation followed by SiLU, as one op (how ResNet blocks and
+    /// the output heads use it).
+    pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        fused::group_norm(x, &self.weight, &self.bias, self.groups, self.eps, true)
+    }
+}
+
 impl Module for GroupNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (dtype, shape) = (x.dtype(), x.shape().clone());
-        let grouped = statistics_dtype(x)?.reshape((shape.dims()[0], self.groups, ()))?;
-        let centered = grouped.broadcast_sub(&grouped.mean_keepdim(2)?)?;
-        let variance = centered.sqr()?.mean_keepdim(2)?;
-        let normalized = centered.broadcast_div(&(variance + self.eps)?.sqrt()?)?.reshape(shape)?.to_dtype(dtype)?;
-        frozen_affine(&normalized, &self.weight, &self.bias, 1)
+        fused::group_norm(x, &self.weight, &self.bias, self.groups, self.eps, false)
     }
 }
 
@@ -248,24 +233,6 @@ pub fn upsample_nearest_2x(x: &Tensor) -> Result<Tensor> {
         height * 2,
         width * 2,
     ))
-}
-
-/// Softmax over the last dimension. The row maximum is subtracted for
-/// stability and detached: softmax does not depend on it, so no gradient is lost.
-pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
-    let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
-    let exp = shifted.exp()?;
-    exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)
-}
-
-/// Scaled dot-product attention of `[batch·heads, tokens, head_dim]` tensors.
-/// Scores are computed in f32 when the inputs are half precision, as diffusers'
-/// `upcast_attention` does, since f16 scores overflow.
-pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
-    let dtype = q.dtype();
-    let scale = (q.dim(D::Minus1)? as f64).powf(-0.5);
-    let scores = (statistics_dtype(q)?.matmul(&statistics_dtype(k)?.t()?)? * scale)?;
-    softmax_last_dim(&scores)?.to_dtype(dtype)?.matmul(v)
 }
 
 /// CLIP's activation: x·σ(1.702·x).

@@ -52,12 +52,12 @@ impl ResnetBlock {
     }
 
     pub fn forward(&self, x: &Tensor, time_embedding: Option<&Tensor>) -> Result<Tensor> {
-        let mut h = self.conv1.forward(&self.norm1.forward(x)?.silu()?)?;
+        let mut h = self.conv1.forward(&self.norm1.forward_silu(x)?)?;
         if let (Some(projection), Some(embedding)) = (&self.time_emb_proj, time_embedding) {
             let t = projection.forward(&embedding.silu()?)?;
             h = h.broadcast_add(&t.unsqueeze(2)?.unsqueeze(3)?)?;
         }
-        let h = self.conv2.forward(&self.norm2.forward(&h)?.silu()?)?;
+        let h = self.conv2.forward(&self.norm2.forward_silu(&h)?)?;
         match &self.conv_shortcut {
             Some(shortcut) => shortcut.forward(x)? + h,
             None => x + h,

@@ -7,7 +7,8 @@ use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use super::nn::{Conv2d, GroupNorm, Linear, attention};
+use super::fused::attention;
+use super::nn::{Conv2d, GroupNorm, Linear};
 use super::resnet::{Downsample, ResnetBlock, ResnetShape, Upsample};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,7 +91,7 @@ impl Module for PixelAttention {
         let (batch, channels, height, width) = x.dims4()?;
         let tokens = self.group_norm.forward(x)?.flatten_from(2)?.transpose(1, 2)?.contiguous()?;
         let attended =
-            attention(&self.to_q.forward(&tokens)?, &self.to_k.forward(&tokens)?, &self.to_v.forward(&tokens)?)?;
+            attention(&self.to_q.forward(&tokens)?, &self.to_k.forward(&tokens)?, &self.to_v.forward(&tokens)?, false)?;
         let h = self.to_out.forward(&attended)?.transpose(1, 2)?.reshape((batch, channels, height, width))?;
         h + x
     }
@@ -251,7 +252,7 @@ impl Vae {
             }
         }
         h = self.encoder_mid.forward(&h)?;
-        h = self.encoder_conv_out.forward(&self.encoder_norm_out.forward(&h)?.silu()?)?;
+        h = self.encoder_conv_out.forward(&self.encoder_norm_out.forward_silu(&h)?)?;
         if let Some(quant) = &self.quant_conv {
             h = quant.forward(&h)?;
         }
@@ -277,6 +278,6 @@ impl Vae {
                 h = upsample.forward(&h)?;
             }
         }
-        self.decoder_conv_out.forward(&self.decoder_norm_out.forward(&h)?.silu()?)
+        self.decoder_conv_out.forward(&self.decoder_norm_out.forward_silu(&h)?)
     }
 }

@@ -271,7 +271,7 @@ impl UNet {
                 h = upsample.forward(&h)?;
             }
         }
-        self.conv_out.forward(&self.conv_norm_out.forward(&h)?.silu()?)
+        self.conv_out.forward(&self.conv_norm_out.forward_silu(&h)?)
     }
 }
 

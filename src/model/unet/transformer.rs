@@ -2,11 +2,12 @@
 //! `BasicTransformerBlock`s): self-attention, cross-attention to the text,
 //! and a GEGLU feed-forward, over the pixels of a feature map as tokens.
 
-use candle_core::{D, Module, Result, Tensor};
+use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::model::fused::{attention, geglu};
 use crate::model::lora::{LoraHost, LoraLayers, LoraLinear, join};
-use crate::model::nn::{GroupNorm, LayerNorm, attention};
+use crate::model::nn::{GroupNorm, LayerNorm};
 
 /// Multi-head attention with LoRA-capable projections.
 #[derive(Debug, Clone)]
@@ -45,7 +46,7 @@ impl Attention {
         let q = split(self.to_q.forward(x)?)?;
         let k = split(self.to_k.forward(context)?)?;
         let v = split(self.to_v.forward(context)?)?;
-        let attended = attention(&q.contiguous()?, &k.contiguous()?, &v.contiguous()?)?;
+        let attended = attention(&q, &k, &v, false)?;
         let (batch_heads, tokens, head_dim) = attended.dims3()?;
         let batch = batch_heads / heads;
         let merged = attended.reshape((batch, heads, tokens, head_dim))?.transpose(1, 2)?.reshape((
@@ -83,11 +84,7 @@ impl FeedForward {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let projected = self.proj.forward(x)?;
-        let half = projected.dim(D::Minus1)? / 2;
-        let value = projected.narrow(D::Minus1, 0, half)?;
-        let gate = projected.narrow(D::Minus1, half, half)?;
-        self.out.forward(&(value * gate.gelu_erf()?)?)
+        self.out.forward(&geglu(&self.proj.forward(x)?)?)
     }
 }
 

@@ -1,0 +1,1 @@
+//! CUDA kernels of the fused ops (to be written).

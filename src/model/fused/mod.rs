@@ -1,0 +1,398 @@
+//! Fused training ops with hand-written backward passes: GroupNorm (+ SiLU),
+//! LayerNorm, GEGLU and scaled dot-product attention. Each is one candle
+//! custom op forward and one backward, where the composed versions were 15 to
+//! 40 small ops each way, and attention never holds the N×N score matrix. The
+//! affine weights are frozen, so only the input's gradient is computed.
+//!
+//! CPU kernels run in f32 or f64 (half precision is widened to f32 around
+//! them); CUDA kernels (`cuda.rs`) take f32, f16 and bf16 with f32 arithmetic.
+
+pub mod cpu;
+pub mod cpu_attention;
+#[cfg(feature = "cuda")]
+mod cuda;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Mutex;
+
+use candle_core::backend::BackendStorage;
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType, bail,
+};
+
+use cpu::{NormSpec, Real, Rows};
+use cpu_attention::AttentionDims;
+
+/// The contiguous elements a CPU tensor's layout covers.
+fn contiguous<'a, T: Real>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&storage.as_slice::<T>()?[start..end]),
+        None => bail!("fused op: input is not contiguous"),
+    }
+}
+
+/// Runs `f` on a (frozen, contiguous) CPU tensor's elements.
+fn with_cpu_elements<T: Real, R>(tensor: &Tensor, f: impl FnOnce(&[T]) -> Result<R>) -> Result<R> {
+    let (storage, layout) = tensor.storage_and_layout();
+    match &*storage {
+        Storage::Cpu(storage) => f(contiguous(storage, layout)?),
+        _ => bail!("fused op: a weight is on another device than the input"),
+    }
+}
+
+/// Calls `$body` with `T` set to the CPU storage's float type.
+macro_rules! cpu_float {
+    ($storage:expr, $name:expr, |$t:ident| $body:expr) => {
+        match $storage {
+            CpuStorage::F32(_) => {
+                type $t = f32;
+                $body
+            }
+            CpuStorage::F64(_) => {
+                type $t = f64;
+                $body
+            }
+            other => bail!("{} runs in f32 or f64 on the CPU, not {:?}", $name, other.dtype()),
+        }
+    };
+}
+
+/// Half precision on the CPU runs the kernels in f32.
+fn cpu_working_dtype(x: &Tensor) -> DType {
+    match x.dtype() {
+        DType::F16 | DType::BF16 if x.device().is_cpu() => DType::F32,
+        dtype => dtype,
+    }
+}
+
+/// Normalises rows (see [`Rows`]) with a frozen affine, optionally SiLU after.
+struct RowNorm {
+    weight: Tensor,
+    bias: Tensor,
+    spec: NormSpec,
+}
+
+impl RowNorm {
+    fn cpu<T: Real>(&self, x: &[T], grad: Option<&[T]>) -> Result<Vec<T>> {
+        with_cpu_elements(&self.weight, |weight: &[T]| {
+            with_cpu_elements(&self.bias, |bias: &[T]| {
+                Ok(match grad {
+                    None => cpu::norm_forward(x, weight, bias, self.spec),
+                    Some(grad) => cpu::norm_backward(x, grad, weight, bias, self.spec),
+                })
+            })
+        })
+    }
+}
+
+impl CustomOp1 for RowNorm {
+    fn name(&self) -> &'static str {
+        "fused-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_float!(storage, self.name(), |T| {
+            let out = self.cpu::<T>(contiguous(storage, layout)?, None)?;
+            Ok((T::to_cpu_storage_owned(out), layout.shape().clone()))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda::norm(storage, layout, None, &self.weight, &self.bias, self.spec)
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let backward =
+            RowNormBackward(RowNorm { weight: self.weight.clone(), bias: self.bias.clone(), spec: self.spec });
+        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &backward)?))
+    }
+}
+
+/// The input gradient of [`RowNorm`], from (x, output gradient).
+struct RowNormBackward(RowNorm);
+
+impl CustomOp2 for RowNormBackward {
+    fn name(&self) -> &'static str {
+        "fused-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_float!(x, self.name(), |T| {
+            let out = self.0.cpu::<T>(contiguous(x, x_layout)?, Some(contiguous(grad, grad_layout)?))?;
+            Ok((T::to_cpu_storage_owned(out), x_layout.shape().clone()))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        x_layout: &Layout,
+        grad: &candle_core::CudaStorage,
+        grad_layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda::norm(x, x_layout, Some((grad, grad_layout)), &self.0.weight, &self.0.bias, self.0.spec)
+    }
+}
+
+/// Applies a [`RowNorm`] to `x`, widening half precision on the CPU.
+fn row_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, spec: NormSpec) -> Result<Tensor> {
+    let (dtype, working) = (x.dtype(), cpu_working_dtype(x));
+    let op =
+        RowNorm { weight: weight.to_dtype(working)?.contiguous()?, bias: bias.to_dtype(working)?.contiguous()?, spec };
+    x.to_dtype(working)?.contiguous()?.apply_op1(op)?.to_dtype(dtype)
+}
+
+/// Group normalisation of `[batch, channels, …]` with a frozen per-channel
+/// affine, then SiLU when `silu`.
+pub fn group_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, groups: usize, eps: f64, silu: bool) -> Result<Tensor> {
+    let (batch, channels) = (x.dim(0)?, x.dim(1)?);
+    if channels % groups != 0 {
+        bail!("group norm: {channels} channels do not split into {groups} groups");
+    }
+    let len = x.elem_count() / (batch * groups);
+    let inner = len / (channels / groups);
+    row_norm(x, weight, bias, NormSpec { rows: Rows { count: batch * groups, len, inner, groups }, eps, silu })
+}
+
+/// Layer normalisation over the last dimension with a frozen affine.
+pub fn layer_norm(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64) -> Result<Tensor> {
+    let len = x.dim(candle_core::D::Minus1)?;
+    let rows = Rows { count: x.elem_count() / len, len, inner: 1, groups: 1 };
+    row_norm(x, weight, bias, NormSpec { rows, eps, silu: false })
+}
+
+/// GEGLU: the last dimension's first half × GELU(second half).
+struct Geglu;
+
+impl CustomOp1 for Geglu {
+    fn name(&self) -> &'static str {
+        "fused-geglu"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let mut dims = layout.dims().to_vec();
+        let width = dims.last().copied().unwrap_or(0) / 2;
+        *dims.last_mut().expect("geglu checks the rank") = width;
+        cpu_float!(storage, self.name(), |T| {
+            let out = cpu::geglu_forward::<T>(contiguous(storage, layout)?, width);
+            Ok((T::to_cpu_storage_owned(out), Shape::from(dims)))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        storage: &candle_core::CudaStorage,
+        layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda::geglu(storage, layout, None)
+    }
+
+    fn bwd(&self, projected: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        Ok(Some(projected.apply_op2_no_bwd(&grad.contiguous()?, &GegluBackward)?))
+    }
+}
+
+struct GegluBackward;
+
+impl CustomOp2 for GegluBackward {
+    fn name(&self) -> &'static str {
+        "fused-geglu-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let width = x_layout.dims().last().copied().unwrap_or(0) / 2;
+        cpu_float!(x, self.name(), |T| {
+            let out = cpu::geglu_backward::<T>(contiguous(x, x_layout)?, contiguous(grad, grad_layout)?, width);
+            Ok((T::to_cpu_storage_owned(out), x_layout.shape().clone()))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        x_layout: &Layout,
+        grad: &candle_core::CudaStorage,
+        grad_layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        cuda::geglu(x, x_layout, Some((grad, grad_layout)))
+    }
+}
+
+/// The GEGLU activation of a projection `[…, 2·width]` → `[…, width]`.
+pub fn geglu(projected: &Tensor) -> Result<Tensor> {
+    if projected.rank() == 0 || projected.dim(candle_core::D::Minus1)? % 2 != 0 {
+        bail!("geglu: the last dimension of {:?} is not even", projected.shape());
+    }
+    let (dtype, working) = (projected.dtype(), cpu_working_dtype(projected));
+    projected.to_dtype(working)?.contiguous()?.apply_op1(Geglu)?.to_dtype(dtype)
+}
+
+/// Attention over `[batch·heads, tokens, head_dim]`; keeps the log-sum-exp
+/// of its forward for the backward.
+struct Attention {
+    causal: bool,
+    lse: Mutex<Option<Tensor>>,
+}
+
+fn attention_dims(q: &Layout, k: &Layout, causal: bool) -> Result<AttentionDims> {
+    let (&[batch_heads, queries, head_dim], &[key_heads, keys, key_dim]) = (q.dims(), k.dims()) else {
+        bail!("attention: q and k must be [batch·heads, tokens, head_dim], not {:?} and {:?}", q.dims(), k.dims());
+    };
+    if (batch_heads, head_dim) != (key_heads, key_dim) {
+        bail!("attention: q {:?} and k {:?} do not match", q.dims(), k.dims());
+    }
+    Ok(AttentionDims { batch_heads, queries, keys, head_dim, causal })
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "fused-attention"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        q_layout: &Layout,
+        k: &CpuStorage,
+        k_layout: &Layout,
+        v: &CpuStorage,
+        v_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = attention_dims(q_layout, k_layout, self.causal)?;
+        cpu_float!(q, self.name(), |T| {
+            let (out, lse) = cpu_attention::forward::<T>(
+                contiguous(q, q_layout)?,
+                contiguous(k, k_layout)?,
+                contiguous(v, v_layout)?,
+                dims,
+            );
+            let lse = Tensor::from_vec(lse, (dims.batch_heads, dims.queries), &candle_core::Device::Cpu)?;
+            *self.lse.lock().expect("attention's log-sum-exp lock") = Some(lse);
+            Ok((T::to_cpu_storage_owned(out), q_layout.shape().clone()))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        q: &candle_core::CudaStorage,
+        q_layout: &Layout,
+        k: &candle_core::CudaStorage,
+        k_layout: &Layout,
+        v: &candle_core::CudaStorage,
+        v_layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let dims = attention_dims(q_layout, k_layout, self.causal)?;
+        let (out, lse) = cuda::attention_forward((q, q_layout), (k, k_layout), (v, v_layout), dims)?;
+        *self.lse.lock().expect("attention's log-sum-exp lock") = Some(lse);
+        Ok((out, q_layout.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let Some(lse) = self.lse.lock().expect("attention's log-sum-exp lock").take() else {
+            bail!("attention backward ran twice or before its forward");
+        };
+        let backward = AttentionBackward { causal: self.causal, out: out.clone(), grad: grad.contiguous()?, lse };
+        let grads = q.apply_op3_no_bwd(k, v, &backward)?;
+        let (q_len, k_len) = (q.elem_count(), k.elem_count());
+        Ok((
+            Some(grads.narrow(0, 0, q_len)?.reshape(q.shape())?),
+            Some(grads.narrow(0, q_len, k_len)?.reshape(k.shape())?),
+            Some(grads.narrow(0, q_len + k_len, v.elem_count())?.reshape(v.shape())?),
+        ))
+    }
+}
+
+/// The gradients of q, k and v as one flat tensor `[dq | dk | dv]`.
+struct AttentionBackward {
+    causal: bool,
+    out: Tensor,
+    grad: Tensor,
+    lse: Tensor,
+}
+
+impl CustomOp3 for AttentionBackward {
+    fn name(&self) -> &'static str {
+        "fused-attention-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        q: &CpuStorage,
+        q_layout: &Layout,
+        k: &CpuStorage,
+        k_layout: &Layout,
+        v: &CpuStorage,
+        v_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let dims = attention_dims(q_layout, k_layout, self.causal)?;
+        cpu_float!(q, self.name(), |T| {
+            let grads = with_cpu_elements(&self.out, |out: &[T]| {
+                with_cpu_elements(&self.grad, |grad: &[T]| {
+                    with_cpu_elements(&self.lse, |lse: &[T]| {
+                        let inputs = (contiguous(q, q_layout)?, contiguous(k, k_layout)?, contiguous(v, v_layout)?);
+                        Ok(cpu_attention::backward(inputs, out, grad, lse, dims))
+                    })
+                })
+            })?;
+            let len = grads.len();
+            Ok((T::to_cpu_storage_owned(grads), Shape::from(len)))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        q: &candle_core::CudaStorage,
+        q_layout: &Layout,
+        k: &candle_core::CudaStorage,
+        k_layout: &Layout,
+        v: &candle_core::CudaStorage,
+        v_layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        let dims = attention_dims(q_layout, k_layout, self.causal)?;
+        cuda::attention_backward((q, q_layout), (k, k_layout), (v, v_layout), (&self.out, &self.grad, &self.lse), dims)
+    }
+}
+
+/// Scaled dot-product attention of `[batch·heads, tokens, head_dim]` tensors,
+/// softmax(q·kᵀ/√d)·v, computed without the score matrix and with f32
+/// arithmetic for half-precision inputs (diffusers' `upcast_attention`).
+/// `causal`: query `i` attends to keys `0..=i` only.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
+    let (dtype, working) = (q.dtype(), cpu_working_dtype(q));
+    let [q, k, v] = [q, k, v].map(|t| t.to_dtype(working).and_then(|t| t.contiguous()));
+    let (q, k, v) = (q?, k?, v?);
+    if v.dims() != k.dims() {
+        bail!("attention: k {:?} and v {:?} differ", k.dims(), v.dims());
+    }
+    q.apply_op3(&k, &v, Attention { causal, lse: Mutex::new(None) })?.to_dtype(dtype)
+}

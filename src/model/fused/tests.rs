@@ -1,0 +1,190 @@
+//! The fused ops against the composed, differentiable versions they replace
+//! (kept here as the reference), in f64 and f32, values and gradients; and
+//! a finite-difference check of each fused backward in f64.
+
+use candle_core::{D, DType, Device, Result, Tensor, Var};
+
+use super::{attention, geglu, group_norm, layer_norm};
+use crate::model::gradcheck::max_gradient_error;
+
+fn input(shape: &[usize], dtype: DType) -> Tensor {
+    Tensor::randn(0f64, 1.0, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
+}
+
+/// A fixed, non-symmetric weighting so the scalar depends on every output.
+fn weigh(y: &Tensor) -> Result<Tensor> {
+    let n = y.elem_count();
+    let w = Tensor::arange(1.0, n as f64 + 1.0, y.device())?.reshape(y.shape())?.sin()?.to_dtype(y.dtype())?;
+    (y * w)?.sum_all()
+}
+
+fn reference_norm(grouped: &Tensor, dim: usize, eps: f64) -> Result<Tensor> {
+    let centered = grouped.broadcast_sub(&grouped.mean_keepdim(dim)?)?;
+    let variance = centered.sqr()?.mean_keepdim(dim)?;
+    centered.broadcast_div(&(variance + eps)?.sqrt()?)
+}
+
+fn reference_group_norm(x: &Tensor, w: &Tensor, b: &Tensor, groups: usize, silu: bool) -> Result<Tensor> {
+    let normalized = reference_norm(&x.reshape((x.dim(0)?, groups, ()))?, 2, 1e-5)?.reshape(x.shape())?;
+    let mut shape = vec![1; x.rank()];
+    shape[1] = w.elem_count();
+    let y = normalized.broadcast_mul(&w.reshape(shape.as_slice())?)?.broadcast_add(&b.reshape(shape.as_slice())?)?;
+    if silu { y.silu() } else { Ok(y) }
+}
+
+fn reference_layer_norm(x: &Tensor, w: &Tensor, b: &Tensor) -> Result<Tensor> {
+    reference_norm(x, x.rank() - 1, 1e-5)?.broadcast_mul(w)?.broadcast_add(b)
+}
+
+fn reference_geglu(x: &Tensor) -> Result<Tensor> {
+    let half = x.dim(D::Minus1)? / 2;
+    x.narrow(D::Minus1, 0, half)? * x.narrow(D::Minus1, half, half)?.gelu_erf()?
+}
+
+fn reference_attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
+    let scale = (q.dim(D::Minus1)? as f64).powf(-0.5);
+    let mut scores = (q.matmul(&k.t()?)? * scale)?;
+    if causal {
+        let (queries, keys) = (q.dim(1)?, k.dim(1)?);
+        let mask: Vec<f64> =
+            (0..queries * keys).map(|i| if i % keys > i / keys { f64::NEG_INFINITY } else { 0.0 }).collect();
+        scores = scores.broadcast_add(&Tensor::from_vec(mask, (queries, keys), q.device())?.to_dtype(q.dtype())?)?;
+    }
+    let shifted = scores.broadcast_sub(&scores.max_keepdim(D::Minus1)?.detach())?;
+    let exp = shifted.exp()?;
+    exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?.matmul(v)
+}
+
+/// Largest |difference| between the fused and reference outputs and between
+/// their gradients for every input.
+fn largest_difference(
+    fused: impl Fn(&[Tensor]) -> Result<Tensor>,
+    reference: impl Fn(&[Tensor]) -> Result<Tensor>,
+    inputs: &[Tensor],
+) -> (f64, f64) {
+    let run = |f: &dyn Fn(&[Tensor]) -> Result<Tensor>| {
+        let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
+        let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let y = f(&tensors).unwrap();
+        let grads = weigh(&y).unwrap().backward().unwrap();
+        let grads: Vec<Tensor> =
+            tensors.iter().map(|t| grads.get(t).expect("a gradient for every input").clone()).collect();
+        (y, grads)
+    };
+    let (fused_y, fused_grads) = run(&fused);
+    let (reference_y, reference_grads) = run(&reference);
+    let difference = |a: &Tensor, b: &Tensor| {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
+    };
+    let gradient = fused_grads.iter().zip(&reference_grads).map(|(a, b)| difference(a, b)).fold(0.0, f64::max);
+    (difference(&fused_y, &reference_y), gradient)
+}
+
+fn assert_matches(what: &str, result: (f64, f64), dtype: DType) {
+    assert_within(&format!("{what} {dtype:?}"), result, if dtype == DType::F64 { 1e-10 } else { 2e-4 });
+}
+
+fn assert_within(what: &str, (value, gradient): (f64, f64), tolerance: f64) {
+    assert!(
+        value < tolerance && gradient < tolerance,
+        "{what}: value off by {value}, gradient by {gradient} (tolerance {tolerance})"
+    );
+}
+
+#[test]
+fn fused_group_norm_matches_the_composed_one() {
+    for dtype in [DType::F64, DType::F32] {
+        let (w, b) = (input(&[8], dtype).affine(0.5, 1.0).unwrap(), input(&[8], dtype));
+        for silu in [false, true] {
+            // Large enough to run the rows in parallel, and a small one.
+            for shape in [[2, 8, 3, 5], [2, 8, 64, 72]] {
+                let x = input(&shape, dtype).affine(2.0, 3.0).unwrap();
+                let result = largest_difference(
+                    |t| group_norm(&t[0], &w, &b, 4, 1e-5, silu),
+                    |t| reference_group_norm(&t[0], &w, &b, 4, silu),
+                    &[x],
+                );
+                assert_matches(&format!("group norm (silu {silu}, {shape:?})"), result, dtype);
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_layer_norm_and_geglu_match_the_composed_ones() {
+    for dtype in [DType::F64, DType::F32] {
+        let (w, b) = (input(&[40], dtype), input(&[40], dtype));
+        let x = input(&[2, 7, 40], dtype).affine(3.0, -1.0).unwrap();
+        let result =
+            largest_difference(|t| layer_norm(&t[0], &w, &b, 1e-5), |t| reference_layer_norm(&t[0], &w, &b), &[x]);
+        assert_matches("layer norm", result, dtype);
+        let x = input(&[2, 5, 2 * 24], dtype).affine(2.0, 0.0).unwrap();
+        // candle's GELU backward rounds 1/√(2π) to 0.398942 (the fused one is
+        // exact, as the finite-difference check below shows): 1e-6 apart.
+        let result = largest_difference(|t| geglu(&t[0]), |t| reference_geglu(&t[0]), &[x]);
+        assert_within(&format!("geglu {dtype:?}"), result, if dtype == DType::F64 { 5e-6 } else { 2e-4 });
+    }
+}
+
+#[test]
+fn fused_attention_matches_the_composed_one() {
+    // Self-attention over more queries than one block holds, cross-attention
+    // to 77 text tokens, SD's head widths, and CLIP's causal mask.
+    let cases = [(3, 300, 300, 40, false), (2, 64, 77, 64, false), (2, 20, 77, 80, false), (2, 77, 77, 64, true)];
+    for dtype in [DType::F64, DType::F32] {
+        for (batch_heads, queries, keys, head_dim, causal) in cases {
+            let q = input(&[batch_heads, queries, head_dim], dtype);
+            let (k, v) = (input(&[batch_heads, keys, head_dim], dtype), input(&[batch_heads, keys, head_dim], dtype));
+            let result = largest_difference(
+                |t| attention(&t[0], &t[1], &t[2], causal),
+                |t| reference_attention(&t[0], &t[1], &t[2], causal),
+                &[q, k, v],
+            );
+            assert_matches(
+                &format!("attention {batch_heads}×{queries}×{keys}×{head_dim} causal {causal}"),
+                result,
+                dtype,
+            );
+        }
+    }
+}
+
+#[test]
+fn fused_backward_passes_agree_with_finite_differences() {
+    let check = |what: &str, f: &dyn Fn(&Tensor) -> Result<Tensor>, x: &Tensor| {
+        let error = max_gradient_error(|x| weigh(&f(x)?), x, 1e-5).unwrap();
+        assert!(error < 1e-6, "{what}: gradient error {error}");
+    };
+    let (w, b) = (input(&[4], DType::F64).affine(0.5, 1.0).unwrap(), input(&[4], DType::F64));
+    check("group norm + silu", &|x| group_norm(x, &w, &b, 2, 1e-5, true), &input(&[1, 4, 2, 3], DType::F64));
+    check("layer norm", &|x| layer_norm(x, &w, &b, 1e-5), &input(&[3, 4], DType::F64));
+    check("geglu", &|x| geglu(x), &input(&[3, 8], DType::F64));
+    let (k, v) = (input(&[2, 5, 4], DType::F64), input(&[2, 5, 4], DType::F64));
+    check("attention (queries)", &|q| attention(q, &k, &v, false), &input(&[2, 3, 4], DType::F64));
+    let q = input(&[2, 5, 4], DType::F64);
+    check("attention (keys, causal)", &|k| attention(&q, k, &v, true), &input(&[2, 5, 4], DType::F64));
+    check("attention (values)", &|v| attention(&q, &k, v, false), &input(&[2, 5, 4], DType::F64));
+}
+
+#[test]
+fn half_precision_on_the_cpu_runs_in_f32() {
+    let x = input(&[1, 4, 3, 3], DType::F32);
+    let (w, b) = (input(&[4], DType::F32), input(&[4], DType::F32));
+    let full = group_norm(&x, &w, &b, 2, 1e-5, true).unwrap();
+    let half =
+        group_norm(&x.to_dtype(DType::BF16).unwrap(), &w.to_dtype(DType::BF16).unwrap(), &b, 2, 1e-5, true).unwrap();
+    assert_eq!(half.dtype(), DType::BF16);
+    let difference = (half.to_dtype(DType::F32).unwrap() - full).unwrap().abs().unwrap().max_all().unwrap();
+    assert!(difference.to_scalar::<f32>().unwrap() < 0.05);
+}

@@ -14,6 +14,7 @@ use candle_nn::VarBuilder;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Uniform};
 
+use super::checkpoint;
 use super::nn::Linear;
 use crate::project::LoraTargets;
 
@@ -39,8 +40,9 @@ pub struct LoraAdapter {
 
 impl LoraAdapter {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let x_low = x.to_dtype(self.down.dtype())?;
-        let update = x_low.broadcast_matmul(&self.down.t()?)?.broadcast_matmul(&self.up.t()?)?;
+        let (down, up) = (checkpoint::trainable(&self.down), checkpoint::trainable(&self.up));
+        let x_low = x.to_dtype(down.dtype())?;
+        let update = x_low.broadcast_matmul(&down.t()?)?.broadcast_matmul(&up.t()?)?;
         (update * self.scale)?.to_dtype(x.dtype())
     }
 
@@ -80,6 +82,13 @@ impl LoraLinear {
 
     pub fn out_features(&self) -> usize {
         self.base.weight.dims()[0]
+    }
+
+    /// The adapters' tensors that are being trained.
+    pub fn trainable_tensors(&self, out: &mut Vec<Tensor>) {
+        for adapter in &self.adapters {
+            out.extend([&adapter.down, &adapter.up].into_iter().filter(|t| t.is_variable()).cloned());
+        }
     }
 
     /// Folds every adapter into the base weight and drops them.

@@ -8,7 +8,9 @@ use std::path::Path;
 use serde::de::DeserializeOwned;
 
 pub mod builtin;
+pub mod checkpoint;
 pub mod clip;
+pub mod flops;
 pub mod fused;
 pub mod gradcheck;
 pub mod lora;

@@ -14,7 +14,7 @@ use candle_core::backend::{BackendDevice, BackendStorage};
 use candle_core::{CpuStorage, CudaStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 
-use super::fused;
+use super::{flops, fused};
 
 type Vjp = Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
 
@@ -28,7 +28,7 @@ struct GradientCarrier {
 }
 
 /// A fresh contiguous copy of the tensor `storage` and `layout` describe.
-fn copy_of<S>(storage: &S, layout: &Layout) -> Result<(S, Shape)>
+pub(crate) fn copy_of<S>(storage: &S, layout: &Layout) -> Result<(S, Shape)>
 where
     S: BackendStorage,
     S::Device: BackendDevice<Storage = S>,
@@ -97,6 +97,7 @@ impl Linear {
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let weight = self.weight.clone();
+        flops::products(2 * x.elem_count() * self.weight.dim(0)?);
         frozen_map(
             x,
             |x| {
@@ -142,6 +143,7 @@ impl Module for Conv2d {
             x,
             |x| {
                 let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+                flops::products(2 * y.elem_count() * self.weight.dims()[1..].iter().product::<usize>());
                 match &self.bias {
                     Some(bias) => y.broadcast_add(&bias.reshape((1, (), 1, 1))?),
                     None => Ok(y),

@@ -248,6 +248,9 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     /// Clip the gradient's global norm to this (0: no clipping).
     pub max_grad_norm: f64,
+    /// Recompute the UNet's blocks in backward instead of keeping their
+    /// activations: less memory (SDXL on a 24 GB card) for about a third more time.
+    pub gradient_checkpointing: bool,
     /// Min-SNR-γ loss weighting (0: off; 5 is the usual choice).
     pub min_snr_gamma: f64,
     /// Extra per-channel noise offset (0: off; around 0.05 helps very dark or bright images).
@@ -282,6 +285,7 @@ impl Default for TrainConfig {
             gradient_accumulation: 1,
             weight_decay: 0.01,
             max_grad_norm: 1.0,
+            gradient_checkpointing: false,
             min_snr_gamma: 0.0,
             noise_offset: 0.0,
             shuffle_tags: false,

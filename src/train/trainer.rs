@@ -18,6 +18,7 @@ use super::faults::{self, Faults};
 use super::latents;
 use super::optim::{self, AdamW};
 use super::run_dir::{MetricsLog, RunDir, resident_memory_mib, unix_seconds};
+use crate::model::checkpoint;
 use crate::model::lora::{LoraNetwork, fnv1a, is_unet_target};
 use crate::model::lora_file::{self, LoraFile, TrainingInfo};
 use crate::model::pipeline::{Conditioning, LoadOptions, StableDiffusion};
@@ -241,6 +242,7 @@ impl<'a> Trainer<'a> {
             crate::project::BaseModel::Path(path) => project.root.join(path),
         };
         let mut model = StableDiffusion::load(&model_path, &load)?;
+        model.unet.gradient_checkpointing = train_config.gradient_checkpointing;
 
         let lora = &config.lora;
         let layers: Vec<_> = model
@@ -559,7 +561,7 @@ impl<'a> Trainer<'a> {
                 loss = (loss * f64::NAN)?;
             }
             images += batch.len();
-            optim::accumulate(&mut grads, optim::collect_grads(&self.vars, &loss.backward()?))?;
+            optim::accumulate(&mut grads, optim::collect_grads(&self.vars, &checkpoint::backward(&loss)?))?;
             let loss = loss.detach();
             loss_sum = Some(match loss_sum {
                 Some(sum) => (sum + loss)?,

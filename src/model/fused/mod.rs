@@ -394,5 +394,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Ten
     if v.dims() != k.dims() {
         bail!("attention: k {:?} and v {:?} differ", k.dims(), v.dims());
     }
+    let (batch_heads, queries, head_dim) = q.dims3()?;
+    crate::model::flops::attention(4 * batch_heads * queries * k.dim(1)? * head_dim);
     q.apply_op3(&k, &v, Attention { causal, lse: Mutex::new(None) })?.to_dtype(dtype)
 }

@@ -6,12 +6,15 @@
 pub mod config;
 pub mod transformer;
 
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 pub use config::{PerBlock, UNetConfig};
 use transformer::{SpatialTransformer, TransformerShape};
 
+use super::checkpoint;
 use super::lora::{LoraHost, LoraLayers, join};
 use super::nn::{Conv2d, GroupNorm, Linear};
 use super::resnet::{Downsample, ResnetBlock, ResnetShape, Upsample};
@@ -85,6 +88,9 @@ pub struct UNet {
     conv_norm_out: GroupNorm,
     conv_out: Conv2d,
     pub config: UNetConfig,
+    /// Recompute each ResNet and transformer block in backward instead of
+    /// keeping its activations (`[train] gradient_checkpointing`).
+    pub gradient_checkpointing: bool,
 }
 
 impl UNet {
@@ -190,6 +196,7 @@ impl UNet {
             )?,
             conv_out: Conv2d::load(vb.pp("conv_out"), (channels[0], config.out_channels), 3, 1, 1)?,
             config: config.clone(),
+            gradient_checkpointing: false,
         })
     }
 
@@ -243,9 +250,9 @@ impl UNet {
         let mut skips = vec![h.clone()];
         for level in &self.down_blocks {
             for (j, resnet) in level.resnets.iter().enumerate() {
-                h = resnet.forward(&h, Some(&embedding))?;
+                h = self.resnet(resnet, &h, &embedding)?;
                 if let Some(attention) = level.attentions.get(j) {
-                    h = attention.forward(&h, &context)?;
+                    h = self.transformer(attention, &h, &context)?;
                 }
                 skips.push(h.clone());
             }
@@ -255,16 +262,16 @@ impl UNet {
             }
         }
 
-        h = self.mid_resnets[0].forward(&h, Some(&embedding))?;
-        h = self.mid_attention.forward(&h, &context)?;
-        h = self.mid_resnets[1].forward(&h, Some(&embedding))?;
+        h = self.resnet(&self.mid_resnets[0], &h, &embedding)?;
+        h = self.transformer(&self.mid_attention, &h, &context)?;
+        h = self.resnet(&self.mid_resnets[1], &h, &embedding)?;
 
         for level in &self.up_blocks {
             for (j, resnet) in level.resnets.iter().enumerate() {
                 let skip = skips.pop().expect("one skip per down resnet and sampler");
-                h = resnet.forward(&Tensor::cat(&[&h, &skip], 1)?, Some(&embedding))?;
+                h = self.resnet(resnet, &Tensor::cat(&[&h, &skip], 1)?, &embedding)?;
                 if let Some(attention) = level.attentions.get(j) {
-                    h = attention.forward(&h, &context)?;
+                    h = self.transformer(attention, &h, &context)?;
                 }
             }
             if let Some(upsample) = &level.sampler {
@@ -272,6 +279,28 @@ impl UNet {
             }
         }
         self.conv_out.forward(&self.conv_norm_out.forward_silu(&h)?)
+    }
+}
+
+impl UNet {
+    fn resnet(&self, resnet: &ResnetBlock, h: &Tensor, embedding: &Tensor) -> Result<Tensor> {
+        if !self.gradient_checkpointing {
+            return resnet.forward(h, Some(embedding));
+        }
+        let block = resnet.clone();
+        checkpoint::checkpointed(h, Some(embedding), vec![], Arc::new(move |x, embedding| block.forward(x, embedding)))
+    }
+
+    fn transformer(&self, transformer: &SpatialTransformer, h: &Tensor, context: &Tensor) -> Result<Tensor> {
+        if !self.gradient_checkpointing {
+            return transformer.forward(h, context);
+        }
+        let block = transformer.clone();
+        let run = move |x: &Tensor, context: Option<&Tensor>| match context {
+            Some(context) => block.forward(x, context),
+            None => candle_core::bail!("a checkpointed transformer block lost its text context"),
+        };
+        checkpoint::checkpointed(h, Some(context), transformer.trainable_tensors(), Arc::new(run))
     }
 }
 

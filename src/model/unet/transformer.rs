@@ -176,6 +176,25 @@ impl SpatialTransformer {
     }
 }
 
+impl SpatialTransformer {
+    /// The trainable adapter tensors inside (what a checkpointed run must differentiate).
+    pub fn trainable_tensors(&self) -> Vec<Tensor> {
+        let mut out = Vec::new();
+        self.proj_in.trainable_tensors(&mut out);
+        for block in &self.blocks {
+            for attention in [&block.attn1, &block.attn2] {
+                for layer in [&attention.to_q, &attention.to_k, &attention.to_v, &attention.to_out] {
+                    layer.trainable_tensors(&mut out);
+                }
+            }
+            block.ff.proj.trainable_tensors(&mut out);
+            block.ff.out.trainable_tensors(&mut out);
+        }
+        self.proj_out.trainable_tensors(&mut out);
+        out
+    }
+}
+
 impl LoraHost for SpatialTransformer {
     fn lora_layers<'a>(&'a mut self, prefix: &str, out: &mut LoraLayers<'a>) {
         out.push((join(prefix, "proj_in"), &mut self.proj_in));

@@ -14,7 +14,7 @@ use easel::project::LoraTargets;
 fn tiny_model_step(c: &mut Criterion) {
     let cache = tempfile::tempdir().unwrap();
     let folder = builtin::ensure_tiny(cache.path()).unwrap();
-    let device = easel::generate::default_device();
+    let device = easel::device::default_device();
     let options = LoadOptions { device: device.clone(), ..LoadOptions::default() };
     let mut model = StableDiffusion::load(&folder, &options).unwrap();
     let mut layers: Vec<_> =

@@ -103,16 +103,16 @@ pub enum BenchCommand {
         #[arg(long)]
         python: Option<PathBuf>,
     },
-    /// One LoRA training step (attention, AdamW) of a random-weight UNet, beside its forward pass.
+    /// One LoRA training step (attention, AdamW) of a random-weight UNet; with --python, diffusers + PEFT beside it.
     Train {
         #[arg(long, value_enum, default_value = "tiny")]
-        arch: crate::bench::Arch,
+        arch: crate::bench::train::Arch,
         #[arg(long, default_value_t = 1)]
         batch: usize,
         /// Timed steps (after two warm-up steps).
         #[arg(long, default_value_t = 10)]
         steps: usize,
-        /// Image side in pixels (default: 128 for tiny, 512 for sd15).
+        /// Image side in pixels (default: 128 for tiny, 512 for sd15, 1024 for sdxl).
         #[arg(long)]
         resolution: Option<usize>,
         /// Frozen weights' precision: f32, f16 or bf16 (default: bf16 on a GPU, f32 on a CPU).
@@ -120,6 +120,13 @@ pub enum BenchCommand {
         precision: Option<candle_core::DType>,
         #[arg(long, default_value_t = 16)]
         rank: usize,
+        /// Recompute the UNet's blocks in backward (gradient checkpointing), on both sides.
+        #[arg(long)]
+        checkpointing: bool,
+        /// Also run this diffusers + PEFT step (benches/lora_step.py; `pip install torch diffusers peft`)
+        /// on the same configuration and report Easel's speed and memory as ratios to it.
+        #[arg(long)]
+        python: Option<PathBuf>,
     },
 }
 
@@ -206,16 +213,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", crate::bench::scan(&dir, python.as_deref())?);
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Bench { what: BenchCommand::Train { arch, batch, steps, resolution, precision, rank } }) => {
-            let device = crate::generate::default_device();
+        Some(Command::Bench {
+            what: BenchCommand::Train { arch, batch, steps, resolution, precision, rank, checkpointing, python },
+        }) => {
+            let device = crate::device::default_device();
             let dtype =
                 precision.unwrap_or(if device.is_cpu() { candle_core::DType::F32 } else { candle_core::DType::BF16 });
-            let resolution = resolution.unwrap_or(match arch {
-                crate::bench::Arch::Tiny => 128,
-                crate::bench::Arch::Sd15 => 512,
-            });
-            let options = crate::bench::BenchTrain { arch, batch, steps: steps.max(1), resolution, dtype, rank };
-            println!("{}", crate::bench::train_step(&options, &device)?);
+            let resolution = resolution.unwrap_or(arch.default_resolution());
+            let options = crate::bench::train::BenchTrain {
+                arch,
+                batch,
+                steps: steps.max(1),
+                resolution,
+                dtype,
+                rank,
+                checkpointing,
+                python,
+            };
+            for line in crate::bench::train::run(&options, &device)? {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Scan { project, json }) => scan(&project, json),
@@ -247,7 +264,7 @@ fn train(
     let options = crate::train::TrainOptions {
         steps,
         resume,
-        device: crate::generate::default_device(),
+        device: crate::device::default_device(),
         faults,
         learning_rate: None,
     };

@@ -64,10 +64,6 @@ pub fn parse_sampler(text: &str) -> Result<SamplerKind, String> {
 
 /// The best device this build can use: the first CUDA GPU when built with
 /// `--features cuda` and one is present, else the CPU.
-pub fn default_device() -> Device {
-    Device::cuda_if_available(0).unwrap_or(Device::Cpu)
-}
-
 fn model_path(args: &GenerateArgs) -> Result<PathBuf> {
     match (&args.project, &args.model) {
         (Some(_), Some(_)) => bail!("give either --project or --model, not both"),
@@ -96,7 +92,7 @@ fn read_latents(path: &Path, device: &Device) -> Result<candle_core::Tensor> {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
-    let device = default_device();
+    let device = crate::device::default_device();
     let dtype = args.half.unwrap_or(DType::F32);
     let path = model_path(&args)?;
     let started = Instant::now();

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod captions;
 pub mod cli;
 pub mod dataset;
+pub mod device;
 pub mod fsutil;
 pub mod generate;
 pub mod model;

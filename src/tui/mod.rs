@@ -183,7 +183,7 @@ fn start_training(
 ) -> std::sync::mpsc::Sender<Command> {
     let options = TrainOptions {
         resume: resume.map(Resume::Run),
-        device: crate::generate::default_device(),
+        device: crate::device::default_device(),
         ..TrainOptions::default()
     };
     let handle = crate::train::spawn(app.project.clone(), options);

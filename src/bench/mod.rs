@@ -1,107 +1,12 @@
-//! `easel bench train`: the time of a LoRA training step (forward, loss,
-//! backward, AdamW) of a UNet with random weights, beside its forward pass
-//! alone as the baseline, in one command. `--arch sd15` is the real SD 1.5
-//! UNet (860 M parameters) for comparing with other trainers on a GPU;
-//! `tiny` is the built-in model.
+//! `easel bench`: the LoRA training step (`train.rs`), the caption rules and
+//! the dataset scan, each beside a reference where there is one.
+
+pub mod train;
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use candle_core::{DType, Device, Tensor};
 use serde_json::json;
-
-use crate::model::builtin::{random_weights, tiny};
-use crate::model::lora::{LoraHost, LoraNetwork, is_unet_target};
-use crate::model::unet::{UNet, UNetConfig};
-use crate::project::LoraTargets;
-use crate::train::optim::{self, AdamW};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Arch {
-    Tiny,
-    Sd15,
-}
-
-#[derive(Debug, Clone)]
-pub struct BenchTrain {
-    pub arch: Arch,
-    pub batch: usize,
-    pub steps: usize,
-    /// Image side in pixels (latents are 1/8 of it).
-    pub resolution: usize,
-    pub dtype: DType,
-    pub rank: usize,
-}
-
-/// SD 1.5's UNet config, as its diffusers folder ships it.
-fn sd15_unet() -> serde_json::Value {
-    json!({
-        "in_channels": 4, "out_channels": 4, "sample_size": 64,
-        "block_out_channels": [320, 640, 1280, 1280],
-        "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
-        "layers_per_block": 2, "attention_head_dim": 8, "cross_attention_dim": 768, "norm_num_groups": 32
-    })
-}
-
-fn median(mut times: Vec<f64>) -> f64 {
-    times.sort_by(f64::total_cmp);
-    times[times.len() / 2]
-}
-
-pub fn train_step(options: &BenchTrain, device: &Device) -> Result<serde_json::Value> {
-    let config: UNetConfig = serde_json::from_value(match options.arch {
-        Arch::Tiny => tiny().unet,
-        Arch::Sd15 => sd15_unet(),
-    })?;
-    let started = Instant::now();
-    let mut unet = UNet::load(random_weights(options.dtype, device), &config)?;
-    let load_seconds = started.elapsed().as_secs_f64();
-    let mut layers = Vec::new();
-    unet.lora_layers("unet", &mut layers);
-    let mut layers: Vec<_> =
-        layers.into_iter().filter(|(path, _)| is_unet_target(path, LoraTargets::Attention)).collect();
-    let network = LoraNetwork::create(&layers, options.rank, options.rank as f64, 0, device)?;
-    network.attach(&mut layers, "bench");
-    drop(layers);
-    let vars = network.vars();
-    let mut optimizer = AdamW::new(vars.clone(), 0.01)?;
-
-    let side = options.resolution / 8;
-    let b = options.batch;
-    let latents = Tensor::randn(0f32, 1.0, (b, config.in_channels, side, side), device)?;
-    let noise = Tensor::randn(0f32, 1.0, (b, config.in_channels, side, side), device)?;
-    let context = Tensor::randn(0f32, 1.0, (b, 77, config.cross_attention_dim), device)?.to_dtype(options.dtype)?;
-    let timesteps = Tensor::new(vec![500f32; b], device)?;
-
-    let mut forward = Vec::new();
-    let mut step = Vec::new();
-    for i in 0..options.steps + 2 {
-        let t0 = Instant::now();
-        unet.forward(&latents, &timesteps, &context, None)?;
-        device.synchronize()?;
-        let t1 = Instant::now();
-        let prediction = unet.forward(&latents, &timesteps, &context, None)?.to_dtype(DType::F32)?;
-        let loss = (prediction - &noise)?.sqr()?.mean_all()?;
-        let mut grads = optim::FlatGrads::new(&vars, &optim::collect_grads(&vars, &loss.backward()?))?;
-        grads.clip(1.0)?;
-        optimizer.step(&grads, 1e-4)?;
-        device.synchronize()?;
-        // The first two are warm-up (kernel compilation, allocator growth).
-        if i >= 2 {
-            forward.push(t1.duration_since(t0).as_secs_f64());
-            step.push(t1.elapsed().as_secs_f64());
-        }
-    }
-    let (forward, step) = (median(forward), median(step));
-    Ok(json!({
-        "arch": format!("{:?}", options.arch).to_lowercase(), "batch": b, "resolution": options.resolution,
-        "dtype": format!("{:?}", options.dtype).to_lowercase(), "lora_rank": options.rank,
-        "lora_modules": network.modules.len(), "device": if device.is_cuda() { "cuda" } else { "cpu" },
-        "forward_s": forward, "step_s": step, "step_over_forward": step / forward,
-        "samples_per_s": b as f64 / step, "weights_load_s": load_seconds, "steps_timed": options.steps,
-    }))
-}
 
 /// A photo-like picture for the scan benchmark and the scan tests: sky and
 /// ground, seven objects, sensor grain; layout and colours differ for every

@@ -103,6 +103,17 @@ pub enum BenchCommand {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// The GPU's numerics: fused ops against the CPU, the fixture UNet against diffusers, a falling loss.
+    Conformance {
+        /// The repository's test fixtures folder.
+        #[arg(long, default_value = "tests/fixtures")]
+        fixtures: PathBuf,
+        /// Architecture of the short training run whose loss must fall.
+        #[arg(long, value_enum, default_value = "tiny")]
+        arch: crate::bench::train::Arch,
+        #[arg(long, default_value_t = 20)]
+        steps: usize,
+    },
     /// One LoRA training step (attention, AdamW) of a random-weight UNet; with --python, diffusers + PEFT beside it.
     Train {
         #[arg(long, value_enum, default_value = "tiny")]
@@ -211,6 +222,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench { what: BenchCommand::Scan { dir, count, size, python } }) => {
             crate::bench::scan_images(&dir, count, size)?;
             println!("{}", crate::bench::scan(&dir, python.as_deref())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Bench { what: BenchCommand::Conformance { fixtures, arch, steps } }) => {
+            crate::bench::conformance::run(&fixtures, &crate::device::default_device(), arch, steps.max(2))?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench {

@@ -57,6 +57,7 @@ mod tests {
             bias: Some(input(&[channels.1])),
             padding,
             stride,
+            flipped: Default::default(),
         }
     }
 
@@ -99,7 +100,13 @@ mod tests {
     fn frozen_weights_get_no_gradient() {
         let f32 = |shape: &[usize]| input(shape).to_dtype(DType::F32).unwrap();
         let x = Var::from_tensor(&f32(&[1, 4, 6, 6])).unwrap();
-        let c = Conv2d { weight: f32(&[4, 4, 3, 3]), bias: Some(f32(&[4])), padding: 1, stride: 1 };
+        let c = Conv2d {
+            weight: f32(&[4, 4, 3, 3]),
+            bias: Some(f32(&[4])),
+            padding: 1,
+            stride: 1,
+            flipped: Default::default(),
+        };
         let norm = GroupNorm { weight: f32(&[4]), bias: f32(&[4]), groups: 2, eps: 1e-5 };
         let linear = Linear { weight: f32(&[3, 6]), bias: Some(f32(&[3])) };
         let y = linear.forward(&norm.forward(&c.forward(x.as_tensor()).unwrap()).unwrap()).unwrap();

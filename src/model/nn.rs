@@ -8,10 +8,10 @@
 //! here compute their output from a detached input and carry the gradient back
 //! to the input with [`frozen_map`], so only the input's gradient is computed.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::backend::{BackendDevice, BackendStorage};
-use candle_core::{CpuStorage, CudaStorage, CustomOp2, Layout, Module, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CudaStorage, CustomOp2, DType, Layout, Module, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
 
 use super::{flops, fused};
@@ -119,6 +119,9 @@ pub struct Conv2d {
     pub bias: Option<Tensor>,
     pub padding: usize,
     pub stride: usize,
+    /// The kernel as a same-size convolution's input gradient needs it, on
+    /// the GPU (made at the first backward, then kept).
+    pub flipped: Arc<OnceLock<Tensor>>,
 }
 
 impl Conv2d {
@@ -131,13 +134,17 @@ impl Conv2d {
     ) -> Result<Self> {
         let (in_channels, out_channels) = channels;
         let weight = vb.get((out_channels, in_channels, kernel, kernel), "weight")?;
-        Ok(Self { weight, bias: Some(vb.get(out_channels, "bias")?), padding, stride })
+        Ok(Self { weight, bias: Some(vb.get(out_channels, "bias")?), padding, stride, flipped: Arc::default() })
     }
 }
 
 impl Module for Conv2d {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+            return fused::conv2d(x, &self.weight, self.bias.as_ref(), self.stride, self.padding);
+        }
         let (weight, padding, stride) = (self.weight.clone(), self.padding, self.stride);
+        let flipped = self.flipped.clone();
         let input_height = x.dim(2)?;
         frozen_map(
             x,
@@ -154,9 +161,16 @@ impl Module for Conv2d {
                 if stride == 1 && 2 * padding + 1 == kernel {
                     // A same-size convolution's input gradient is the
                     // convolution of the gradient with the flipped, transposed
-                    // kernel: candle's conv2d (im2col + matmul) is much faster
-                    // than its direct conv_transpose2d kernel.
-                    return grad.conv2d(&flipped_transposed(&weight)?, kernel - 1 - padding, 1, 1, 1);
+                    // kernel (made once, at the first backward): im2col +
+                    // matmul, much faster than candle's direct conv_transpose2d.
+                    let flipped = match flipped.get() {
+                        Some(flipped) => flipped.clone(),
+                        None => {
+                            let made = flipped_transposed(&weight)?;
+                            flipped.get_or_init(|| made).clone()
+                        }
+                    };
+                    return grad.conv2d(&flipped, kernel - 1 - padding, 1, 1, 1);
                 }
                 // Otherwise the transposed convolution, padded back to the
                 // input's size when the stride dropped a trailing row.

@@ -6,6 +6,7 @@
 use rayon::prelude::*;
 
 use super::cpu::Real;
+use super::cpu_matmul::{View, Write, matmul};
 
 /// `[batch·heads, queries, head_dim]` queries against `[batch·heads, keys, head_dim]` keys and values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,58 +36,6 @@ impl AttentionDims {
 
 /// Attention smaller than this (multiply-adds) runs on the calling thread.
 const PARALLEL_MIN_WORK: usize = 1 << 18;
-
-/// A row-major matrix (or its transpose) inside a slice.
-#[derive(Clone, Copy)]
-struct View<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
-}
-
-impl<'a, T> View<'a, T> {
-    fn row_major(data: &'a [T], rows: usize, cols: usize) -> Self {
-        debug_assert!(data.len() >= rows * cols);
-        Self { data, rows, cols, row_stride: cols, col_stride: 1 }
-    }
-
-    fn t(self) -> Self {
-        Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
-    }
-}
-
-/// `dst = scale · lhs · rhs` (or `dst += …` when `accumulate`), `dst` row-major.
-fn matmul<T: Real>(dst: &mut [T], lhs: View<T>, rhs: View<T>, scale: T, accumulate: bool) {
-    assert_eq!(lhs.cols, rhs.rows, "attention matmul: inner sizes differ");
-    assert!(dst.len() >= lhs.rows * rhs.cols, "attention matmul: destination too small");
-    // SAFETY: the asserts above and the views' constructors keep every index
-    // gemm forms inside the three slices; `dst` does not alias the inputs.
-    unsafe {
-        gemm::gemm(
-            lhs.rows,
-            rhs.cols,
-            lhs.cols,
-            dst.as_mut_ptr(),
-            1,
-            rhs.cols as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            T::one(),
-            scale,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
 
 /// Per-(batch·head) slices of a `[batch·heads, rows, head_dim]` tensor.
 fn heads<T>(data: &[T], rows: usize, head_dim: usize) -> std::slice::Chunks<'_, T> {
@@ -140,12 +89,12 @@ pub fn forward<T: Real>(q: &[T], k: &[T], v: &[T], dims: AttentionDims) -> (Vec<
         for (index, ((out, lse), q)) in blocks.enumerate() {
             let rows = lse.len();
             let scores = &mut scores[..rows * keys];
-            matmul(scores, View::row_major(q, rows, head_dim), k.t(), scale, false);
+            matmul(scores, View::row_major(q, rows, head_dim), k.t(), scale, Write::Overwrite, 1);
             if dims.causal {
                 mask_future(scores, index * block, keys);
             }
             probabilities(scores, keys, &[], Some(lse));
-            matmul(out, View::row_major(scores, rows, keys), v, T::one(), false);
+            matmul(out, View::row_major(scores, rows, keys), v, T::one(), Write::Overwrite, 1);
         }
     };
     let outputs = out.chunks_mut(queries * head_dim).zip(lse.chunks_mut(queries));
@@ -191,16 +140,16 @@ pub fn backward<T: Real>(
                 View::row_major(&grad_out[span.clone()], rows, head_dim),
             );
             let p = &mut probabilities_block[..rows * keys];
-            matmul(p, q_block, k.t(), scale, false);
+            matmul(p, q_block, k.t(), scale, Write::Overwrite, 1);
             if dims.causal {
                 mask_future(p, start, keys);
             }
             probabilities(p, keys, &lse[start..start + rows], None);
             // dV += Pᵀ·dO
-            matmul(dv, View::row_major(p, rows, keys).t(), grad_block, T::one(), true);
+            matmul(dv, View::row_major(p, rows, keys).t(), grad_block, T::one(), Write::Accumulate, 1);
             // dS = P ∘ (dO·Vᵀ − rowsum(dO ∘ O))
             let ds = &mut score_grads[..rows * keys];
-            matmul(ds, grad_block, v.t(), T::one(), false);
+            matmul(ds, grad_block, v.t(), T::one(), Write::Overwrite, 1);
             for (r, (ds_row, p_row)) in ds.chunks_exact_mut(keys).zip(p.chunks_exact(keys)).enumerate() {
                 let row = (start + r) * head_dim..(start + r + 1) * head_dim;
                 let delta =
@@ -210,8 +159,8 @@ pub fn backward<T: Real>(
                 }
             }
             let ds = View::row_major(&score_grads[..rows * keys], rows, keys);
-            matmul(&mut dq[span], ds, k, scale, false);
-            matmul(dk, ds.t(), q_block, scale, true);
+            matmul(&mut dq[span], ds, k, scale, Write::Overwrite, 1);
+            matmul(dk, ds.t(), q_block, scale, Write::Accumulate, 1);
         }
     };
     let per_head =

@@ -9,6 +9,8 @@
 
 pub mod cpu;
 pub mod cpu_attention;
+pub mod cpu_conv;
+pub mod cpu_matmul;
 #[cfg(feature = "cuda")]
 mod cuda;
 #[cfg(test)]
@@ -23,6 +25,7 @@ use candle_core::{
 
 use cpu::{NormSpec, Real, Rows};
 use cpu_attention::AttentionDims;
+use cpu_conv::ConvShape;
 
 /// The contiguous elements a CPU tensor's layout covers.
 fn contiguous<'a, T: Real>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [T]> {
@@ -397,4 +400,98 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Ten
     let (batch_heads, queries, head_dim) = q.dims3()?;
     crate::model::flops::attention(4 * batch_heads * queries * k.dim(1)? * head_dim);
     q.apply_op3(&k, &v, Attention { causal, lse: Mutex::new(None) })?.to_dtype(dtype)
+}
+
+/// A convolution of frozen weights on the CPU (im2col + one product per
+/// image); backward computes the input's gradient only.
+struct Conv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv {
+    fn shape(&self, input: &Layout) -> Result<ConvShape> {
+        let (&[batch, in_channels, height, width], &[out_channels, weight_in, kernel, kernel_w]) =
+            (input.dims(), self.weight.dims())
+        else {
+            bail!("conv2d: input {:?} or weight {:?} is not 4-D", input.dims(), self.weight.dims());
+        };
+        if weight_in != in_channels
+            || kernel != kernel_w
+            || height + 2 * self.padding < kernel
+            || width + 2 * self.padding < kernel
+        {
+            bail!("conv2d: weight {:?} does not fit input {:?}", self.weight.dims(), input.dims());
+        }
+        Ok(ConvShape {
+            batch,
+            in_channels,
+            out_channels,
+            height,
+            width,
+            kernel,
+            stride: self.stride,
+            padding: self.padding,
+        })
+    }
+}
+
+impl CustomOp1 for Conv {
+    fn name(&self) -> &'static str {
+        "frozen-conv2d"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let shape = self.shape(layout)?;
+        cpu_float!(storage, self.name(), |T| {
+            let input = contiguous::<T>(storage, layout)?;
+            let out = with_cpu_elements(&self.weight, |weight: &[T]| match &self.bias {
+                Some(bias) => {
+                    with_cpu_elements(bias, |bias: &[T]| Ok(cpu_conv::forward(input, weight, Some(bias), shape)))
+                }
+                None => Ok(cpu_conv::forward(input, weight, None, shape)),
+            })?;
+            let dims = (shape.batch, shape.out_channels, shape.out_height(), shape.out_width());
+            Ok((T::to_cpu_storage_owned(out), Shape::from(dims)))
+        })
+    }
+
+    fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let shape = self.shape(x.layout())?;
+        crate::model::flops::products(2 * grad.elem_count() * shape.in_channels * shape.kernel * shape.kernel);
+        let op = ConvInputGradient { weight: self.weight.clone(), shape };
+        Ok(Some(grad.contiguous()?.apply_op1_no_bwd(&op)?))
+    }
+}
+
+struct ConvInputGradient {
+    weight: Tensor,
+    shape: ConvShape,
+}
+
+impl CustomOp1 for ConvInputGradient {
+    fn name(&self) -> &'static str {
+        "frozen-conv2d-input-gradient"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let shape = self.shape;
+        cpu_float!(storage, self.name(), |T| {
+            let grad = contiguous::<T>(storage, layout)?;
+            let out =
+                with_cpu_elements(&self.weight, |weight: &[T]| Ok(cpu_conv::input_gradient(grad, weight, shape)))?;
+            Ok((T::to_cpu_storage_owned(out), Shape::from((shape.batch, shape.in_channels, shape.height, shape.width))))
+        })
+    }
+}
+
+/// A 2-D convolution of `[batch, channels, height, width]` with a frozen
+/// weight and bias, on the CPU in f32 or f64.
+pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize, padding: usize) -> Result<Tensor> {
+    let op = Conv { weight: weight.contiguous()?, bias: bias.map(Tensor::contiguous).transpose()?, stride, padding };
+    let y = x.contiguous()?.apply_op1(op)?;
+    crate::model::flops::products(2 * y.elem_count() * weight.dims()[1..].iter().product::<usize>());
+    Ok(y)
 }

@@ -170,6 +170,12 @@ fn fused_backward_passes_agree_with_finite_differences() {
     check("group norm + silu", &|x| group_norm(x, &w, &b, 2, 1e-5, true), &input(&[1, 4, 2, 3], DType::F64));
     check("layer norm", &|x| layer_norm(x, &w, &b, 1e-5), &input(&[3, 4], DType::F64));
     check("geglu", &|x| geglu(x), &input(&[3, 8], DType::F64));
+    let (weight, bias) = (input(&[3, 2, 3, 3], DType::F64), input(&[3], DType::F64));
+    check(
+        "conv stride 2, odd sizes",
+        &|x| super::conv2d(x, &weight, Some(&bias), 2, 1),
+        &input(&[1, 2, 5, 7], DType::F64),
+    );
     let (k, v) = (input(&[2, 5, 4], DType::F64), input(&[2, 5, 4], DType::F64));
     check("attention (queries)", &|q| attention(q, &k, &v, false), &input(&[2, 3, 4], DType::F64));
     let q = input(&[2, 5, 4], DType::F64);
@@ -187,4 +193,33 @@ fn half_precision_on_the_cpu_runs_in_f32() {
     assert_eq!(half.dtype(), DType::BF16);
     let difference = (half.to_dtype(DType::F32).unwrap() - full).unwrap().abs().unwrap().max_all().unwrap();
     assert!(difference.to_scalar::<f32>().unwrap() < 0.05);
+}
+
+#[test]
+fn fused_conv_matches_candles() {
+    // (batch, in, out, size, kernel, stride, padding): same-size, strided
+    // with and without padding, 1×1, and a batch large enough to run images
+    // in parallel. (candle's own backward fails when a stride drops a
+    // trailing row: odd sizes are checked by finite differences below.)
+    let cases = [
+        (1, 3, 4, 7, 3, 1, 1),
+        (2, 4, 5, 8, 3, 2, 1),
+        (1, 4, 4, 9, 3, 2, 0),
+        (2, 6, 3, 5, 1, 1, 0),
+        (3, 32, 32, 24, 3, 1, 1),
+    ];
+    for dtype in [DType::F64, DType::F32] {
+        for (batch, inputs, outputs, size, kernel, stride, padding) in cases {
+            let weight = input(&[outputs, inputs, kernel, kernel], dtype);
+            let bias = input(&[outputs], dtype);
+            let x = input(&[batch, inputs, size, size], dtype);
+            let result = largest_difference(
+                |t| super::conv2d(&t[0], &weight, Some(&bias), stride, padding),
+                |t| t[0].conv2d(&weight, padding, stride, 1, 1)?.broadcast_add(&bias.reshape((1, outputs, 1, 1))?),
+                &[x],
+            );
+            let what = format!("conv {batch}×{inputs}→{outputs} {size}px k{kernel} s{stride} p{padding}");
+            assert_within(&format!("{what} {dtype:?}"), result, if dtype == DType::F64 { 1e-10 } else { 1e-3 });
+        }
+    }
 }

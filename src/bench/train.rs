@@ -142,7 +142,7 @@ fn easel_step(options: &BenchTrain, device: &Device) -> Result<Value> {
     // Warm-up: kernel compilation, allocator growth.
     step()?;
     step()?;
-    let (_, counted) = flops::count(&forward);
+    let (_, counted) = flops::count(forward);
     reset_peak_memory(device);
     let mut step_times = Vec::new();
     for _ in 0..options.steps {

@@ -7,7 +7,14 @@ use rayon::prelude::*;
 /// The float types the CPU kernels run in (half precision is widened to f32
 /// before it gets here).
 pub trait Real:
-    num_traits::Float + candle_core::WithDType + std::iter::Sum + Send + Sync + std::fmt::Debug + 'static
+    num_traits::Float
+    + candle_core::WithDType
+    + std::ops::AddAssign
+    + std::ops::MulAssign
+    + Send
+    + Sync
+    + std::fmt::Debug
+    + 'static
 {
     fn widen(self) -> f64;
     fn narrow(value: f64) -> Self;

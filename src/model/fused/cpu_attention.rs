@@ -56,7 +56,7 @@ fn probabilities<T: Real>(scores: &mut [T], keys: usize, lse: &[T], lse_out: Opt
                     total += s.widen();
                 }
                 let inverse = T::narrow(1.0 / total);
-                row.iter_mut().for_each(|s| *s = *s * inverse);
+                row.iter_mut().for_each(|s| *s *= inverse);
                 *lse = max + T::narrow(total.ln());
             }
         }
@@ -75,6 +75,11 @@ fn mask_future<T: Real>(scores: &mut [T], start: usize, keys: usize) {
     }
 }
 
+/// One head's (output, log-sum-exp) and (q, (k, v)).
+type ForwardHead<'a, T> = ((&'a mut [T], &'a mut [T]), (&'a [T], (&'a [T], &'a [T])));
+/// One head's ((dq, dk), dv) and its index.
+type BackwardHead<'a, T> = (((&'a mut [T], &'a mut [T]), &'a mut [T]), usize);
+
 /// softmax(q·kᵀ/√d)·v, and the log-sum-exp of every score row (for backward).
 pub fn forward<T: Real>(q: &[T], k: &[T], v: &[T], dims: AttentionDims) -> (Vec<T>, Vec<T>) {
     let AttentionDims { queries, keys, head_dim, .. } = dims;
@@ -82,7 +87,7 @@ pub fn forward<T: Real>(q: &[T], k: &[T], v: &[T], dims: AttentionDims) -> (Vec<
     let scale = T::narrow(dims.scale());
     let mut out = vec![T::zero(); q.len()];
     let mut lse = vec![T::zero(); dims.batch_heads * queries];
-    let head = |((out, lse), (q, (k, v))): ((&mut [T], &mut [T]), (&[T], (&[T], &[T])))| {
+    let head = |((out, lse), (q, (k, v))): ForwardHead<'_, T>| {
         let (k, v) = (View::row_major(k, keys, head_dim), View::row_major(v, keys, head_dim));
         let mut scores = vec![T::zero(); block * keys];
         let blocks = out.chunks_mut(block * head_dim).zip(lse.chunks_mut(block)).zip(q.chunks(block * head_dim));
@@ -123,7 +128,7 @@ pub fn backward<T: Real>(
     let mut grads = vec![T::zero(); q.len() + k.len() + v.len()];
     let (dq, rest) = grads.split_at_mut(q.len());
     let (dk, dv) = rest.split_at_mut(k.len());
-    let head = |(((dq, dk), dv), index): (((&mut [T], &mut [T]), &mut [T]), usize)| {
+    let head = |(((dq, dk), dv), index): BackwardHead<'_, T>| {
         let query_span = index * queries * head_dim..(index + 1) * queries * head_dim;
         let key_span = index * keys * head_dim..(index + 1) * keys * head_dim;
         let (k, v) =

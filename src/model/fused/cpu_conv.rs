@@ -119,12 +119,12 @@ fn col2im<T: Real>(columns: &[T], shape: ConvShape, image: &mut [T]) {
             if shape.stride == 1 {
                 let target = &mut image[start + begin..start + begin + (last - first)];
                 for (pixel, &value) in target.iter_mut().zip(&column_row[first..last]) {
-                    *pixel = *pixel + value;
+                    *pixel += value;
                 }
             } else {
                 for (i, &value) in column_row[first..last].iter().enumerate() {
                     let pixel = &mut image[start + begin + i * shape.stride];
-                    *pixel = *pixel + value;
+                    *pixel += value;
                 }
             }
         }

@@ -30,8 +30,11 @@ fn ptx() -> Result<&'static str> {
     compiled.as_deref().map_err(|e| candle_core::Error::Msg(e.clone()))
 }
 
-fn function(device: &CudaDevice, name: &str, suffix: &str) -> Result<candle_core::cuda_backend::device::CudaFunc> {
-    device.get_or_load_custom_func(&format!("{name}_{suffix}"), MODULE, ptx()?)
+/// The kernel `{name}_{suffix}` on `device` (candle does not export the type to name it in a function).
+macro_rules! kernel {
+    ($device:expr, $name:expr, $suffix:expr) => {
+        $device.get_or_load_custom_func(&format!("{}_{}", $name, $suffix), MODULE, ptx()?)?
+    };
 }
 
 /// The contiguous elements of a storage, as the kernel's element type.
@@ -43,6 +46,15 @@ fn view<'a, T: candle_core::cuda_backend::CudaDType + DeviceRepr>(
         Some((start, end)) => Ok(slice.slice(start..end)),
         None => bail!("fused op: input is not contiguous"),
     }
+}
+
+/// Device memory for `len` elements of the type of `_like`, not initialised.
+///
+/// # Safety
+/// The kernel it is made for must write every element before anything reads it.
+unsafe fn alloc_like<T: DeviceRepr>(device: &CudaDevice, _like: &CudaSlice<T>, len: usize) -> Result<CudaSlice<T>> {
+    // SAFETY: passed on to the caller.
+    unsafe { device.alloc::<T>(len) }
 }
 
 /// Another input's elements, of the same type as `_like`.
@@ -66,10 +78,10 @@ where
     }
 }
 
-/// Calls `$body` with `$s` the input's CUDA slice and `$suffix` its kernel suffix.
+/// Calls `$body` with `$s` the storage's CUDA slice and `$suffix` its kernel suffix.
 macro_rules! by_dtype {
-    ($slice:expr, |$s:ident, $suffix:ident| $body:expr) => {
-        match $slice {
+    ($storage:expr, |$s:ident, $suffix:ident| $body:expr) => {
+        match &$storage.slice {
             CudaStorageSlice::F32($s) => {
                 let $suffix = "f32";
                 $body
@@ -82,7 +94,7 @@ macro_rules! by_dtype {
                 let $suffix = "bf16";
                 $body
             }
-            other => bail!("the fused CUDA ops take f32, f16 or bf16, not {:?}", other.dtype()),
+            _ => bail!("the fused CUDA ops take f32, f16 or bf16, not {:?}", $storage.dtype()),
         }
     };
 }
@@ -105,14 +117,14 @@ pub fn norm(
     let config = LaunchConfig { grid_dim: (rows.count as u32, 1, 1), block_dim: (256, 1, 1), shared_mem_bytes: 0 };
     let (len, inner, groups, eps, silu) =
         (rows.len as i32, rows.inner as i32, rows.groups as i32, eps as f32, silu as i32);
-    let out = by_dtype!(&x.slice, |slice, suffix| {
+    let out = by_dtype!(x, |slice, suffix| {
         let input = view(slice, layout)?;
         // SAFETY: the kernel writes every element.
-        let out = unsafe { device.alloc(input.len())? };
+        let out = unsafe { alloc_like(&device, slice, input.len())? };
         with_tensor(slice, weight, |weight| {
             with_tensor(slice, bias, |bias| {
                 let name = if grad.is_some() { "norm_backward" } else { "norm_forward" };
-                let func = function(&device, name, suffix)?;
+                let func = kernel!(device, name, suffix);
                 let mut builder = func.builder();
                 builder.arg(&input);
                 let grad_view = match grad {
@@ -145,12 +157,12 @@ pub fn geglu(x: &CudaStorage, layout: &Layout, grad: Option<(&CudaStorage, &Layo
         shared_mem_bytes: 0,
     };
     let (n, width_arg) = (outputs as i64, width as i32);
-    let out = by_dtype!(&x.slice, |slice, suffix| {
+    let out = by_dtype!(x, |slice, suffix| {
         let input = view(slice, layout)?;
         let len = if grad.is_some() { input.len() } else { outputs };
         // SAFETY: the kernel writes every element.
-        let out = unsafe { device.alloc(len)? };
-        let func = function(&device, if grad.is_some() { "geglu_backward" } else { "geglu_forward" }, suffix)?;
+        let out = unsafe { alloc_like(&device, slice, len)? };
+        let func = kernel!(device, if grad.is_some() { "geglu_backward" } else { "geglu_forward" }, suffix);
         let mut builder = func.builder();
         builder.arg(&input);
         let grad_view = match grad {
@@ -206,12 +218,12 @@ pub fn attention_forward(q: Input, k: Input, v: Input, dims: AttentionDims) -> R
     let (scale, causal) = (dims.scale() as f32, dims.causal as i32);
     // SAFETY: the kernel writes every row's log-sum-exp.
     let lse: CudaSlice<f32> = unsafe { device.alloc(dims.batch_heads * dims.queries)? };
-    let out = by_dtype!(&q.0.slice, |slice, suffix| {
+    let out = by_dtype!(q.0, |slice, suffix| {
         let q_view = view(slice, q.1)?;
         let (k_view, v_view) = (view(slice_like(slice, k.0)?, k.1)?, view(slice_like(slice, v.0)?, v.1)?);
         // SAFETY: the kernel writes every element.
-        let out = unsafe { device.alloc(q_view.len())? };
-        let func = function(&device, "attention_forward", suffix)?;
+        let out = unsafe { alloc_like(&device, slice, q_view.len())? };
+        let func = kernel!(device, "attention_forward", suffix);
         let mut builder = func.builder();
         builder.arg(&q_view).arg(&k_view).arg(&v_view).arg(&out).arg(&lse);
         builder.arg(&nq).arg(&nk).arg(&d).arg(&scale).arg(&causal);
@@ -241,15 +253,15 @@ pub fn attention_backward(
     let rows = (dims.batch_heads * dims.queries) as i64;
     // SAFETY: the delta kernel writes every row.
     let delta: CudaSlice<f32> = unsafe { device.alloc(rows as usize)? };
-    let grads = by_dtype!(&q.0.slice, |slice, suffix| {
+    let grads = by_dtype!(q.0, |slice, suffix| {
         let q_view = view(slice, q.1)?;
         let (k_view, v_view) = (view(slice_like(slice, k.0)?, k.1)?, view(slice_like(slice, v.0)?, v.1)?);
         // SAFETY: the dq and dkv kernels write every element between them.
-        let mut grads = unsafe { device.alloc(q_len + 2 * k_len)? };
+        let mut grads = unsafe { alloc_like(&device, slice, q_len + 2 * k_len)? };
         with_tensor(slice, out, |out| {
             with_tensor(slice, grad, |grad| {
                 with_lse(lse, |lse| {
-                    let func = function(&device, "attention_delta", suffix)?;
+                    let func = kernel!(device, "attention_delta", suffix);
                     let mut builder = func.builder();
                     builder.arg(&out).arg(&grad).arg(&delta).arg(&rows).arg(&d);
                     let config = LaunchConfig {
@@ -262,14 +274,14 @@ pub fn attention_backward(
 
                     let (mut dq, mut rest) = grads.split_at_mut(q_len);
                     let (mut dk, mut dv) = rest.split_at_mut(k_len);
-                    let func = function(&device, "attention_dq", suffix)?;
+                    let func = kernel!(device, "attention_dq", suffix);
                     let mut builder = func.builder();
                     builder.arg(&q_view).arg(&k_view).arg(&v_view).arg(&grad).arg(&lse).arg(&delta).arg(&mut dq);
                     builder.arg(&nq).arg(&nk).arg(&d).arg(&scale).arg(&causal);
                     // SAFETY: as above.
                     unsafe { builder.launch(row_config(dims.queries, dims)) }.w()?;
 
-                    let func = function(&device, "attention_dkv", suffix)?;
+                    let func = kernel!(device, "attention_dkv", suffix);
                     let mut builder = func.builder();
                     builder.arg(&q_view).arg(&k_view).arg(&v_view).arg(&grad).arg(&lse).arg(&delta);
                     builder.arg(&mut dk).arg(&mut dv);
@@ -283,4 +295,18 @@ pub fn attention_backward(
         CudaStorage::wrap_cuda_slice(grads, device.clone())
     });
     Ok((grads, Shape::from(q_len + 2 * k_len)))
+}
+
+#[cfg(test)]
+mod tests {
+    /// NVRTC needs no GPU: the kernels compile wherever the library is.
+    #[test]
+    fn the_kernels_compile_with_nvrtc() {
+        let ptx = super::ptx().unwrap();
+        for kernel in ["norm_forward", "norm_backward", "geglu_forward", "geglu_backward", "attention_forward"] {
+            for suffix in ["f32", "f16", "bf16"] {
+                assert!(ptx.contains(&format!(".entry {kernel}_{suffix}(")), "{kernel}_{suffix} missing from the PTX");
+            }
+        }
+    }
 }

@@ -50,11 +50,8 @@ fn probabilities<T: Real>(scores: &mut [T], keys: usize, lse: &[T], lse_out: Opt
         Some(lse_out) => {
             for (row, lse) in scores.chunks_exact_mut(keys).zip(lse_out) {
                 let max = row.iter().copied().fold(T::neg_infinity(), num_traits::Float::max);
-                let mut total = 0f64;
-                for s in row.iter_mut() {
-                    *s = (*s - max).exp();
-                    total += s.widen();
-                }
+                row.iter_mut().for_each(|s| *s = (*s - max).exp_fast());
+                let total = super::cpu::sum(row);
                 let inverse = T::narrow(1.0 / total);
                 row.iter_mut().for_each(|s| *s *= inverse);
                 *lse = max + T::narrow(total.ln());
@@ -62,7 +59,7 @@ fn probabilities<T: Real>(scores: &mut [T], keys: usize, lse: &[T], lse_out: Opt
         }
         None => {
             for (row, &lse) in scores.chunks_exact_mut(keys).zip(lse) {
-                row.iter_mut().for_each(|s| *s = (*s - lse).exp());
+                row.iter_mut().for_each(|s| *s = (*s - lse).exp_fast());
             }
         }
     }

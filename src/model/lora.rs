@@ -14,8 +14,8 @@ use candle_nn::VarBuilder;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Uniform};
 
-use super::checkpoint;
 use super::nn::Linear;
+use super::{checkpoint, fused};
 use crate::project::LoraTargets;
 
 /// How the base weight is stored: proj_in/proj_out are 1×1 convolutions in
@@ -105,6 +105,13 @@ impl LoraLinear {
 
 impl Module for LoraLinear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if let [adapter] = self.adapters.as_slice() {
+            let adapter_tensors = (checkpoint::trainable(&adapter.down), checkpoint::trainable(&adapter.up));
+            let base = (&self.base.weight, self.base.bias.as_ref());
+            if let Some(y) = fused::lora_linear(x, base, (&adapter_tensors.0, &adapter_tensors.1), adapter.scale)? {
+                return Ok(y);
+            }
+        }
         let mut y = self.base.forward(x)?;
         for adapter in &self.adapters {
             y = (y + adapter.forward(x)?)?;

@@ -64,9 +64,7 @@ fn exp_f32(x: f32) -> f32 {
     let clamped = x.clamp(-87.3, 88.0);
     let n = (clamped * std::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = clamped - n * 0.693_359_4 - n * -2.121_944_4e-4;
-    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r
-        + 0.166_666_65)
-        * r
+    let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r
         + 0.5;
     let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
     let value = (p * r * r + r + 1.0) * scale;

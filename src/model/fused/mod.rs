@@ -7,12 +7,30 @@
 //! CPU kernels run in f32 or f64 (half precision is widened to f32 around
 //! them); CUDA kernels (`cuda.rs`) take f32, f16 and bf16 with f32 arithmetic.
 
+/// Calls `$body` with `T` set to the CPU storage's float type.
+macro_rules! cpu_float {
+    ($storage:expr, $name:expr, |$t:ident| $body:expr) => {
+        match $storage {
+            CpuStorage::F32(_) => {
+                type $t = f32;
+                $body
+            }
+            CpuStorage::F64(_) => {
+                type $t = f64;
+                $body
+            }
+            other => bail!("{} runs in f32 or f64 on the CPU, not {:?}", $name, other.dtype()),
+        }
+    };
+}
+
 pub mod cpu;
 pub mod cpu_attention;
 pub mod cpu_conv;
 pub mod cpu_matmul;
 #[cfg(feature = "cuda")]
 mod cuda;
+mod lora_linear;
 #[cfg(test)]
 mod tests;
 
@@ -42,23 +60,6 @@ fn with_cpu_elements<T: Real, R>(tensor: &Tensor, f: impl FnOnce(&[T]) -> Result
         Storage::Cpu(storage) => f(contiguous(storage, layout)?),
         _ => bail!("fused op: a weight is on another device than the input"),
     }
-}
-
-/// Calls `$body` with `T` set to the CPU storage's float type.
-macro_rules! cpu_float {
-    ($storage:expr, $name:expr, |$t:ident| $body:expr) => {
-        match $storage {
-            CpuStorage::F32(_) => {
-                type $t = f32;
-                $body
-            }
-            CpuStorage::F64(_) => {
-                type $t = f64;
-                $body
-            }
-            other => bail!("{} runs in f32 or f64 on the CPU, not {:?}", $name, other.dtype()),
-        }
-    };
 }
 
 /// Half precision on the CPU runs the kernels in f32.
@@ -494,4 +495,28 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, stride: usize,
     let y = x.contiguous()?.apply_op1(op)?;
     crate::model::flops::products(2 * y.elem_count() * weight.dims()[1..].iter().product::<usize>());
     Ok(y)
+}
+
+/// A frozen linear layer `x·Wᵀ + b` plus one LoRA adapter `scale·(x·Aᵀ)·Bᵀ`
+/// as one op, on the CPU when everything is f32 (or f64); `None` elsewhere,
+/// for the caller to compose.
+pub fn lora_linear(
+    x: &Tensor,
+    (weight, bias): (&Tensor, Option<&Tensor>),
+    (down, up): (&Tensor, &Tensor),
+    scale: f64,
+) -> Result<Option<Tensor>> {
+    let dtype = x.dtype();
+    let same =
+        [weight.dtype(), down.dtype(), up.dtype()].into_iter().chain(bias.map(Tensor::dtype)).all(|d| d == dtype);
+    if !x.device().is_cpu() || !same || !matches!(dtype, DType::F32 | DType::F64) {
+        return Ok(None);
+    }
+    crate::model::flops::products(2 * x.elem_count() * weight.dim(0)?);
+    let op = lora_linear::LoraLinear {
+        weight: weight.contiguous()?,
+        bias: bias.map(Tensor::contiguous).transpose()?,
+        scale,
+    };
+    Ok(Some(x.contiguous()?.apply_op3(&down.contiguous()?, &up.contiguous()?, op)?))
 }

@@ -223,3 +223,38 @@ fn fused_conv_matches_candles() {
         }
     }
 }
+
+#[test]
+fn fused_lora_linear_matches_the_composed_layer() {
+    for dtype in [DType::F64, DType::F32] {
+        // Sizes large enough for the threaded products, and a small one.
+        for (rows, inputs, outputs, rank) in [(2 * 7, 12, 10, 3), (2 * 256, 320, 320, 16)] {
+            let weight = input(&[outputs, inputs], dtype);
+            let bias = input(&[outputs], dtype);
+            for bias in [Some(&bias), None] {
+                let composed = |t: &[Tensor]| -> Result<Tensor> {
+                    let base = t[0].broadcast_matmul(&weight.t()?)?;
+                    let base = match bias {
+                        Some(bias) => base.broadcast_add(bias)?,
+                        None => base,
+                    };
+                    base + (t[0].broadcast_matmul(&t[1].t()?)?.broadcast_matmul(&t[2].t()?)? * 0.75)?
+                };
+                let fused = |t: &[Tensor]| -> Result<Tensor> {
+                    Ok(super::lora_linear(&t[0], (&weight, bias), (&t[1], &t[2]), 0.75)?
+                        .expect("f32 and f64 on the CPU fuse"))
+                };
+                let x = input(&[2, rows / 2, inputs], dtype);
+                let adapter = [input(&[rank, inputs], dtype), input(&[outputs, rank], dtype)];
+                let result = largest_difference(fused, composed, &[x, adapter[0].clone(), adapter[1].clone()]);
+                // f32 sums over 320–512 products of unit-size terms (gradients near 100).
+                let tolerance = if dtype == DType::F64 { 1e-10 } else { 1e-2 };
+                assert_within(
+                    &format!("lora linear {rows}×{inputs}→{outputs} r{rank} bias {}", bias.is_some()),
+                    result,
+                    tolerance,
+                );
+            }
+        }
+    }
+}

@@ -55,20 +55,37 @@ impl Real for f64 {
     }
 }
 
-/// eˣ for f32 without a library call, so a loop over a slice vectorises:
-/// reduction by ln 2 (rounded with the 1.5·2²³ trick, which SSE2 has) and
-/// Cephes' degree-6 polynomial, within 2 ulp; 0 below −87.3, NaN stays NaN.
+/// eˣ for f32 without a library call or a float-to-int conversion, so a loop
+/// over a slice vectorises: reduction by ln 2, with n read from the bits of
+/// x·log₂e + 1.5·2²³ (rounding by the addition), and Cephes' degree-6
+/// polynomial; within 2 ulp, 0 below −87.3, NaN stays NaN.
 #[inline(always)]
 fn exp_f32(x: f32) -> f32 {
     const ROUND: f32 = 12_582_912.0;
     let clamped = x.clamp(-87.3, 88.0);
-    let n = (clamped * std::f32::consts::LOG2_E + ROUND) - ROUND;
+    let shifted = clamped * std::f32::consts::LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = clamped - n * 0.693_359_4 - n * -2.121_944_4e-4;
     let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 0.166_666_65) * r
         + 0.5;
-    let scale = f32::from_bits(((n as i32 + 127) << 23) as u32);
-    let value = (p * r * r + r + 1.0) * scale;
+    let exponent = shifted.to_bits().wrapping_sub(ROUND.to_bits()).wrapping_add(127);
+    let value = (p * r * r + r + 1.0) * f32::from_bits(exponent << 23);
     if x < -87.3 { 0.0 } else { value }
+}
+
+/// The largest element (−∞ for none), in eight lanes so it vectorises.
+pub fn max<T: Real>(xs: &[T]) -> T {
+    let mut lanes = [T::neg_infinity(); 8];
+    let chunks = xs.chunks_exact(8);
+    let rest = chunks.remainder().iter().copied().fold(T::neg_infinity(), |a, b| if b > a { b } else { a });
+    for chunk in chunks {
+        for lane in 0..8 {
+            if chunk[lane] > lanes[lane] {
+                lanes[lane] = chunk[lane];
+            }
+        }
+    }
+    lanes.into_iter().fold(rest, |a, b| if b > a { b } else { a })
 }
 
 /// erf for f32 without a library call (Abramowitz & Stegun 7.1.26: 1.5·10⁻⁷

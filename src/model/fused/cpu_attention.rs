@@ -49,7 +49,7 @@ fn probabilities<T: Real>(scores: &mut [T], keys: usize, lse: &[T], lse_out: Opt
     match lse_out {
         Some(lse_out) => {
             for (row, lse) in scores.chunks_exact_mut(keys).zip(lse_out) {
-                let max = row.iter().copied().fold(T::neg_infinity(), num_traits::Float::max);
+                let max = super::cpu::max(row);
                 row.iter_mut().for_each(|s| *s = (*s - max).exp_fast());
                 let total = super::cpu::sum(row);
                 let inverse = T::narrow(1.0 / total);

@@ -20,7 +20,7 @@ const MODULE: &str = "easel_fused";
 const WARPS: u32 = 8;
 const ROWS_PER_BLOCK: usize = 32;
 const TILE: usize = 32;
-const MAX_HEAD_DIM: usize = 160;
+const MAX_HEAD_DIM: usize = super::MAX_CUDA_HEAD_DIM;
 
 fn ptx() -> Result<&'static str> {
     static PTX: OnceLock<std::result::Result<String, String>> = OnceLock::new();
@@ -63,6 +63,14 @@ fn slice_like<'a, T: candle_core::cuda_backend::CudaDType>(
     storage: &'a CudaStorage,
 ) -> Result<&'a CudaSlice<T>> {
     storage.as_cuda_slice::<T>()
+}
+
+/// The output gradient's elements (backward ops), of the same type as `like`.
+fn optional_view<'a, T: candle_core::cuda_backend::CudaDType + DeviceRepr>(
+    like: &CudaSlice<T>,
+    grad: Option<(&'a CudaStorage, &Layout)>,
+) -> Result<Option<CudaView<'a, T>>> {
+    grad.map(|(grad, layout)| view(slice_like(like, grad)?, layout)).transpose()
 }
 
 /// Runs `f` on a CUDA tensor's elements (a weight, a saved tensor) of the
@@ -127,10 +135,7 @@ pub fn norm(
                 let func = kernel!(device, name, suffix);
                 let mut builder = func.builder();
                 builder.arg(&input);
-                let grad_view = match grad {
-                    Some((grad, grad_layout)) => Some(view(slice_like(slice, grad)?, grad_layout)?),
-                    None => None,
-                };
+                let grad_view = optional_view(slice, grad)?;
                 if let Some(grad_view) = &grad_view {
                     builder.arg(grad_view);
                 }
@@ -165,10 +170,7 @@ pub fn geglu(x: &CudaStorage, layout: &Layout, grad: Option<(&CudaStorage, &Layo
         let func = kernel!(device, if grad.is_some() { "geglu_backward" } else { "geglu_forward" }, suffix);
         let mut builder = func.builder();
         builder.arg(&input);
-        let grad_view = match grad {
-            Some((grad, grad_layout)) => Some(view(slice_like(slice, grad)?, grad_layout)?),
-            None => None,
-        };
+        let grad_view = optional_view(slice, grad)?;
         if let Some(grad_view) = &grad_view {
             builder.arg(grad_view);
         }

@@ -400,7 +400,34 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Ten
     }
     let (batch_heads, queries, head_dim) = q.dims3()?;
     crate::model::flops::attention(4 * batch_heads * queries * k.dim(1)? * head_dim);
+    if q.device().is_cuda() && head_dim > MAX_CUDA_HEAD_DIM {
+        return composed_attention(&q, &k, &v, causal)?.to_dtype(dtype);
+    }
     q.apply_op3(&k, &v, Attention { causal, lse: Mutex::new(None) })?.to_dtype(dtype)
+}
+
+/// The widest head the CUDA kernel takes (SD's are 40 to 160 wide).
+const MAX_CUDA_HEAD_DIM: usize = 160;
+
+/// Attention from differentiable ops (half precision scored in f32): for the
+/// GPU's heads wider than the kernel takes (the VAE's single 512-wide head),
+/// and the reference the fused op is tested against.
+fn composed_attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let widened =
+        |t: &Tensor| if matches!(dtype, DType::F16 | DType::BF16) { t.to_dtype(DType::F32) } else { Ok(t.clone()) };
+    let scale = (q.dim(candle_core::D::Minus1)? as f64).powf(-0.5);
+    let mut scores = (widened(q)?.matmul(&widened(k)?.t()?)? * scale)?;
+    if causal {
+        let (queries, keys) = (q.dim(1)?, k.dim(1)?);
+        let mask: Vec<f32> =
+            (0..queries * keys).map(|i| if i % keys > i / keys { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let mask = Tensor::from_vec(mask, (queries, keys), q.device())?.to_dtype(scores.dtype())?;
+        scores = scores.broadcast_add(&mask)?;
+    }
+    let shifted = scores.broadcast_sub(&scores.max_keepdim(candle_core::D::Minus1)?.detach())?;
+    let exp = shifted.exp()?;
+    exp.broadcast_div(&exp.sum_keepdim(candle_core::D::Minus1)?)?.to_dtype(dtype)?.matmul(v)
 }
 
 /// A convolution of frozen weights on the CPU (im2col + one product per

@@ -41,20 +41,6 @@ fn reference_geglu(x: &Tensor) -> Result<Tensor> {
     x.narrow(D::Minus1, 0, half)? * x.narrow(D::Minus1, half, half)?.gelu_erf()?
 }
 
-fn reference_attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Tensor> {
-    let scale = (q.dim(D::Minus1)? as f64).powf(-0.5);
-    let mut scores = (q.matmul(&k.t()?)? * scale)?;
-    if causal {
-        let (queries, keys) = (q.dim(1)?, k.dim(1)?);
-        let mask: Vec<f64> =
-            (0..queries * keys).map(|i| if i % keys > i / keys { f64::NEG_INFINITY } else { 0.0 }).collect();
-        scores = scores.broadcast_add(&Tensor::from_vec(mask, (queries, keys), q.device())?.to_dtype(q.dtype())?)?;
-    }
-    let shifted = scores.broadcast_sub(&scores.max_keepdim(D::Minus1)?.detach())?;
-    let exp = shifted.exp()?;
-    exp.broadcast_div(&exp.sum_keepdim(D::Minus1)?)?.matmul(v)
-}
-
 /// Largest |difference| between the fused and reference outputs and between
 /// their gradients for every input.
 fn largest_difference(
@@ -148,7 +134,7 @@ fn fused_attention_matches_the_composed_one() {
             let (k, v) = (input(&[batch_heads, keys, head_dim], dtype), input(&[batch_heads, keys, head_dim], dtype));
             let result = largest_difference(
                 |t| attention(&t[0], &t[1], &t[2], causal),
-                |t| reference_attention(&t[0], &t[1], &t[2], causal),
+                |t| super::composed_attention(&t[0], &t[1], &t[2], causal),
                 &[q, k, v],
             );
             assert_matches(

@@ -5,7 +5,7 @@
 
 use rayon::prelude::*;
 
-use super::cpu::Real;
+use super::cpu::{Real, vectorised};
 use super::cpu_matmul::{View, Write, matmul};
 
 /// `[batch·heads, queries, head_dim]` queries against `[batch·heads, keys, head_dim]` keys and values.
@@ -45,6 +45,7 @@ fn heads<T>(data: &[T], rows: usize, head_dim: usize) -> std::slice::Chunks<'_, 
 /// The scores of a query block against every key, turned into probabilities
 /// in place: with `lse` given they are exp(s − lse); otherwise the row's
 /// log-sum-exp is computed (max-shifted) and written to `lse_out`.
+#[inline(always)]
 fn probabilities<T: Real>(scores: &mut [T], keys: usize, lse: &[T], lse_out: Option<&mut [T]>) {
     match lse_out {
         Some(lse_out) => {
@@ -95,7 +96,10 @@ pub fn forward<T: Real>(q: &[T], k: &[T], v: &[T], dims: AttentionDims) -> (Vec<
             if dims.causal {
                 mask_future(scores, index * block, keys);
             }
-            probabilities(scores, keys, &[], Some(lse));
+            vectorised(
+                #[inline(always)]
+                || probabilities(scores, keys, &[], Some(lse)),
+            );
             matmul(out, View::row_major(scores, rows, keys), v, T::one(), Write::Overwrite, 1);
         }
     };
@@ -146,7 +150,10 @@ pub fn backward<T: Real>(
             if dims.causal {
                 mask_future(p, start, keys);
             }
-            probabilities(p, keys, &lse[start..start + rows], None);
+            vectorised(
+                #[inline(always)]
+                || probabilities(p, keys, &lse[start..start + rows], None),
+            );
             // dV += Pᵀ·dO
             matmul(dv, View::row_major(p, rows, keys).t(), grad_block, T::one(), Write::Accumulate, 1);
             // dS = P ∘ (dO·Vᵀ − rowsum(dO ∘ O))

@@ -1,8 +1,11 @@
 //! Fused training ops with hand-written backward passes: GroupNorm (+ SiLU),
-//! LayerNorm, GEGLU and scaled dot-product attention. Each is one candle
-//! custom op forward and one backward, where the composed versions were 15 to
-//! 40 small ops each way, and attention never holds the N×N score matrix. The
-//! affine weights are frozen, so only the input's gradient is computed.
+//! LayerNorm, GEGLU and scaled dot-product attention, on the CPU and CUDA;
+//! and on the CPU the frozen convolution and the frozen linear layer with its
+//! LoRA adapter. Each is one candle custom op forward and one backward, where
+//! the composed versions were 10 to 40 small ops each way (and candle's
+//! backward starts every node's gradient as zeros plus an add); attention
+//! never holds the N×N score matrix. Weights are frozen, so only the input's
+//! gradient (and an adapter's) is computed.
 //!
 //! CPU kernels run in f32 or f64 (half precision is widened to f32 around
 //! them); CUDA kernels (`cuda.rs`) take f32, f16 and bf16 with f32 arithmetic.
@@ -24,10 +27,10 @@ macro_rules! cpu_float {
     };
 }
 
-pub mod cpu;
-pub mod cpu_attention;
-pub mod cpu_conv;
-pub mod cpu_matmul;
+mod cpu;
+mod cpu_attention;
+mod cpu_conv;
+mod cpu_matmul;
 #[cfg(feature = "cuda")]
 mod cuda;
 mod lora_linear;

@@ -160,6 +160,10 @@ pub struct Rows {
 }
 
 impl Rows {
+    fn check(&self, elements: usize) {
+        assert_eq!(elements, self.count * self.len, "norm: the input is not {} rows of {}", self.count, self.len);
+    }
+
     fn channels(&self, row: usize) -> std::ops::Range<usize> {
         let per_row = self.len / self.inner;
         let first = (row % self.groups) * per_row;
@@ -214,10 +218,16 @@ fn for_each_row<T: Real>(
     }
 }
 
+/// (x − mean)/σ·w + b as x·scale + shift.
+#[inline(always)]
+fn folded_affine<T: Real>(w: T, b: T, mean: f64, inverse_std: f64) -> (T, T) {
+    (T::narrow(w.widen() * inverse_std), T::narrow(b.widen() - mean * w.widen() * inverse_std))
+}
+
 /// y = norm(x)·w + b (then SiLU) for every row.
 pub fn norm_forward<T: Real>(x: &[T], weight: &[T], bias: &[T], spec: NormSpec) -> Vec<T> {
     let NormSpec { rows, eps, silu } = spec;
-    assert_eq!(x.len(), rows.count * rows.len, "norm: the input is not {} rows of {}", rows.count, rows.len);
+    rows.check(x.len());
     let mut out = vec![T::zero(); x.len()];
     for_each_row(
         rows.len,
@@ -230,8 +240,7 @@ pub fn norm_forward<T: Real>(x: &[T], weight: &[T], bias: &[T], spec: NormSpec) 
             let channels = rows.channels(r);
             let per_channel = row.chunks_exact(rows.inner).zip(out.chunks_exact_mut(rows.inner));
             for ((xs, ys), (&w, &b)) in per_channel.zip(weight[channels.clone()].iter().zip(&bias[channels])) {
-                let scale = T::narrow(w.widen() * inverse_std);
-                let shift = T::narrow(b.widen() - mean * w.widen() * inverse_std);
+                let (scale, shift) = folded_affine(w, b, mean, inverse_std);
                 for (y, &x) in ys.iter_mut().zip(xs) {
                     *y = x * scale + shift;
                 }
@@ -251,7 +260,7 @@ pub fn norm_forward<T: Real>(x: &[T], weight: &[T], bias: &[T], spec: NormSpec) 
 /// (d − mean(d) − x̂·mean(d·x̂)) / σ.
 pub fn norm_backward<T: Real>(x: &[T], grad: &[T], weight: &[T], bias: &[T], spec: NormSpec) -> Vec<T> {
     let NormSpec { rows, eps, silu } = spec;
-    assert_eq!(x.len(), rows.count * rows.len, "norm: the input is not {} rows of {}", rows.count, rows.len);
+    rows.check(x.len());
     let mut out = vec![T::zero(); x.len()];
     for_each_row(
         rows.len,
@@ -266,8 +275,7 @@ pub fn norm_backward<T: Real>(x: &[T], grad: &[T], weight: &[T], bias: &[T], spe
             let affine = weight[channels.clone()].iter().zip(&bias[channels]);
             for (((xs, gs), ds), (&w, &b)) in per_channel.zip(out.chunks_exact_mut(rows.inner)).zip(affine) {
                 if silu {
-                    let scale = T::narrow(w.widen() * inverse_std);
-                    let shift = T::narrow(b.widen() - mean * w.widen() * inverse_std);
+                    let (scale, shift) = folded_affine(w, b, mean, inverse_std);
                     for ((d, &x), &g) in ds.iter_mut().zip(xs).zip(gs) {
                         let z = x * scale + shift;
                         let s = sigmoid(z);

@@ -305,7 +305,17 @@ mod tests {
     #[test]
     fn the_kernels_compile_with_nvrtc() {
         let ptx = super::ptx().unwrap();
-        for kernel in ["norm_forward", "norm_backward", "geglu_forward", "geglu_backward", "attention_forward"] {
+        let kernels = [
+            "norm_forward",
+            "norm_backward",
+            "geglu_forward",
+            "geglu_backward",
+            "attention_forward",
+            "attention_delta",
+            "attention_dq",
+            "attention_dkv",
+        ];
+        for kernel in kernels {
             for suffix in ["f32", "f16", "bf16"] {
                 assert!(ptx.contains(&format!(".entry {kernel}_{suffix}(")), "{kernel}_{suffix} missing from the PTX");
             }

@@ -2,7 +2,7 @@
 // no headers, so half types are carried as their bits and converted here.
 // Arithmetic is f32 for every storage type.
 
-#define NEG_INF __int_as_float(0xff800000)
+#define NEG_INF __uint_as_float(0xff800000u)
 
 struct f16_t { unsigned short bits; };
 struct bf16_t { unsigned short bits; };
@@ -228,9 +228,11 @@ __device__ void attention_forward(const T* q, const T* k, const T* v, T* out, fl
     for (int r = 0; r < ROWS_PER_WARP; ++r) {
         int row = row0 + r;
         if (row >= nq) break;
+        // No key at all (nk = 0) leaves l = 0: the output is 0, as on the CPU.
+        float inverse = l[r] > 0.0f ? 1.0f / l[r] : 0.0f;
         for (int c = 0; c < MAX_PER_LANE; ++c) {
             int d = lane + 32 * c;
-            if (d < D) store(&out[(long long)row * D + d], acc[r][c] / l[r]);
+            if (d < D) store(&out[(long long)row * D + d], acc[r][c] * inverse);
         }
         if (lane == 0) lse[row] = m[r] + logf(l[r]);
     }

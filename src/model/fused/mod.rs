@@ -403,7 +403,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Ten
     }
     let (batch_heads, queries, head_dim) = q.dims3()?;
     crate::model::flops::attention(4 * batch_heads * queries * k.dim(1)? * head_dim);
-    if q.device().is_cuda() && head_dim > MAX_CUDA_HEAD_DIM {
+    if q.device().is_cuda() && (head_dim > MAX_CUDA_HEAD_DIM || batch_heads > MAX_CUDA_BATCH_HEADS) {
         return composed_attention(&q, &k, &v, causal)?.to_dtype(dtype);
     }
     q.apply_op3(&k, &v, Attention { causal, lse: Mutex::new(None) })?.to_dtype(dtype)
@@ -411,6 +411,8 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, causal: bool) -> Result<Ten
 
 /// The widest head the CUDA kernel takes (SD's are 40 to 160 wide).
 const MAX_CUDA_HEAD_DIM: usize = 160;
+/// The kernel puts batch·heads on the grid's y axis, which CUDA caps.
+const MAX_CUDA_BATCH_HEADS: usize = 65_535;
 
 /// Attention from differentiable ops (half precision scored in f32): for the
 /// GPU's heads wider than the kernel takes (the VAE's single 512-wide head),

@@ -5,8 +5,8 @@
 //!   CPU op on the same inputs, in f32 and bf16;
 //! - the fixture UNet's output against diffusers' reference tensors in f32
 //!   (the tests' tolerance) and bf16;
-//! - a short LoRA run on one fixed batch of the real SD 1.5 architecture
-//!   (random weights) whose loss must fall.
+//! - `bench train`'s LoRA step, repeated on its one fixed batch of the real
+//!   architecture (random weights): the loss must fall.
 //!
 //! Prints one JSON line per check and fails when one is out of tolerance.
 
@@ -16,14 +16,9 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::{Value, json};
 
-use super::train::Arch;
-use crate::model::builtin::random_weights;
-use crate::model::lora::{LoraHost, LoraNetwork, is_unet_target};
+use super::train::{Arch, LoraStep};
+use crate::model::fused;
 use crate::model::pipeline::{LoadOptions, StableDiffusion};
-use crate::model::unet::{UNet, UNetConfig};
-use crate::model::{checkpoint, fused};
-use crate::project::LoraTargets;
-use crate::train::optim::{self, AdamW};
 
 fn largest(t: &Tensor) -> Result<f32> {
     Ok(t.to_dtype(DType::F32)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?)
@@ -137,31 +132,13 @@ fn fixture_unet(fixtures: &Path, device: &Device, dtype: DType, tolerance: f64) 
     }))
 }
 
-/// LoRA steps on one fixed batch of the real architecture: the loss must fall.
+/// `easel bench train`'s step (rank 16), repeated on its one fixed batch of
+/// the real architecture: the loss must fall.
 fn loss_falls(arch: Arch, device: &Device, dtype: DType, steps: usize) -> Result<Value> {
-    let config: UNetConfig = serde_json::from_value(arch.unet_config())?;
-    let mut unet = UNet::load(random_weights(dtype, device), &config)?;
-    let mut layers = Vec::new();
-    unet.lora_layers("unet", &mut layers);
-    let mut layers: Vec<_> =
-        layers.into_iter().filter(|(path, _)| is_unet_target(path, LoraTargets::Attention)).collect();
-    let network = LoraNetwork::create(&layers, 16, 16.0, 0, device)?;
-    network.attach(&mut layers, "check");
-    drop(layers);
-    let vars = network.vars();
-    let mut optimizer = AdamW::new(vars.clone(), 0.0)?;
-    let side = arch.default_resolution() / 8;
-    let latents = Tensor::randn(0f32, 1.0, (1, 4, side, side), device)?;
-    let noise = Tensor::randn(0f32, 1.0, (1, 4, side, side), device)?;
-    let context = Tensor::randn(0f32, 1.0, (1, 77, config.cross_attention_dim), device)?.to_dtype(dtype)?;
-    let timesteps = Tensor::new(&[500f32], device)?;
+    let mut bench = LoraStep::new(arch, dtype, device, (16, 1, arch.default_resolution()))?;
     let mut losses = Vec::new();
     for _ in 0..steps {
-        let prediction = unet.forward(&latents, &timesteps, &context, None)?.to_dtype(DType::F32)?;
-        let loss = (prediction - &noise)?.sqr()?.mean_all()?;
-        let grads = optim::FlatGrads::new(&vars, &optim::collect_grads(&vars, &checkpoint::backward(&loss)?))?;
-        optimizer.step(&grads, 1e-3)?;
-        losses.push(loss.to_scalar::<f32>()?);
+        losses.push(bench.step(1e-3)?.to_scalar::<f32>()?);
     }
     let (first, last) = (losses[0], losses[losses.len() - 1]);
     Ok(json!({

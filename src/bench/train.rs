@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use serde_json::{Value, json};
 
 use crate::device::{peak_memory, reset_peak_memory};
@@ -102,68 +102,110 @@ pub fn run(options: &BenchTrain, device: &Device) -> Result<Vec<Value>> {
     Ok(vec![reference, easel])
 }
 
-fn easel_step(options: &BenchTrain, device: &Device) -> Result<Value> {
-    let config: UNetConfig = serde_json::from_value(options.arch.unet_config())?;
-    let started = Instant::now();
-    let mut unet = UNet::load(random_weights(options.dtype, device), &config)?;
-    unet.gradient_checkpointing = options.checkpointing;
-    let load_seconds = started.elapsed().as_secs_f64();
-    let mut layers = Vec::new();
-    unet.lora_layers("unet", &mut layers);
-    let mut layers: Vec<_> =
-        layers.into_iter().filter(|(path, _)| is_unet_target(path, LoraTargets::Attention)).collect();
-    let network = LoraNetwork::create(&layers, options.rank, options.rank as f64, 0, device)?;
-    network.attach(&mut layers, "bench");
-    drop(layers);
-    let vars = network.vars();
-    let mut optimizer = AdamW::new(vars.clone(), 0.01)?;
+/// A random-weight UNet with attention LoRA, one fixed random batch, and the
+/// trainer's step on it (loss, backward, clipping at 1, AdamW).
+pub(super) struct LoraStep {
+    unet: UNet,
+    network: LoraNetwork,
+    vars: Vec<Var>,
+    optimizer: AdamW,
+    latents: Tensor,
+    noise: Tensor,
+    context: Tensor,
+    timesteps: Tensor,
+    added: Option<AddedConditioning>,
+    device: Device,
+}
 
-    let (side, b) = (options.resolution / 8, options.batch);
-    let latents = Tensor::randn(0f32, 1.0, (b, config.in_channels, side, side), device)?;
-    let noise = Tensor::randn(0f32, 1.0, (b, config.in_channels, side, side), device)?;
-    let context = Tensor::randn(0f32, 1.0, (b, 77, config.cross_attention_dim), device)?.to_dtype(options.dtype)?;
-    let timesteps = Tensor::new(vec![500f32; b], device)?;
-    let added = match config.addition_embed_type.as_deref() {
-        Some("text_time") => Some(AddedConditioning {
-            text_embeds: Tensor::randn(0f32, 1.0, (b, 1280), device)?.to_dtype(options.dtype)?,
-            time_ids: Tensor::new(&[[1024f32, 1024.0, 0.0, 0.0, 1024.0, 1024.0]], device)?.repeat((b, 1))?,
-        }),
-        _ => None,
-    };
-    let forward = || unet.forward(&latents, &timesteps, &context, added.as_ref());
-    let mut step = || -> Result<()> {
-        let prediction = forward()?.to_dtype(DType::F32)?;
-        let loss = (prediction - &noise)?.sqr()?.mean_all()?;
-        let mut grads = optim::FlatGrads::new(&vars, &optim::collect_grads(&vars, &checkpoint::backward(&loss)?))?;
+impl LoraStep {
+    pub(super) fn new(
+        arch: Arch,
+        dtype: DType,
+        device: &Device,
+        (rank, batch, resolution): (usize, usize, usize),
+    ) -> Result<Self> {
+        let config: UNetConfig = serde_json::from_value(arch.unet_config())?;
+        let mut unet = UNet::load(random_weights(dtype, device), &config)?;
+        let mut layers = Vec::new();
+        unet.lora_layers("unet", &mut layers);
+        let mut layers: Vec<_> =
+            layers.into_iter().filter(|(path, _)| is_unet_target(path, LoraTargets::Attention)).collect();
+        let network = LoraNetwork::create(&layers, rank, rank as f64, 0, device)?;
+        network.attach(&mut layers, "bench");
+        drop(layers);
+        let vars = network.vars();
+        let optimizer = AdamW::new(vars.clone(), 0.01)?;
+        let side = resolution / 8;
+        let random = |shape: &[usize]| Tensor::randn(0f32, 1.0, shape, device);
+        let added = match config.addition_embed_type.as_deref() {
+            Some("text_time") => Some(AddedConditioning {
+                text_embeds: random(&[batch, 1280])?.to_dtype(dtype)?,
+                time_ids: Tensor::new(&[[1024f32, 1024.0, 0.0, 0.0, 1024.0, 1024.0]], device)?.repeat((batch, 1))?,
+            }),
+            _ => None,
+        };
+        Ok(Self {
+            latents: random(&[batch, config.in_channels, side, side])?,
+            noise: random(&[batch, config.in_channels, side, side])?,
+            context: random(&[batch, 77, config.cross_attention_dim])?.to_dtype(dtype)?,
+            timesteps: Tensor::new(vec![500f32; batch], device)?,
+            unet,
+            network,
+            vars,
+            optimizer,
+            added,
+            device: device.clone(),
+        })
+    }
+
+    fn forward(&self) -> Result<Tensor> {
+        Ok(self.unet.forward(&self.latents, &self.timesteps, &self.context, self.added.as_ref())?)
+    }
+
+    /// One training step at learning rate `lr`; the loss before it.
+    pub(super) fn step(&mut self, lr: f64) -> Result<Tensor> {
+        let prediction = self.forward()?.to_dtype(DType::F32)?;
+        let loss = (prediction - &self.noise)?.sqr()?.mean_all()?;
+        let grads = optim::collect_grads(&self.vars, &checkpoint::backward(&loss)?);
+        let mut grads = optim::FlatGrads::new(&self.vars, &grads)?;
         grads.clip(1.0)?;
-        optimizer.step(&grads, 1e-4)?;
-        Ok(device.synchronize()?)
-    };
+        self.optimizer.step(&grads, lr)?;
+        self.device.synchronize()?;
+        Ok(loss)
+    }
+}
+
+fn easel_step(options: &BenchTrain, device: &Device) -> Result<Value> {
+    let started = Instant::now();
+    let shape = (options.rank, options.batch, options.resolution);
+    let mut bench = LoraStep::new(options.arch, options.dtype, device, shape)?;
+    bench.unet.gradient_checkpointing = options.checkpointing;
+    let load_seconds = started.elapsed().as_secs_f64();
     // Warm-up: kernel compilation, allocator growth.
-    step()?;
-    step()?;
-    let (_, counted) = flops::count(forward);
+    bench.step(1e-4)?;
+    bench.step(1e-4)?;
+    let (_, counted) = flops::count(|| bench.forward());
     reset_peak_memory(device);
     let mut step_times = Vec::new();
     for _ in 0..options.steps {
         let t0 = Instant::now();
-        step()?;
+        bench.step(1e-4)?;
         step_times.push(t0.elapsed().as_secs_f64());
     }
     let peak = peak_memory(device);
     let mut forward_times = Vec::new();
     for _ in 0..options.steps.div_ceil(2) {
         let t0 = Instant::now();
-        forward()?;
+        bench.forward()?;
         device.synchronize()?;
         forward_times.push(t0.elapsed().as_secs_f64());
     }
     let (step_s, forward_s) = (median(step_times), median(forward_times));
-    let flops_per_step = counted.training_step();
+    let (b, flops_per_step) = (options.batch, counted.training_step());
     Ok(json!({
         "side": "easel", "arch": format!("{:?}", options.arch).to_lowercase(), "batch": b,
         "resolution": options.resolution, "dtype": dtype_name(options.dtype), "lora_rank": options.rank,
-        "lora_modules": network.modules.len(), "device": if device.is_cuda() { "cuda" } else { "cpu" },
+        "lora_modules": bench.network.modules.len(), "device": if device.is_cuda() { "cuda" } else { "cpu" },
         "threads": rayon::current_num_threads(), "checkpointing": options.checkpointing,
         "step_s": step_s, "samples_per_s": b as f64 / step_s, "peak_memory_bytes": peak,
         "flops_per_step": flops_per_step, "tflops": flops_per_step as f64 / step_s / 1e12,

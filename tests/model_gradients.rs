@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor, Var};
 use common::fixture;
-use easel::model::gradcheck::max_gradient_error;
+use easel::model::gradcheck::{max_gradient_error, weighted_sum};
 use easel::model::lora::{LoraAdapter, LoraNetwork, is_unet_target};
 use easel::model::pipeline::{LoadOptions, StableDiffusion};
 use easel::project::LoraTargets;
@@ -22,10 +22,7 @@ fn model(dtype: DType) -> StableDiffusion {
 fn scalar_output(model: &StableDiffusion, sample: &Tensor) -> candle_core::Result<Tensor> {
     let context = model.encode_prompts(&["a zeltmug on a table"], (64, 64)).map_err(candle_core::Error::wrap)?.context;
     let timesteps = Tensor::new(&[500f64], sample.device())?;
-    let y = model.unet.forward(sample, &timesteps, &context, None)?;
-    let n = y.elem_count();
-    let weights = Tensor::arange(1.0, n as f64 + 1.0, y.device())?.reshape(y.shape())?.sin()?;
-    (y * weights)?.sum_all()
+    weighted_sum(&model.unet.forward(sample, &timesteps, &context, None)?)
 }
 
 /// Backpropagated vs central-difference gradient of the output with respect

@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 
 use super::train::{Arch, LoraStep};
 use crate::model::fused;
+use crate::model::gradcheck::weighted_sum;
 use crate::model::pipeline::{LoadOptions, StableDiffusion};
 
 fn largest(t: &Tensor) -> Result<f32> {
@@ -32,15 +33,13 @@ fn relative_difference(a: &Tensor, b: &Tensor) -> Result<f32> {
 
 type Op = fn(&[Tensor]) -> candle_core::Result<Tensor>;
 
-/// The output and the gradients of `op` (weighted sum as the loss) for the
+/// The output and the gradients of `op` (`weighted_sum` as the loss) for the
 /// inputs that get one (a norm's affine weights are frozen).
 fn run_op(op: Op, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
     let vars: Vec<Var> = inputs.iter().map(Var::from_tensor).collect::<candle_core::Result<_>>()?;
     let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let y = op(&tensors)?;
-    let weights =
-        Tensor::arange(0f32, y.elem_count() as f32, y.device())?.reshape(y.shape())?.sin()?.to_dtype(y.dtype())?;
-    let grads = (y.to_dtype(DType::F32)? * weights.to_dtype(DType::F32)?)?.sum_all()?.backward()?;
+    let grads = weighted_sum(&y.to_dtype(DType::F32)?)?.backward()?;
     let mut out = vec![y];
     out.extend(tensors.iter().filter_map(|t| grads.get(t).cloned()));
     if out.len() == 1 {

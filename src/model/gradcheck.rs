@@ -32,23 +32,24 @@ pub fn max_gradient_error(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Tensor, ste
     Ok(worst)
 }
 
+/// Σ yᵢ·sin(i + 1): a fixed, non-symmetric weighting, so the scalar depends
+/// on every output and errors in different outputs cannot cancel.
+pub fn weighted_sum(y: &Tensor) -> Result<Tensor> {
+    let n = y.elem_count();
+    let weights = Tensor::arange(1.0, n as f64 + 1.0, y.device())?.reshape(y.shape())?.sin()?.to_dtype(y.dtype())?;
+    (y * weights)?.sum_all()
+}
+
 #[cfg(test)]
 mod tests {
     use candle_core::{DType, Device, Module, Tensor, Var};
 
-    use super::max_gradient_error;
+    use super::{max_gradient_error, weighted_sum};
     use crate::model::nn::{Conv2d, GroupNorm, LayerNorm, Linear, quick_gelu, upsample_nearest_2x};
     use crate::model::resnet::Downsample;
 
     fn input(shape: &[usize]) -> Tensor {
         Tensor::randn(0f64, 1.0, shape, &Device::Cpu).unwrap()
-    }
-
-    /// A fixed, non-symmetric weighting so the scalar depends on every output.
-    fn weigh(y: &Tensor) -> candle_core::Result<Tensor> {
-        let n = y.elem_count();
-        let w = Tensor::arange(1.0, n as f64 + 1.0, y.device())?.reshape(y.shape())?.sin()?;
-        (y * w)?.sum_all()
     }
 
     fn conv(channels: (usize, usize), kernel: usize, stride: usize, padding: usize) -> Conv2d {
@@ -62,7 +63,7 @@ mod tests {
     }
 
     fn assert_backpropagates(what: &str, f: impl Fn(&Tensor) -> candle_core::Result<Tensor>, x: &Tensor) {
-        let error = max_gradient_error(|x| weigh(&f(x)?), x, 1e-5).unwrap();
+        let error = max_gradient_error(|x| weighted_sum(&f(x)?), x, 1e-5).unwrap();
         assert!(error < 1e-6, "{what}: gradient error {error}");
     }
 

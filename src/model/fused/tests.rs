@@ -5,17 +5,10 @@
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 
 use super::{attention, geglu, group_norm, layer_norm};
-use crate::model::gradcheck::max_gradient_error;
+use crate::model::gradcheck::{max_gradient_error, weighted_sum};
 
 fn input(shape: &[usize], dtype: DType) -> Tensor {
     Tensor::randn(0f64, 1.0, shape, &Device::Cpu).unwrap().to_dtype(dtype).unwrap()
-}
-
-/// A fixed, non-symmetric weighting so the scalar depends on every output.
-fn weigh(y: &Tensor) -> Result<Tensor> {
-    let n = y.elem_count();
-    let w = Tensor::arange(1.0, n as f64 + 1.0, y.device())?.reshape(y.shape())?.sin()?.to_dtype(y.dtype())?;
-    (y * w)?.sum_all()
 }
 
 fn reference_norm(grouped: &Tensor, dim: usize, eps: f64) -> Result<Tensor> {
@@ -52,7 +45,7 @@ fn largest_difference(
         let vars: Vec<Var> = inputs.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
         let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
         let y = f(&tensors).unwrap();
-        let grads = weigh(&y).unwrap().backward().unwrap();
+        let grads = weighted_sum(&y).unwrap().backward().unwrap();
         let grads: Vec<Tensor> =
             tensors.iter().map(|t| grads.get(t).expect("a gradient for every input").clone()).collect();
         (y, grads)
@@ -149,7 +142,7 @@ fn fused_attention_matches_the_composed_one() {
 #[test]
 fn fused_backward_passes_agree_with_finite_differences() {
     let check = |what: &str, f: &dyn Fn(&Tensor) -> Result<Tensor>, x: &Tensor| {
-        let error = max_gradient_error(|x| weigh(&f(x)?), x, 1e-5).unwrap();
+        let error = max_gradient_error(|x| weighted_sum(&f(x)?), x, 1e-5).unwrap();
         assert!(error < 1e-6, "{what}: gradient error {error}");
     };
     let (w, b) = (input(&[4], DType::F64).affine(0.5, 1.0).unwrap(), input(&[4], DType::F64));

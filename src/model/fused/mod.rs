@@ -73,7 +73,56 @@ fn cpu_working_dtype(x: &Tensor) -> DType {
     }
 }
 
+/// The backward of an op whose input gradient is a function of (input,
+/// output gradient) with the input's shape: the norms and GEGLU.
+trait InputGradient: Send + Sync {
+    const NAME: &'static str;
+
+    fn cpu<T: Real>(&self, x: &[T], grad: &[T], layout: &Layout) -> Result<Vec<T>>;
+
+    #[cfg(feature = "cuda")]
+    fn cuda(
+        &self,
+        x: (&candle_core::CudaStorage, &Layout),
+        grad: (&candle_core::CudaStorage, &Layout),
+    ) -> Result<(candle_core::CudaStorage, Shape)>;
+}
+
+/// The input gradient of `K`'s op, as an op over (input, output gradient).
+struct Backward<K>(K);
+
+impl<K: InputGradient> CustomOp2 for Backward<K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+
+    fn cpu_fwd(
+        &self,
+        x: &CpuStorage,
+        x_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        cpu_float!(x, K::NAME, |T| {
+            let out = self.0.cpu::<T>(contiguous(x, x_layout)?, contiguous(grad, grad_layout)?, x_layout)?;
+            Ok((T::to_cpu_storage_owned(out), x_layout.shape().clone()))
+        })
+    }
+
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(
+        &self,
+        x: &candle_core::CudaStorage,
+        x_layout: &Layout,
+        grad: &candle_core::CudaStorage,
+        grad_layout: &Layout,
+    ) -> Result<(candle_core::CudaStorage, Shape)> {
+        self.0.cuda((x, x_layout), (grad, grad_layout))
+    }
+}
+
 /// Normalises rows (see [`Rows`]) with a frozen affine, optionally SiLU after.
+#[derive(Clone)]
 struct RowNorm {
     weight: Tensor,
     bias: Tensor,
@@ -81,15 +130,8 @@ struct RowNorm {
 }
 
 impl RowNorm {
-    fn cpu<T: Real>(&self, x: &[T], grad: Option<&[T]>) -> Result<Vec<T>> {
-        with_cpu_elements(&self.weight, |weight: &[T]| {
-            with_cpu_elements(&self.bias, |bias: &[T]| {
-                Ok(match grad {
-                    None => cpu::norm_forward(x, weight, bias, self.spec),
-                    Some(grad) => cpu::norm_backward(x, grad, weight, bias, self.spec),
-                })
-            })
-        })
+    fn with_affine<T: Real, R>(&self, f: impl FnOnce(&[T], &[T]) -> R) -> Result<R> {
+        with_cpu_elements(&self.weight, |weight: &[T]| with_cpu_elements(&self.bias, |bias: &[T]| Ok(f(weight, bias))))
     }
 }
 
@@ -100,7 +142,8 @@ impl CustomOp1 for RowNorm {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         cpu_float!(storage, self.name(), |T| {
-            let out = self.cpu::<T>(contiguous(storage, layout)?, None)?;
+            let x = contiguous::<T>(storage, layout)?;
+            let out = self.with_affine(|weight, bias| cpu::norm_forward(x, weight, bias, self.spec))?;
             Ok((T::to_cpu_storage_owned(out), layout.shape().clone()))
         })
     }
@@ -115,42 +158,24 @@ impl CustomOp1 for RowNorm {
     }
 
     fn bwd(&self, x: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        let backward =
-            RowNormBackward(RowNorm { weight: self.weight.clone(), bias: self.bias.clone(), spec: self.spec });
-        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &backward)?))
+        Ok(Some(x.apply_op2_no_bwd(&grad.contiguous()?, &Backward(self.clone()))?))
     }
 }
 
-/// The input gradient of [`RowNorm`], from (x, output gradient).
-struct RowNormBackward(RowNorm);
+impl InputGradient for RowNorm {
+    const NAME: &'static str = "fused-norm-backward";
 
-impl CustomOp2 for RowNormBackward {
-    fn name(&self) -> &'static str {
-        "fused-norm-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-        grad: &CpuStorage,
-        grad_layout: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        cpu_float!(x, self.name(), |T| {
-            let out = self.0.cpu::<T>(contiguous(x, x_layout)?, Some(contiguous(grad, grad_layout)?))?;
-            Ok((T::to_cpu_storage_owned(out), x_layout.shape().clone()))
-        })
+    fn cpu<T: Real>(&self, x: &[T], grad: &[T], _: &Layout) -> Result<Vec<T>> {
+        self.with_affine(|weight, bias| cpu::norm_backward(x, grad, weight, bias, self.spec))
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
+    fn cuda(
         &self,
-        x: &candle_core::CudaStorage,
-        x_layout: &Layout,
-        grad: &candle_core::CudaStorage,
-        grad_layout: &Layout,
+        (x, x_layout): (&candle_core::CudaStorage, &Layout),
+        grad: (&candle_core::CudaStorage, &Layout),
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        cuda::norm(x, x_layout, Some((grad, grad_layout)), &self.0.weight, &self.0.bias, self.0.spec)
+        cuda::norm(x, x_layout, Some(grad), &self.weight, &self.bias, self.spec)
     }
 }
 
@@ -209,40 +234,25 @@ impl CustomOp1 for Geglu {
     }
 
     fn bwd(&self, projected: &Tensor, _: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
-        Ok(Some(projected.apply_op2_no_bwd(&grad.contiguous()?, &GegluBackward)?))
+        Ok(Some(projected.apply_op2_no_bwd(&grad.contiguous()?, &Backward(Geglu))?))
     }
 }
 
-struct GegluBackward;
+impl InputGradient for Geglu {
+    const NAME: &'static str = "fused-geglu-backward";
 
-impl CustomOp2 for GegluBackward {
-    fn name(&self) -> &'static str {
-        "fused-geglu-backward"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_layout: &Layout,
-        grad: &CpuStorage,
-        grad_layout: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let width = x_layout.dims().last().copied().unwrap_or(0) / 2;
-        cpu_float!(x, self.name(), |T| {
-            let out = cpu::geglu_backward::<T>(contiguous(x, x_layout)?, contiguous(grad, grad_layout)?, width);
-            Ok((T::to_cpu_storage_owned(out), x_layout.shape().clone()))
-        })
+    fn cpu<T: Real>(&self, x: &[T], grad: &[T], layout: &Layout) -> Result<Vec<T>> {
+        let width = layout.dims().last().copied().unwrap_or(0) / 2;
+        Ok(cpu::geglu_backward(x, grad, width))
     }
 
     #[cfg(feature = "cuda")]
-    fn cuda_fwd(
+    fn cuda(
         &self,
-        x: &candle_core::CudaStorage,
-        x_layout: &Layout,
-        grad: &candle_core::CudaStorage,
-        grad_layout: &Layout,
+        (x, x_layout): (&candle_core::CudaStorage, &Layout),
+        grad: (&candle_core::CudaStorage, &Layout),
     ) -> Result<(candle_core::CudaStorage, Shape)> {
-        cuda::geglu(x, x_layout, Some((grad, grad_layout)))
+        cuda::geglu(x, x_layout, Some(grad))
     }
 }
 

@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::cpu::Real;
-use super::cpu_matmul::{View, Write, matmul};
+use super::cpu_matmul::{View, Write, matmul, threads_for};
 
 /// The shapes of one convolution (square kernel, same stride and padding on both axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,13 +62,6 @@ impl ConvShape {
             }
         }
     }
-}
-
-/// Work (multiply-adds) above which a product runs on every thread.
-const PARALLEL_MIN_WORK: usize = 1 << 20;
-
-fn threads_for(work: usize) -> usize {
-    if work >= PARALLEL_MIN_WORK { rayon::current_num_threads() } else { 1 }
 }
 
 /// The columns of one image: `[patch, out_pixels]`.

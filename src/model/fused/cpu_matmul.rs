@@ -24,6 +24,12 @@ impl<'a, T> View<'a, T> {
     }
 }
 
+/// How many threads a product of `work` multiply-adds should use: all of
+/// them from about a million on, below that the calling thread only.
+pub fn threads_for(work: usize) -> usize {
+    if work >= 1 << 20 { rayon::current_num_threads() } else { 1 }
+}
+
 /// Whether a product replaces the destination or adds to it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Write {

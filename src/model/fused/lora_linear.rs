@@ -8,15 +8,8 @@ use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDType, bail};
 
 use super::cpu::Real;
-use super::cpu_matmul::{View, Write, matmul};
+use super::cpu_matmul::{View, Write, matmul, threads_for};
 use super::{contiguous, with_cpu_elements};
-
-/// Products smaller than this (multiply-adds) run on the calling thread.
-const PARALLEL_MIN_WORK: usize = 1 << 20;
-
-fn threads_for(work: usize) -> usize {
-    if work >= PARALLEL_MIN_WORK { rayon::current_num_threads() } else { 1 }
-}
 
 /// The sizes: `rows` inputs of `inputs` features, `outputs` out, rank `rank`.
 #[derive(Debug, Clone, Copy)]

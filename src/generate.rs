@@ -93,6 +93,10 @@ fn read_latents(path: &Path, device: &Device) -> Result<candle_core::Tensor> {
 
 pub fn run(args: GenerateArgs) -> Result<()> {
     let device = crate::device::default_device();
+    crate::device::on_compute_threads(&device, || generate(args, &device))
+}
+
+fn generate(args: GenerateArgs, device: &Device) -> Result<()> {
     let dtype = args.half.unwrap_or(DType::F32);
     let path = model_path(&args)?;
     let started = Instant::now();
@@ -121,7 +125,7 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     }
     let mut request = args.request.clone();
     if let Some(latents) = &args.latents {
-        request.initial_latents = Some(read_latents(latents, &device)?);
+        request.initial_latents = Some(read_latents(latents, device)?);
     }
     let factor = model.vae.config.spatial_factor();
     (request.width, request.height) = match (args.size, &request.initial_latents) {

@@ -92,7 +92,7 @@ fn dtype_name(dtype: DType) -> &'static str {
 
 /// Both sides' JSON lines: the reference's (when asked for) first, then Easel's with the ratios.
 pub fn run(options: &BenchTrain, device: &Device) -> Result<Vec<Value>> {
-    let mut easel = easel_step(options, device)?;
+    let mut easel = crate::device::on_compute_threads(device, || easel_step(options, device))?;
     let Some(script) = &options.python else { return Ok(vec![easel]) };
     let reference = python_step(script, options, device)?;
     let ratio = |key: &str| Some(easel[key].as_f64()? / reference[key].as_f64()?);

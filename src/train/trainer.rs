@@ -170,7 +170,10 @@ pub fn spawn(project: Project, options: TrainOptions) -> TrainerHandle {
     let (event_tx, event_rx) = std::sync::mpsc::channel();
     let thread = std::thread::Builder::new()
         .name("easel-trainer".into())
-        .spawn(move || run(&project, &options, &command_rx, &event_tx))
+        .spawn(move || {
+            let device = options.device.clone();
+            crate::device::on_compute_threads(&device, move || run(&project, &options, &command_rx, &event_tx))
+        })
         .expect("spawn the trainer thread");
     TrainerHandle { commands: command_tx, events: event_rx, thread }
 }

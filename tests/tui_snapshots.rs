@@ -7,8 +7,9 @@ use std::path::Path;
 use crossterm::event::KeyCode;
 use easel::dataset::Inventory;
 use easel::project::Project;
-use easel::train::{list_runs, read_metrics};
-use easel::tui::{Action, App, Effect, Key, PaneId, ProjectFiles, ScanResult, SharedContext, Theme, render};
+use easel::train::list_runs;
+use easel::tui::jobs::{self, ReadFiles};
+use easel::tui::{Action, App, Done, Effect, Key, PaneId, Theme, render};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -67,31 +68,20 @@ fn demo_copy() -> tempfile::TempDir {
 
 fn loaded_app(root: &Path, theme: &str) -> App {
     let project = Project::open(root).unwrap();
-    let runs = list_runs(&project.runs_dir());
-    let metrics = runs.first().map(|run| read_metrics(&run.dir));
-    let inventory = Inventory::read(&project.dataset_dir(), &project.config.caption_extension, None);
-    let (captions, context) = easel::captions::CaptionReport::build(&project);
-    let files = ProjectFiles {
-        inventory,
-        runs,
-        metrics,
-        compare_metrics: None,
-        captions: Some(captions),
-        caption_context: context.map(|c| SharedContext(std::sync::Arc::new(c))),
-    };
+    // The workbench's first read of the files, showing the newest run.
+    let shown = list_runs(&project.runs_dir()).first().map(|run| run.dir.clone());
+    let request =
+        ReadFiles { project: project.clone(), previous: Inventory::default(), captions: true, shown, compare: None };
+    let files = jobs::read_files(request);
     let mut app = App::new(project, Theme::resolve(theme, Path::new(".")).unwrap());
     app.files_loaded(files);
     app
 }
 
-/// Scans the project as the workbench's background scan would, and hands it the result.
+/// Scans the project as the workbench's background scan does, and hands it the result.
 fn scanned(app: &mut App) {
-    let project = &app.project;
-    let dataset = project.dataset_dir();
-    let report = easel::dataset::scan::scan(&dataset, &project.cache_dir(), &project.config, &|_, _| {});
-    let rejected = easel::dataset::decisions::rejected_images(&dataset);
-    let kept = easel::dataset::decisions::Kept::read(&dataset);
-    app.scan_loaded(ScanResult { report, rejected, kept });
+    let result = jobs::scan(&app.shared.project, &|_, _| {});
+    app.done(Done::Scanned(result));
 }
 
 /// Draws a frame, decodes the previews it asked for (the event loop does
@@ -99,7 +89,7 @@ fn scanned(app: &mut App) {
 fn draw(app: &App, width: u16, height: u16) -> Terminal<TestBackend> {
     let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
     terminal.draw(|frame| render(app, frame)).unwrap();
-    app.previews.load_wanted_now();
+    app.shared.previews.load_wanted_now();
     terminal.draw(|frame| render(app, frame)).unwrap();
     terminal
 }
@@ -119,7 +109,7 @@ fn each_pane_at_80x24() {
 fn the_dataset_pane_after_a_scan() {
     let dir = demo_copy();
     let mut app = loaded_app(dir.path(), "dark");
-    app.scan_progress(7, 20);
+    app.done(Done::ScanProgress(7, 20));
     insta::assert_snapshot!("dataset_scanning_80x24", draw(&app, 80, 24).backend());
     scanned(&mut app);
     let screen = format!("{:?}", draw(&app, 80, 24).backend());
@@ -149,7 +139,7 @@ fn the_captions_pane_edits_and_reviews() {
     assert!(screen.contains("● unsaved") && screen.contains("Tab: mug"), "{screen}");
     insta::assert_snapshot!("captions_editing_80x24", draw(&app, 80, 24).backend());
     let saved = app.handle_key(Key::plain(KeyCode::Esc));
-    assert!(matches!(saved, Some(Effect::Caption(_))), "leaving the editor saves: {saved:?}");
+    assert!(matches!(saved.as_slice(), [Effect::Caption(_)]), "leaving the editor saves: {saved:?}");
     app.apply(Action::ReviewNormalization);
     insta::assert_snapshot!("captions_review_80x24", draw(&app, 80, 24).backend());
     app.handle_key(Key::plain(KeyCode::Esc));

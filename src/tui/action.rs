@@ -25,6 +25,16 @@ impl PaneId {
         }
     }
 
+    /// What the pane holds, for the help's pane keys.
+    pub fn description(self) -> &'static str {
+        match self {
+            Self::Dataset => "images and their state",
+            Self::Captions => "the caption of each image",
+            Self::Train => "settings and runs",
+            Self::Samples => "sample prompts and images",
+        }
+    }
+
     pub fn index(self) -> usize {
         Self::ALL.iter().position(|p| *p == self).expect("every pane is in ALL")
     }
@@ -125,4 +135,20 @@ pub enum Action {
     /// Captions pane: undo or redo the last caption edit (journaled, survives restarts).
     UndoCaption,
     RedoCaption,
+    /// Caption editor: save when changed, and close.
+    CloseEditor,
+    /// Caption editor: save now and keep editing.
+    SaveCaption,
+    /// Caption editor: complete the word being typed.
+    CompleteWord,
+    /// Normalization review: leave the selected change out.
+    SkipChange,
+    /// Normalization review: apply every change still listed, or the selected one.
+    ApplyAll,
+    ApplyChange,
+    /// Tag prompt: apply the typed edit to the listed captions.
+    ApplyTagEdit,
+    /// Caption changed elsewhere: write the typed text over it, or keep the file's.
+    Overwrite,
+    KeepTheirs,
 }

@@ -1,5 +1,6 @@
-//! The help overlay, generated from the keymap: global keys, then the
-//! current pane's, then the other panes'.
+//! The help overlay, generated from the keymap: the current mode's keys,
+//! global keys, then the current pane's, then the other panes' (each with
+//! its modes').
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -9,12 +10,12 @@ use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
 use super::app::App;
 use super::keymap::Binding;
 use super::theme::Theme;
-use super::view::centered;
+use super::widgets::centered;
 
 pub fn render(app: &App, frame: &mut Frame, area: Rect, scroll: u16) {
-    let theme = &app.theme;
+    let theme = &app.shared.theme;
     let mut lines = Vec::new();
-    for (title, bindings) in app.keymap.help_sections(app.pane) {
+    for (title, bindings) in app.help_sections() {
         section(&mut lines, theme, &title, bindings);
     }
 

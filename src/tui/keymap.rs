@@ -1,11 +1,11 @@
-//! Key bindings. Each scope (global, each pane, each dialog) owns a list of
-//! bindings with their descriptions; the help overlay is generated from the
-//! same lists, so it cannot drift from what the keys really do.
+//! Key bindings. Each scope (global, each pane, each pane's modes, each
+//! dialog) owns a list of bindings with their descriptions; the help overlay
+//! is generated from the same lists, so it cannot drift from what the keys
+//! really do.
 
 use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use super::action::{Action, PaneId};
-use super::panes;
 
 /// A key with its modifiers, as written in bindings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,11 +95,43 @@ impl Binding {
     }
 }
 
+/// A pane's mode (an editor, a review, a dialog) and its keys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModeKeys {
+    /// What the pane's `mode()` returns while in it.
+    pub name: &'static str,
+    /// The help overlay's heading.
+    pub title: &'static str,
+    pub bindings: Vec<Binding>,
+    /// Keys it does not bind are typed into its text field.
+    pub takes_text: bool,
+}
+
+impl ModeKeys {
+    /// A mode's keys, with the two that work in every mode added: help and quit.
+    pub fn new(name: &'static str, title: &'static str, takes_text: bool, mut bindings: Vec<Binding>) -> Self {
+        bindings.extend([
+            Binding::new(&[Key::plain(KeyCode::F(1))], Action::ToggleHelp, "show or hide this help"),
+            Binding::new(&[Key::ctrl('c')], Action::Quit, "quit (asks if something is unsaved)"),
+        ]);
+        Self { name, title, bindings, takes_text }
+    }
+}
+
+/// A pane's keys: while browsing, and in each of its modes.
+#[derive(Debug, Clone)]
+pub struct PaneKeys {
+    pub pane: PaneId,
+    pub bindings: Vec<Binding>,
+    pub modes: Vec<ModeKeys>,
+}
+
 /// Where a key press is looked up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scope {
-    Global,
     Pane(PaneId),
+    /// A pane's mode, by name.
+    Mode(&'static str),
     Help,
     QuitDialog,
 }
@@ -108,21 +140,23 @@ pub enum Scope {
 #[derive(Debug, Clone)]
 pub struct Keymap {
     pub global: Vec<Binding>,
-    pub panes: Vec<(PaneId, Vec<Binding>)>,
+    pub panes: Vec<PaneKeys>,
     pub help: Vec<Binding>,
     pub quit_dialog: Vec<Binding>,
 }
 
-impl Default for Keymap {
-    fn default() -> Self {
+impl Keymap {
+    /// The global and dialog keys, with each pane's own (in tab order).
+    pub fn new(panes: Vec<PaneKeys>) -> Self {
         let mut global = vec![
             Binding::new(&[Key::char('q'), Key::ctrl('c')], Action::Quit, "quit (asks if something is unsaved)"),
             Binding::new(&[Key::char('?'), Key::plain(KeyCode::F(1))], Action::ToggleHelp, "show or hide this help"),
             Binding::new(&[Key::plain(KeyCode::Tab)], Action::NextPane, "next pane"),
             Binding::new(&[Key::plain(KeyCode::BackTab)], Action::PreviousPane, "previous pane"),
         ];
-        for (pane, digit) in PaneId::ALL.into_iter().zip(['1', '2', '3', '4']) {
-            global.push(Binding::new(&[Key::char(digit)], Action::ShowPane(pane), pane_description(pane)));
+        for (keys, digit) in panes.iter().zip('1'..='9') {
+            let description = format!("{} pane: {}", keys.pane.title(), keys.pane.description());
+            global.push(Binding::new(&[Key::char(digit)], Action::ShowPane(keys.pane), description));
         }
         global.extend([
             Binding::new(&[Key::char('t')], Action::CycleTheme, "try the next colour theme"),
@@ -131,7 +165,7 @@ impl Default for Keymap {
         ]);
         Self {
             global,
-            panes: PaneId::ALL.into_iter().map(|pane| (pane, panes::bindings(pane))).collect(),
+            panes,
             help: vec![
                 Binding::new(&[Key::plain(KeyCode::Esc), Key::char('?'), Key::char('q')], Action::Close, "close help"),
                 Binding::new(&[Key::plain(KeyCode::Up), Key::char('k')], Action::Up, "scroll up"),
@@ -146,42 +180,43 @@ impl Default for Keymap {
             ],
         }
     }
-}
 
-fn pane_description(pane: PaneId) -> &'static str {
-    match pane {
-        PaneId::Dataset => "Dataset pane: images and their state",
-        PaneId::Captions => "Captions pane: the caption of each image",
-        PaneId::Train => "Train pane: settings and runs",
-        PaneId::Samples => "Samples pane: sample prompts and images",
-    }
-}
-
-impl Keymap {
     pub fn pane(&self, pane: PaneId) -> &[Binding] {
-        self.panes.iter().find(|(p, _)| *p == pane).map_or(&[], |(_, b)| b.as_slice())
+        self.panes.iter().find(|keys| keys.pane == pane).map_or(&[], |keys| keys.bindings.as_slice())
     }
 
-    /// The help overlay's sections: global keys, then the current pane's,
-    /// then the other panes', then the overlay's own.
-    pub fn help_sections(&self, current: PaneId) -> Vec<(String, &[Binding])> {
-        let mut sections = vec![("Everywhere".to_string(), self.global.as_slice())];
-        let others = PaneId::ALL.into_iter().filter(|p| *p != current);
-        for pane in std::iter::once(current).chain(others) {
-            let marker = if pane == current { " (this pane)" } else { "" };
-            sections.push((format!("{} pane{marker}", pane.title()), self.pane(pane)));
+    pub fn mode(&self, name: &str) -> Option<&ModeKeys> {
+        self.panes.iter().flat_map(|keys| &keys.modes).find(|mode| mode.name == name)
+    }
+
+    /// The help overlay's sections: the current mode's keys, global keys,
+    /// the current pane's (then its modes'), then the other panes' (each
+    /// followed by its modes'), then the overlay's own.
+    pub fn help_sections(&self, current: PaneId, mode: Option<&str>) -> Vec<(String, &[Binding])> {
+        let mut sections = Vec::new();
+        if let Some(mode) = mode.and_then(|name| self.mode(name)) {
+            sections.push((format!("{} (now)", mode.title), mode.bindings.as_slice()));
+        }
+        sections.push(("Everywhere".to_string(), self.global.as_slice()));
+        let this = self.panes.iter().filter(|keys| keys.pane == current);
+        for keys in this.chain(self.panes.iter().filter(|keys| keys.pane != current)) {
+            let marker = if keys.pane == current { " (this pane)" } else { "" };
+            sections.push((format!("{} pane{marker}", keys.pane.title()), keys.bindings.as_slice()));
+            for other in keys.modes.iter().filter(|m| Some(m.name) != mode) {
+                sections.push((format!("{} pane, {}", keys.pane.title(), other.title), other.bindings.as_slice()));
+            }
         }
         sections.push(("This help".to_string(), self.help.as_slice()));
         sections
     }
 
     /// The action `key` triggers in `scope`. Pane bindings shadow global ones;
-    /// dialogs and the help overlay are modal.
+    /// modes, dialogs and the help overlay are modal.
     pub fn lookup(&self, scope: Scope, key: Key) -> Option<Action> {
         let find = |bindings: &[Binding]| bindings.iter().find(|b| b.keys.contains(&key)).map(|b| b.action);
         match scope {
-            Scope::Global => find(&self.global),
             Scope::Pane(pane) => find(self.pane(pane)).or_else(|| find(&self.global)),
+            Scope::Mode(name) => self.mode(name).and_then(|mode| find(&mode.bindings)),
             Scope::Help => find(&self.help).or_else(|| (key == Key::ctrl('c')).then_some(Action::Quit)),
             Scope::QuitDialog => find(&self.quit_dialog),
         }
@@ -191,41 +226,6 @@ impl Keymap {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn press(code: KeyCode, modifiers: KeyModifiers) -> Key {
-        Key::from_event(&KeyEvent::new(code, modifiers)).unwrap()
-    }
-
-    #[test]
-    fn shifted_characters_match_their_plain_binding() {
-        let keymap = Keymap::default();
-        let scope = Scope::Pane(PaneId::Dataset);
-        assert_eq!(keymap.lookup(scope, press(KeyCode::Char('?'), KeyModifiers::SHIFT)), Some(Action::ToggleHelp));
-        assert_eq!(keymap.lookup(scope, press(KeyCode::BackTab, KeyModifiers::SHIFT)), Some(Action::PreviousPane));
-        assert_eq!(keymap.lookup(scope, press(KeyCode::Char('C'), KeyModifiers::CONTROL)), Some(Action::Quit));
-        assert_eq!(
-            keymap.lookup(scope, press(KeyCode::Char('3'), KeyModifiers::NONE)),
-            Some(Action::ShowPane(PaneId::Train))
-        );
-        assert_eq!(keymap.lookup(scope, press(KeyCode::Char('x'), KeyModifiers::ALT)), None);
-    }
-
-    #[test]
-    fn no_key_is_bound_twice_in_one_scope() {
-        let keymap = Keymap::default();
-        let mut scopes = vec![keymap.help.clone(), keymap.quit_dialog.clone()];
-        for pane in PaneId::ALL {
-            // A pane's keys are looked up before the global ones, so together they must be unique.
-            scopes.push(keymap.pane(pane).iter().chain(&keymap.global).cloned().collect());
-        }
-        for bindings in scopes {
-            let mut keys: Vec<String> = bindings.iter().flat_map(|b| b.keys.iter().map(Key::label)).collect();
-            let count = keys.len();
-            keys.sort();
-            keys.dedup();
-            assert_eq!(keys.len(), count, "a key is bound twice: {bindings:?}");
-        }
-    }
 
     #[test]
     fn actions_can_be_named_in_keymap_files() {

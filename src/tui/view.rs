@@ -1,14 +1,16 @@
 //! Drawing the whole workbench: a pure function of the app state.
 
 use ratatui::Frame;
-use ratatui::layout::{Constraint, Flex, Layout, Rect};
+use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
 
 use super::action::PaneId;
-use super::app::{App, Level, Overlay};
-use super::{help, panes};
+use super::app::{App, Overlay};
+use super::help;
+use super::shared::Level;
+use super::widgets::centered;
 
 /// Below this size only a short notice is drawn; above it, every part adapts.
 pub const MIN_WIDTH: u16 = 20;
@@ -16,7 +18,7 @@ pub const MIN_HEIGHT: u16 = 5;
 
 pub fn render(app: &App, frame: &mut Frame) {
     let area = frame.area();
-    let theme = &app.theme;
+    let theme = &app.shared.theme;
     frame.render_widget(Block::default().style(theme.base()), area);
     if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
         let notice = format!("Easel needs {MIN_WIDTH}×{MIN_HEIGHT}; this is {}×{}. q quits.", area.width, area.height);
@@ -26,7 +28,7 @@ pub fn render(app: &App, frame: &mut Frame) {
     let [tabs, body, status] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(0), Constraint::Length(1)]).areas(area);
     render_tabs(app, frame, tabs);
-    panes::render(app, frame, body);
+    app.render_pane(frame, body);
     render_status(app, frame, status);
     match app.overlay {
         Some(Overlay::Help { scroll }) => help::render(app, frame, body, scroll),
@@ -36,7 +38,7 @@ pub fn render(app: &App, frame: &mut Frame) {
 }
 
 fn render_tabs(app: &App, frame: &mut Frame, area: Rect) {
-    let theme = &app.theme;
+    let theme = &app.shared.theme;
     let titles = PaneId::ALL.iter().enumerate().map(|(i, pane)| format!("{} {}", i + 1, pane.title()));
     let tabs = Tabs::new(titles)
         .select(app.pane.index())
@@ -49,8 +51,8 @@ fn render_tabs(app: &App, frame: &mut Frame, area: Rect) {
     if app.unsaved().is_some() {
         notes.push(Span::styled("● unsaved ", theme.base().fg(theme.warning).add_modifier(Modifier::BOLD)));
     }
-    if app.live.as_ref().is_some_and(|live| live.running) {
-        notes.push(Span::styled("● training ", theme.base().fg(theme.ok).add_modifier(Modifier::BOLD)));
+    for work in app.running() {
+        notes.push(Span::styled(format!("● {work} "), theme.base().fg(theme.ok).add_modifier(Modifier::BOLD)));
     }
     notes.push(Span::styled("? help ", theme.muted()));
     let notes = Line::from(notes).right_aligned();
@@ -63,12 +65,12 @@ fn render_tabs(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 fn render_status(app: &App, frame: &mut Frame, area: Rect) {
-    let theme = &app.theme;
-    let inventory = &app.files.inventory;
-    let counts = if app.loading {
+    let theme = &app.shared.theme;
+    let inventory = &app.shared.files.inventory;
+    let counts = if app.shared.loading {
         "reading…".to_string()
     } else {
-        let runs = app.files.runs.len();
+        let runs = app.shared.files.runs.len();
         format!(
             "{} img · {} cap · {runs} run{}",
             inventory.image_count(),
@@ -83,22 +85,15 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         Level::Error => theme.status().fg(theme.error).add_modifier(Modifier::BOLD),
     };
     let line = Line::from(vec![
-        Span::styled(format!(" {} ", app.project.name()), theme.status().add_modifier(Modifier::BOLD)),
-        Span::styled(format!("│ {} │ {counts} │ ", app.project.config.model.base), theme.status()),
+        Span::styled(format!(" {} ", app.shared.project.name()), theme.status().add_modifier(Modifier::BOLD)),
+        Span::styled(format!("│ {} │ {counts} │ ", app.shared.project.config.model.base), theme.status()),
         Span::styled(app.message.text.clone(), message_style),
     ]);
     frame.render_widget(Paragraph::new(line).style(theme.status()), area);
 }
 
-/// A centred box of at most `width` × `height` inside `area`.
-pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
-    let [row] = Layout::vertical([Constraint::Length(height.min(area.height))]).flex(Flex::Center).areas(area);
-    let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))]).flex(Flex::Center).areas(row);
-    cell
-}
-
 fn render_quit_dialog(app: &App, frame: &mut Frame, area: Rect) {
-    let theme = &app.theme;
+    let theme = &app.shared.theme;
     let what = app.quit_warning().unwrap_or_default();
     let mut lines = vec![Line::from(format!("Unsaved: {what}.")), Line::default()];
     for binding in &app.keymap.quit_dialog {

@@ -1,62 +1,36 @@
-//! Captions pane: every image's caption with its lint findings; the image
-//! beside its caption, edited in place (word-wrapped, undo, completion from
-//! the vocabulary); the vocabulary panel (term frequencies, suggested alias
-//! rules); the normalization review; tag edits across the listed captions.
+//! Drawing the Captions pane: the caption list, the image with its caption
+//! (or the editor) and findings, the vocabulary panel, the normalization
+//! review, the tag prompt and the conflict question.
 
-use crossterm::event::KeyCode;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Wrap};
 
-use super::{draw_image, field, frame_pane, list_and_detail, render_empty, render_table};
+use super::editor::completion;
+use super::{CaptionsPane, Mode, caption_text};
 use crate::captions::lint::Lint;
 use crate::captions::mentions_trigger;
 use crate::captions::text::{DiffPiece, word_diff};
 use crate::dataset::CaptionState;
-use crate::tui::action::Action;
-use crate::tui::app::App;
-use crate::tui::caption_editor::{Mode, caption_text, completion};
-use crate::tui::keymap::{Binding, Key};
+use crate::tui::shared::Shared;
+use crate::tui::widgets::{centered, draw_image, field, frame_pane, list_and_detail, render_empty, render_table};
 
-pub fn bindings() -> Vec<Binding> {
-    vec![
-        Binding::new(
-            &[Key::plain(KeyCode::Enter), Key::char('e')],
-            Action::EditCaption,
-            "edit the caption (Enter/Esc save and close, Tab completes, Ctrl-u undoes typing)",
-        ),
-        Binding::new(&[Key::ctrl('n')], Action::NextImage, "next image (also while editing; saves first)"),
-        Binding::new(&[Key::ctrl('p')], Action::PreviousImage, "previous image (also while editing)"),
-        Binding::new(&[Key::char('m')], Action::NextUncaptioned, "next image without a caption"),
-        Binding::new(&[Key::char('n')], Action::NextWithFinding, "next caption with a lint finding"),
-        Binding::new(&[Key::char('f')], Action::CycleFilter, "list: all, with findings, uncaptioned"),
-        Binding::new(&[Key::char('N')], Action::ReviewNormalization, "review what normalization changes, apply"),
-        Binding::new(&[Key::char('T')], Action::EditTags, "add / remove / replace a tag in the listed captions"),
-        Binding::new(&[Key::char('u')], Action::UndoCaption, "undo the last caption edit (kept across restarts)"),
-        Binding::new(&[Key::char('U')], Action::RedoCaption, "redo"),
-        Binding::new(&[Key::char('V')], Action::ToggleVocabulary, "vocabulary panel: terms and suggested rules"),
-        Binding::new(&[Key::char('>')], Action::NextSuggestion, "next suggested rule"),
-        Binding::new(&[Key::char('<')], Action::PreviousSuggestion, "previous suggested rule"),
-        Binding::new(&[Key::char('A')], Action::AcceptSuggestion, "accept the suggested rule into vocabulary.toml"),
-    ]
-}
-
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
-    let theme = &app.theme;
+pub(super) fn render(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area: Rect) {
+    let theme = &shared.theme;
     let (summary, body) = frame_pane(frame, area, theme, "Captions".to_string());
-    frame.render_widget(Paragraph::new(summary_line(app)), summary);
-    if app.loading {
+    frame.render_widget(Paragraph::new(summary_line(pane, shared)), summary);
+    if shared.loading {
         return render_empty(frame, body, theme, vec![Line::from("Reading captions…")]);
     }
-    if app.files.inventory.entries.is_empty() {
+    if shared.files.inventory.entries.is_empty() {
         return render_empty(frame, body, theme, vec![Line::from("No images, so no captions yet.")]);
     }
-    if let Mode::Review { selected, dropped } = &app.captions.mode {
-        return render_review(app, frame, body, *selected, dropped);
+    if let Mode::Review { selected, dropped } = &pane.mode {
+        return render_review(shared, frame, body, *selected, dropped);
     }
-    let (body, prompt) = match &app.captions.mode {
+    let (body, prompt) = match &pane.mode {
         Mode::Prompt(_) => {
             let [body, prompt] = Layout::vertical([Constraint::Min(0), Constraint::Length(3)]).areas(body);
             (body, Some(prompt))
@@ -64,23 +38,23 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         _ => (body, None),
     };
     let (list, detail) = list_and_detail(body);
-    render_list(app, frame, list);
+    render_list(pane, shared, frame, list);
     if let Some(detail) = detail {
         let block = Block::default().borders(Borders::LEFT).border_style(theme.border(false));
         let inner = block.inner(detail);
         frame.render_widget(block, detail);
-        if app.captions.vocabulary_panel {
-            render_vocabulary(app, frame, inner);
+        if pane.vocabulary_panel {
+            render_vocabulary(pane, shared, frame, inner);
         } else {
-            render_caption(app, frame, inner);
+            render_caption(pane, shared, frame, inner);
         }
-    } else if app.captions.editing().is_some() {
+    } else if pane.editing().is_some() {
         // Too narrow for two columns: the editor takes the list's place.
         frame.render_widget(Clear, list);
-        render_caption(app, frame, list);
+        render_caption(pane, shared, frame, list);
     }
-    if let (Some(area), Mode::Prompt(prompt)) = (prompt, &app.captions.mode) {
-        let count = app.caption_rows().len();
+    if let (Some(area), Mode::Prompt(prompt)) = (prompt, &pane.mode) {
+        let count = pane.rows(shared).len();
         let block = Block::default().borders(Borders::ALL).border_style(theme.border(true)).title(Span::styled(
             format!(" Tag edit for {count} listed captions (Enter applies, Esc cancels) "),
             theme.accent(),
@@ -89,8 +63,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         prompt.set_block(block);
         frame.render_widget(&prompt, area);
     }
-    if let Mode::Conflict(editor) = &app.captions.mode {
-        let area = crate::tui::view::centered(area, 60, 7);
+    if let Mode::Conflict(editor) = &pane.mode {
+        let area = centered(area, 60, 7);
         frame.render_widget(Clear, area);
         let lines = vec![
             Line::from(format!("{} changed on disk while you edited it.", editor.file.display())),
@@ -107,10 +81,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
     }
 }
 
-fn summary_line(app: &App) -> Line<'static> {
-    let theme = &app.theme;
-    let entries = &app.files.inventory.entries;
-    let trigger = app.project.config.trigger.as_str();
+fn summary_line(pane: &CaptionsPane, shared: &Shared) -> Line<'static> {
+    let theme = &shared.theme;
+    let entries = &shared.files.inventory.entries;
+    let trigger = shared.project.config.trigger.as_str();
     let texts: Vec<&str> = entries.iter().filter_map(caption_text).collect();
     let mut spans =
         vec![Span::styled(format!("{} of {} images captioned", texts.len(), entries.len()), theme.accent())];
@@ -121,7 +95,7 @@ fn summary_line(app: &App) -> Line<'static> {
         let style = if with == texts.len() { theme.base().fg(theme.ok) } else { theme.base().fg(theme.warning) };
         spans.push(Span::styled(format!(" · trigger “{trigger}” in {with}/{}", texts.len()), style));
     }
-    if let Some(report) = &app.files.captions {
+    if let Some(report) = &shared.files.captions {
         if let Some(error) = &report.vocabulary_error {
             spans.push(Span::styled(format!(" · {error}"), theme.base().fg(theme.error)));
         }
@@ -132,19 +106,19 @@ fn summary_line(app: &App) -> Line<'static> {
             spans.push(Span::raw(format!(" · {} to normalize (N)", report.normalization.len())));
         }
     }
-    spans.push(Span::styled(format!(" · {}", app.captions.filter.label()), theme.muted()));
+    spans.push(Span::styled(format!(" · {}", pane.filter.label()), theme.muted()));
     Line::from(spans)
 }
 
-fn findings_of<'a>(app: &'a App, entry: &crate::dataset::DatasetEntry) -> &'a [Lint] {
-    app.files.captions.as_ref().and_then(|r| r.findings.get(&entry.path)).map_or(&[], Vec::as_slice)
+fn findings_of<'a>(shared: &'a Shared, entry: &crate::dataset::DatasetEntry) -> &'a [Lint] {
+    shared.files.captions.as_ref().and_then(|r| r.findings.get(&entry.path)).map_or(&[], Vec::as_slice)
 }
 
-fn render_list(app: &App, frame: &mut Frame, area: Rect) {
-    let theme = &app.theme;
-    let entries = &app.files.inventory.entries;
-    let rows: Vec<Row> = app
-        .caption_rows()
+fn render_list(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area: Rect) {
+    let theme = &shared.theme;
+    let entries = &shared.files.inventory.entries;
+    let rows: Vec<Row> = pane
+        .rows(shared)
         .into_iter()
         .map(|i| {
             let entry = &entries[i];
@@ -156,7 +130,7 @@ fn render_list(app: &App, frame: &mut Frame, area: Rect) {
                     Cell::from(Span::styled(format!("({why})"), theme.base().fg(theme.error)))
                 }
             };
-            let count = findings_of(app, entry).len();
+            let count = findings_of(shared, entry).len();
             let mark = if count == 0 {
                 Span::raw(" ")
             } else {
@@ -167,7 +141,7 @@ fn render_list(app: &App, frame: &mut Frame, area: Rect) {
         })
         .collect();
     if rows.is_empty() {
-        let filter = app.captions.filter.label();
+        let filter = pane.filter.label();
         return render_empty(
             frame,
             area,
@@ -176,25 +150,25 @@ fn render_list(app: &App, frame: &mut Frame, area: Rect) {
         );
     }
     let widths = [Constraint::Length(12), Constraint::Length(1), Constraint::Min(10)];
-    render_table(frame, area, app, Row::new(["Image", "!", "Caption"]), rows, &widths);
+    render_table(frame, area, theme, pane.selected(shared), (Row::new(["Image", "!", "Caption"]), rows), &widths);
 }
 
 /// The image, its caption (or the editor) and the caption's findings.
-fn render_caption(app: &App, frame: &mut Frame, area: Rect) {
-    let theme = &app.theme;
-    let Some(entry) = app.caption_entry() else { return };
-    let editor = app.captions.editing();
+fn render_caption(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area: Rect) {
+    let theme = &shared.theme;
+    let Some(entry) = pane.entry(shared) else { return };
+    let editor = pane.editing();
     // While editing, the editor's own image and file, whatever the list shows.
     let image = editor.map_or(&entry.path, |e| &e.image);
     let preview_height = if area.height >= 16 { area.height * 2 / 5 } else { 0 };
     let [preview, caption, notes] =
         Layout::vertical([Constraint::Length(preview_height), Constraint::Min(4), Constraint::Length(5)]).areas(area);
     if preview.height > 0 {
-        draw_image(app, frame, preview, &app.project.dataset_dir().join(image));
+        draw_image(shared, frame, preview, &shared.project.dataset_dir().join(image));
     }
     let file = match editor {
         Some(editor) => editor.file.display().to_string(),
-        None => entry.path.with_extension(&app.project.config.caption_extension).display().to_string(),
+        None => entry.path.with_extension(&shared.project.config.caption_extension).display().to_string(),
     };
     match editor {
         Some(editor) => {
@@ -226,18 +200,18 @@ fn render_caption(app: &App, frame: &mut Frame, area: Rect) {
     }
     // While editing, the findings follow the text as it is typed.
     let live: Vec<Lint>;
-    let findings: &[Lint] = match (editor, &app.files.caption_context) {
+    let findings: &[Lint] = match (editor, &shared.files.caption_context) {
         (Some(editor), Some(context)) => {
             live = context.0.linter().lint(&editor.text());
             &live
         }
-        _ => findings_of(app, entry),
+        _ => findings_of(shared, entry),
     };
     let mut lines: Vec<Line> = findings
         .iter()
         .map(|lint| Line::styled(format!("• {}", lint.describe()), theme.base().fg(theme.warning)))
         .collect();
-    if let Some(hint) = editor.and_then(|e| completion(e, app.files.captions.as_ref())) {
+    if let Some(hint) = editor.and_then(|e| completion(e, shared.files.captions.as_ref())) {
         lines.insert(0, field(theme, "Tab", hint));
     }
     if lines.is_empty() {
@@ -247,9 +221,9 @@ fn render_caption(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 /// Term frequencies and the suggested alias rules.
-fn render_vocabulary(app: &App, frame: &mut Frame, area: Rect) {
-    let theme = &app.theme;
-    let Some(report) = &app.files.captions else {
+fn render_vocabulary(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area: Rect) {
+    let theme = &shared.theme;
+    let Some(report) = &shared.files.captions else {
         return render_empty(frame, area, theme, vec![Line::from("Reading the captions…")]);
     };
     let mut lines = vec![Line::styled("Suggested rules (A accepts, < > choose)", theme.accent())];
@@ -257,7 +231,7 @@ fn render_vocabulary(app: &App, frame: &mut Frame, area: Rect) {
         lines.push(Line::styled("none: the terms look consistent", theme.muted()));
     }
     for (i, s) in report.suggestions.iter().enumerate() {
-        let style = if i == app.captions.suggestion { theme.selection() } else { theme.base() };
+        let style = if i == pane.suggestion { theme.selection() } else { theme.base() };
         lines.push(Line::styled(format!("{} = [\"{}\"]", s.canonical, s.alias), style));
         lines.push(Line::styled(
             format!("   {} ×{} vs {} ×{}: {}", s.alias, s.alias_captions, s.canonical, s.canonical_captions, s.why),
@@ -272,10 +246,10 @@ fn render_vocabulary(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 /// What normalization would change, caption by caption, as word diffs.
-fn render_review(app: &App, frame: &mut Frame, area: Rect, selected: usize, dropped: &[std::path::PathBuf]) {
-    let theme = &app.theme;
+fn render_review(shared: &Shared, frame: &mut Frame, area: Rect, selected: usize, dropped: &[std::path::PathBuf]) {
+    let theme = &shared.theme;
     let changes: Vec<_> =
-        app.files.captions.iter().flat_map(|r| &r.normalization).filter(|c| !dropped.contains(&c.path)).collect();
+        shared.files.captions.iter().flat_map(|r| &r.normalization).filter(|c| !dropped.contains(&c.path)).collect();
     let [header, list] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(area);
     frame.render_widget(
         Paragraph::new(Line::styled(

@@ -1,20 +1,12 @@
-//! The Dataset pane's state: the latest scan, the operator's decisions, and
+//! The Dataset pane's review: the latest scan, the operator's decisions, and
 //! which images the list shows in what order. No I/O: scans and decisions
-//! are carried out by the event loop.
+//! are jobs.
 
 use std::path::{Path, PathBuf};
 
-use crate::dataset::decisions::{Decision, Kept, sharpest_first};
+use crate::dataset::decisions::{Decision, sharpest_first};
 use crate::dataset::scan::{Finding, ScanReport};
-
-/// What a background scan delivers.
-#[derive(Debug, Clone, Default)]
-pub struct ScanResult {
-    pub report: ScanReport,
-    /// Relative to `_rejected/`.
-    pub rejected: Vec<PathBuf>,
-    pub kept: Kept,
-}
+use crate::tui::jobs::ScanResult;
 
 /// Which images the list shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -274,6 +266,7 @@ pub struct Counts {
 mod tests {
     use super::*;
     use crate::dataset::analysis::PixelStats;
+    use crate::dataset::decisions::Kept;
     use crate::dataset::scan::{Flag, ImageRecord};
 
     fn finding(name: &str, sharp: f64, side: u32, flags: Vec<Flag>) -> Finding {

@@ -1,8 +1,6 @@
-//! Train pane: the selected run's loss chart (raw, EMA-smoothed, validation
-//! points, another run overlaid), its learning rate, a progress gauge, the
-//! run list, and the keys that start, pause, stop and resume training.
+//! Drawing the Train pane: the charts and gauge on the left; the runs, the
+//! latest samples and the settings in a side column.
 
-use crossterm::event::KeyCode;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
@@ -10,41 +8,20 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, Gauge, GraphType, Paragraph, Row};
 
-use super::{field, frame_pane, render_detail, render_empty, render_table};
+use super::{ChartView, TrainPane};
 use crate::project::ProjectConfig;
 use crate::train::RunMetrics;
 use crate::train::smoothing::smooth;
-use crate::tui::action::Action;
-use crate::tui::app::{App, ChartView};
-use crate::tui::keymap::{Binding, Key};
+use crate::tui::shared::Shared;
 use crate::tui::theme::Theme;
+use crate::tui::widgets::{draw_image, field, frame_pane, render_detail, render_empty, render_table};
 
-pub fn bindings() -> Vec<Binding> {
-    vec![
-        Binding::new(&[Key::char('s')], Action::StartTraining, "start a run with project.toml's settings"),
-        Binding::new(&[Key::char('R')], Action::ResumeRun, "resume the selected run from its last checkpoint"),
-        Binding::new(&[Key::char('p'), Key::char(' ')], Action::TogglePause, "pause or resume training"),
-        Binding::new(&[Key::char('x')], Action::StopTraining, "stop: save a checkpoint and end the run"),
-        Binding::new(&[Key::char('n')], Action::SampleNow, "render the sample prompts now"),
-        Binding::new(&[Key::char('c')], Action::SaveNow, "save a checkpoint now"),
-        Binding::new(&[Key::char('+'), Key::char('=')], Action::SmoothMore, "smooth the loss curve more"),
-        Binding::new(&[Key::char('-')], Action::SmoothLess, "smooth the loss curve less"),
-        Binding::new(&[Key::char('l')], Action::ToggleLogScale, "log-scale loss axis on or off"),
-        Binding::new(&[Key::char('z')], Action::CycleZoom, "zoom: all steps, last 1000, 200, 50"),
-        Binding::new(
-            &[Key::char('o'), Key::plain(KeyCode::Enter)],
-            Action::ToggleCompare,
-            "overlay: keep this run's curve, then pick another (again: clear)",
-        ),
-    ]
-}
-
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
-    let theme = &app.theme;
-    let config = &app.project.config;
-    let runs = &app.files.runs;
+pub(super) fn render(pane: &TrainPane, shared: &Shared, frame: &mut Frame, area: Rect) {
+    let theme = &shared.theme;
+    let config = &shared.project.config;
+    let runs = &shared.files.runs;
     let (summary, body) = frame_pane(frame, area, theme, "Train".to_string());
-    frame.render_widget(Paragraph::new(summary_line(app)), summary);
+    frame.render_widget(Paragraph::new(summary_line(pane, shared)), summary);
 
     let (left, right) = if body.width >= 70 {
         let [left, right] = Layout::horizontal([Constraint::Percentage(62), Constraint::Percentage(38)]).areas(body);
@@ -57,10 +34,10 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         (body, None)
     };
 
-    let metrics = app.files.metrics.as_ref().filter(|m| !m.loss.is_empty());
+    let metrics = shared.files.metrics.as_ref().filter(|m| !m.loss.is_empty());
     match metrics {
-        Some(metrics) => render_curves(app, frame, left, metrics),
-        None if app.loading => render_empty(frame, left, theme, vec![Line::from("Looking for runs…")]),
+        Some(metrics) => render_curves(pane, shared, frame, left, metrics),
+        None if shared.loading => render_empty(frame, left, theme, vec![Line::from("Looking for runs…")]),
         None => render_empty(
             frame,
             left,
@@ -73,13 +50,13 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         ),
     }
     let Some(right) = right else { return };
-    let samples_height = if right.height >= 14 && !app.sample_steps().is_empty() { 8 } else { 0 };
+    let samples_height = if right.height >= 14 && !shared.sample_steps().is_empty() { 8 } else { 0 };
     let settings_height = if right.height >= 26 + samples_height { 12 } else { 0 };
     let [runs_area, samples_area, settings_area] =
         Layout::vertical([Constraint::Min(4), Constraint::Length(samples_height), Constraint::Length(settings_height)])
             .areas(right);
     if samples_height > 0 {
-        render_latest_samples(app, frame, samples_area);
+        render_latest_samples(shared, frame, samples_area);
     }
     if runs.is_empty() {
         render_empty(frame, runs_area, theme, vec![Line::from("Runs appear here.")]);
@@ -87,7 +64,7 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
         let rows = runs
             .iter()
             .map(|run| {
-                let compared = app.compare.as_ref() == Some(&run.id);
+                let compared = pane.compare.as_ref() == Some(&run.id);
                 let step = run.last_step.map_or_else(|| "—".to_string(), |s| s.to_string());
                 Row::new(vec![
                     Cell::from(format!("{}{}", if compared { "◆ " } else { "" }, run.id)),
@@ -97,7 +74,14 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             })
             .collect();
         let widths = [Constraint::Min(10), Constraint::Length(6), Constraint::Length(5)];
-        render_table(frame, runs_area, app, Row::new(["Run", "Step", "Ckpt"]), rows, &widths);
+        render_table(
+            frame,
+            runs_area,
+            theme,
+            pane.selected(shared),
+            (Row::new(["Run", "Step", "Ckpt"]), rows),
+            &widths,
+        );
     }
     if settings_height > 0 {
         render_detail(frame, settings_area, theme, "Settings (project.toml)", settings_lines(config, theme));
@@ -105,31 +89,31 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
 }
 
 /// The newest sampling step's images, one per prompt, side by side.
-fn render_latest_samples(app: &App, frame: &mut Frame, area: Rect) {
-    let Some(step) = app.sample_steps().last().copied() else { return };
+fn render_latest_samples(shared: &Shared, frame: &mut Frame, area: Rect) {
+    let Some(step) = shared.sample_steps().last().copied() else { return };
     let block = Block::default()
         .borders(Borders::TOP)
-        .border_style(app.theme.border(false))
-        .title(Span::styled(format!(" latest samples · step {step} "), app.theme.muted()));
+        .border_style(shared.theme.border(false))
+        .title(Span::styled(format!(" latest samples · step {step} "), shared.theme.muted()));
     let inner = block.inner(area);
     frame.render_widget(block, area);
-    let prompts = app.project.config.samples.len().clamp(1, 4);
+    let prompts = shared.project.config.samples.len().clamp(1, 4);
     let columns = Layout::horizontal(vec![Constraint::Ratio(1, prompts as u32); prompts]).split(inner);
     for (prompt, column) in columns.iter().enumerate() {
-        if let Some(path) = app.sample_image(prompt, step) {
-            super::draw_image(app, frame, *column, &path);
+        if let Some(path) = shared.sample_image(prompt, step) {
+            draw_image(shared, frame, *column, &path);
         }
     }
 }
 
-fn summary_line(app: &App) -> Line<'static> {
-    let theme = &app.theme;
-    if let Some(live) = app.live.as_ref().filter(|live| live.running) {
+fn summary_line(pane: &TrainPane, shared: &Shared) -> Line<'static> {
+    let theme = &shared.theme;
+    if let Some(live) = pane.live.as_ref().filter(|live| live.running) {
         let state = if live.paused { "⏸ paused" } else { "● training" };
         return Line::from(vec![Span::styled(format!("{state} "), theme.accent()), Span::raw(live.status.clone())]);
     }
-    let config = &app.project.config;
-    let runs = app.files.runs.len();
+    let config = &shared.project.config;
+    let runs = shared.files.runs.len();
     Line::from(vec![
         Span::styled(format!("{runs} {}", if runs == 1 { "run" } else { "runs" }), theme.accent()),
         Span::raw(format!(
@@ -140,13 +124,13 @@ fn summary_line(app: &App) -> Line<'static> {
 }
 
 /// The progress gauge, the loss chart and the learning-rate chart.
-fn render_curves(app: &App, frame: &mut Frame, area: Rect, metrics: &RunMetrics) {
-    let theme = &app.theme;
+fn render_curves(pane: &TrainPane, shared: &Shared, frame: &mut Frame, area: Rect, metrics: &RunMetrics) {
+    let theme = &shared.theme;
     let lr_height = if area.height >= 16 { 5 } else { 0 };
     let [gauge_area, loss_area, lr_area] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(5), Constraint::Length(lr_height)]).areas(area);
     frame.render_widget(gauge(metrics, theme), gauge_area);
-    let view = app.chart;
+    let view = pane.chart;
     let window = |series: &[(u64, f64)]| -> Vec<(f64, f64)> {
         let last = metrics.loss.last().map_or(0, |(step, _)| *step);
         let from = view.zoom.map_or(0, |n| last.saturating_sub(n));
@@ -155,7 +139,7 @@ fn render_curves(app: &App, frame: &mut Frame, area: Rect, metrics: &RunMetrics)
     let raw = window(&metrics.loss);
     let smoothed = smoothed_points(&raw, view);
     let validation = window(&metrics.validation);
-    let compare = app.files.compare_metrics.as_ref().map(|other| smoothed_points(&window(&other.loss), view));
+    let compare = shared.files.compare_metrics.as_ref().map(|other| smoothed_points(&window(&other.loss), view));
     let scale = |points: &[(f64, f64)]| -> Vec<(f64, f64)> {
         points.iter().map(|&(x, y)| (x, if view.log_scale { y.max(1e-12).log10() } else { y })).collect()
     };

@@ -1,46 +1,25 @@
-//! Dataset pane: every image with its scan flags, sharpness and size; a
-//! preview (a duplicate group side by side); keep / reject / restore. Until
-//! the first scan arrives it lists the images from their headers.
+//! Drawing the Dataset pane: the image list (the scan's rows once it
+//! arrived), the selected image's details and preview, the scan's progress.
 
-use crossterm::event::KeyCode;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, LineGauge, Paragraph, Row};
 
-use super::{draw_image, field, frame_pane, list_and_detail, render_detail, render_empty, render_table};
+use super::DatasetPane;
+use super::review::ReviewRow;
 use crate::dataset::scan::{Finding, Flag};
 use crate::dataset::{CaptionState, DatasetEntry, Inventory};
-use crate::tui::action::{Action, PaneId};
-use crate::tui::app::App;
-use crate::tui::keymap::{Binding, Key};
-use crate::tui::review::ReviewRow;
+use crate::tui::shared::Shared;
 use crate::tui::theme::Theme;
+use crate::tui::widgets::{draw_image, field, frame_pane, list_and_detail, render_detail, render_empty, render_table};
 
-pub fn bindings() -> Vec<Binding> {
-    vec![
-        Binding::new(&[Key::char('n')], Action::NextToReview, "next image to review (flagged, not kept)"),
-        Binding::new(&[Key::char('N')], Action::PreviousToReview, "previous image to review"),
-        Binding::new(&[Key::char(' ')], Action::KeepImage, "keep the image despite its flags (again: undo)"),
-        Binding::new(&[Key::char('x')], Action::RejectImage, "reject: move it and its caption to _rejected/"),
-        Binding::new(&[Key::char('X')], Action::RejectDuplicates, "reject its duplicate group but the sharpest"),
-        Binding::new(&[Key::char('u')], Action::RestoreImage, "restore a rejected image"),
-        Binding::new(&[Key::char('f')], Action::CycleFilter, "filter: all, to review, each flag, rejected"),
-        Binding::new(&[Key::char('o')], Action::CycleSort, "order: name, sharpness, size, duplicate group"),
-        Binding::new(
-            &[Key::char('v'), Key::plain(KeyCode::Enter)],
-            Action::ToggleFullView,
-            "the image alone, full size",
-        ),
-    ]
-}
-
-pub fn render(app: &App, frame: &mut Frame, area: Rect) {
-    let theme = &app.theme;
-    let inventory = &app.files.inventory;
-    let folder = app.project.config.dataset.display().to_string();
+pub(super) fn render(pane: &DatasetPane, shared: &Shared, frame: &mut Frame, area: Rect) {
+    let theme = &shared.theme;
+    let inventory = &shared.files.inventory;
+    let folder = shared.project.config.dataset.display().to_string();
     let (summary, body) = frame_pane(frame, area, theme, format!("Dataset · {folder}/"));
-    match app.review.progress {
+    match pane.review.progress {
         Some((done, total)) => {
             let ratio = if total == 0 { 1.0 } else { done as f64 / total as f64 };
             let gauge = LineGauge::default()
@@ -50,11 +29,11 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
                 .unfilled_style(theme.muted());
             frame.render_widget(gauge, summary);
         }
-        None if app.review.scan.is_some() => frame.render_widget(Paragraph::new(review_summary(app)), summary),
+        None if pane.review.scan.is_some() => frame.render_widget(Paragraph::new(review_summary(pane, theme)), summary),
         None => frame.render_widget(Paragraph::new(summary_line(inventory, theme)), summary),
     }
 
-    if app.loading {
+    if shared.loading {
         return render_empty(frame, body, theme, vec![Line::from("Reading the dataset…")]);
     }
     if let Some(error) = &inventory.folder_error {
@@ -68,8 +47,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             ],
         );
     }
-    if app.review.scan.is_some() {
-        return render_review(app, frame, body);
+    if pane.review.scan.is_some() {
+        return render_review(pane, shared, frame, body);
     }
     if inventory.entries.is_empty() {
         return render_empty(
@@ -101,8 +80,8 @@ pub fn render(app: &App, frame: &mut Frame, area: Rect) {
             Constraint::Length(7),
         ]
     };
-    render_table(frame, list, app, header, rows, widths);
-    if let (Some(detail), Some(index)) = (detail, app.selection(PaneId::Dataset)) {
+    render_table(frame, list, theme, pane.selected(shared), (header, rows), widths);
+    if let (Some(detail), Some(index)) = (detail, pane.selected(shared)) {
         render_detail(frame, detail, theme, "Image", detail_lines(&inventory.entries[index], theme));
     }
 }
@@ -185,16 +164,15 @@ fn detail_lines(entry: &DatasetEntry, theme: &Theme) -> Vec<Line<'static>> {
 }
 
 /// `12 images · 3 to review · 1 kept · 2 rejected · 4 buckets · all by name`
-fn review_summary(app: &App) -> Line<'static> {
-    let theme = &app.theme;
-    let counts = app.review.counts();
+fn review_summary(pane: &DatasetPane, theme: &Theme) -> Line<'static> {
+    let counts = pane.review.counts();
     let review_style = if counts.to_review > 0 { theme.base().fg(theme.warning) } else { theme.base().fg(theme.ok) };
     Line::from(vec![
         Span::styled(format!("{} images", counts.images), theme.accent()),
         Span::raw(" · "),
         Span::styled(format!("{} to review", counts.to_review), review_style),
         Span::raw(format!(" · {} kept · {} rejected · {} buckets", counts.kept, counts.rejected, counts.buckets)),
-        Span::styled(format!(" · {} by {}", app.review.filter.label(), app.review.sort.label()), theme.muted()),
+        Span::styled(format!(" · {} by {}", pane.review.filter.label(), pane.review.sort.label()), theme.muted()),
     ])
 }
 
@@ -217,12 +195,11 @@ fn badge(flag: &Flag) -> &'static str {
     }
 }
 
-fn badges(app: &App, finding: &Finding) -> Cell<'static> {
-    let theme = &app.theme;
+fn badges(pane: &DatasetPane, theme: &Theme, finding: &Finding) -> Cell<'static> {
     if finding.flags.is_empty() {
         return Cell::from(Span::styled("ok", theme.base().fg(theme.ok)));
     }
-    let kept = app.review.is_kept(finding);
+    let kept = pane.review.is_kept(finding);
     let spans: Vec<Span> = finding
         .flags
         .iter()
@@ -238,35 +215,39 @@ fn badges(app: &App, finding: &Finding) -> Cell<'static> {
     Cell::from(Line::from(spans))
 }
 
-fn review_row(app: &App, row: ReviewRow, compact: bool) -> Row<'static> {
-    let theme = &app.theme;
-    let Some(finding) = app.review.finding(row) else {
-        let name = app.review.rejected_path(row).map(|p| p.display().to_string()).unwrap_or_default();
+fn review_row(pane: &DatasetPane, theme: &Theme, row: ReviewRow, compact: bool) -> Row<'static> {
+    let Some(finding) = pane.review.finding(row) else {
+        let name = pane.review.rejected_path(row).map(|p| p.display().to_string()).unwrap_or_default();
         let rejected = Cell::from(Span::styled("rejected", theme.muted()));
         return Row::new(vec![Cell::from(name), rejected]);
     };
     let record = &finding.record;
     let name = Cell::from(record.path.display().to_string());
     if compact {
-        return Row::new(vec![name, badges(app, finding)]);
+        return Row::new(vec![name, badges(pane, theme, finding)]);
     }
     let sharpness = record.stats.map(|s| format!("{:.0}", s.sharpness)).unwrap_or_default();
     let size = if record.width > 0 { format!("{}×{}", record.width, record.height) } else { String::new() };
-    Row::new(vec![name, badges(app, finding), Cell::from(Line::from(sharpness).right_aligned()), Cell::from(size)])
+    Row::new(vec![
+        name,
+        badges(pane, theme, finding),
+        Cell::from(Line::from(sharpness).right_aligned()),
+        Cell::from(size),
+    ])
 }
 
-fn render_review(app: &App, frame: &mut Frame, body: Rect) {
-    let theme = &app.theme;
-    let rows = app.review.rows();
-    let selected = app.review_row();
-    if app.review.full
+fn render_review(pane: &DatasetPane, shared: &Shared, frame: &mut Frame, body: Rect) {
+    let theme = &shared.theme;
+    let rows = pane.review.rows();
+    let selected = pane.review_row(shared);
+    if pane.review.full
         && let Some(row) = selected
     {
-        return render_preview(app, frame, body, row, false);
+        return render_preview(pane, shared, frame, body, row, false);
     }
     let (list, detail) = list_and_detail(body);
     if rows.is_empty() {
-        let filter = app.review.filter.label();
+        let filter = pane.review.filter.label();
         render_empty(
             frame,
             list,
@@ -290,17 +271,17 @@ fn render_review(app: &App, frame: &mut Frame, body: Rect) {
         } else {
             &[Constraint::Min(10), Constraint::Length(12), Constraint::Length(5), Constraint::Length(9)]
         };
-        let table_rows = rows.iter().map(|&row| review_row(app, row, compact)).collect();
-        render_table(frame, list, app, header, table_rows, widths);
+        let table_rows = rows.iter().map(|&row| review_row(pane, theme, row, compact)).collect();
+        render_table(frame, list, theme, pane.selected(shared), (header, table_rows), widths);
     }
     let (Some(detail), Some(row)) = (detail, selected) else { return };
     let block = Block::default().borders(Borders::LEFT).border_style(theme.border(false));
     let inner = block.inner(detail);
     frame.render_widget(block, detail);
     let [preview, text] = Layout::vertical([Constraint::Percentage(55), Constraint::Min(3)]).areas(inner);
-    render_preview(app, frame, preview, row, true);
-    let lines = match app.review.finding(row) {
-        Some(finding) => finding_lines(app, row, finding),
+    render_preview(pane, shared, frame, preview, row, true);
+    let lines = match pane.review.finding(row) {
+        Some(finding) => finding_lines(pane, theme, row, finding),
         None => vec![
             Line::styled("Rejected (in _rejected/, with its caption).", theme.muted()),
             Line::from("u restores it."),
@@ -310,12 +291,12 @@ fn render_review(app: &App, frame: &mut Frame, body: Rect) {
 }
 
 /// The row's image; with `groups`, its duplicate group side by side.
-fn render_preview(app: &App, frame: &mut Frame, area: Rect, row: ReviewRow, groups: bool) {
-    let theme = &app.theme;
-    let dataset = app.project.dataset_dir();
-    let Some(finding) = app.review.finding(row) else {
-        if let Some(path) = app.review.rejected_path(row) {
-            draw_image(app, frame, area, &dataset.join(path));
+fn render_preview(pane: &DatasetPane, shared: &Shared, frame: &mut Frame, area: Rect, row: ReviewRow, groups: bool) {
+    let theme = &shared.theme;
+    let dataset = shared.project.dataset_dir();
+    let Some(finding) = pane.review.finding(row) else {
+        if let Some(path) = pane.review.rejected_path(row) {
+            draw_image(shared, frame, area, &dataset.join(path));
         }
         return;
     };
@@ -326,9 +307,9 @@ fn render_preview(app: &App, frame: &mut Frame, area: Rect, row: ReviewRow, grou
         return frame.render_widget(Paragraph::new(Span::styled(format!("no preview: {why}"), theme.muted())), area);
     }
     let ReviewRow::Image(index) = row else { return };
-    let group = app.review.group_of(index).filter(|_| groups);
+    let group = pane.review.group_of(index).filter(|_| groups);
     let Some(group) = group.filter(|_| area.width >= 24) else {
-        return draw_image(app, frame, area, &dataset.join(&record.path));
+        return draw_image(shared, frame, area, &dataset.join(&record.path));
     };
     // As many members as fit at a useful width; the selected one always among them.
     let fit = usize::from(area.width / 12).clamp(2, 4);
@@ -336,7 +317,7 @@ fn render_preview(app: &App, frame: &mut Frame, area: Rect, row: ReviewRow, grou
     if !shown.contains(&index) {
         shown[fit - 1] = index;
     }
-    let findings = &app.review.report().map(|r| r.findings.as_slice()).unwrap_or_default();
+    let findings = &pane.review.report().map(|r| r.findings.as_slice()).unwrap_or_default();
     let areas = Layout::horizontal(vec![Constraint::Ratio(1, shown.len() as u32); shown.len()]).split(area);
     for (member, area) in shown.into_iter().zip(areas.iter()) {
         let finding = &findings[member];
@@ -351,12 +332,11 @@ fn render_preview(app: &App, frame: &mut Frame, area: Rect, row: ReviewRow, grou
             Block::default().borders(Borders::TOP).border_style(theme.border(false)).title(Span::styled(title, style));
         let inner = block.inner(*area);
         frame.render_widget(block, *area);
-        draw_image(app, frame, inner, &dataset.join(&finding.record.path));
+        draw_image(shared, frame, inner, &dataset.join(&finding.record.path));
     }
 }
 
-fn finding_lines(app: &App, row: ReviewRow, finding: &Finding) -> Vec<Line<'static>> {
-    let theme = &app.theme;
+fn finding_lines(pane: &DatasetPane, theme: &Theme, row: ReviewRow, finding: &Finding) -> Vec<Line<'static>> {
     let record = &finding.record;
     let mut lines = vec![Line::styled(record.path.display().to_string(), theme.accent())];
     let format = record.format.clone().unwrap_or_else(|| "?".into());
@@ -368,7 +348,7 @@ fn finding_lines(app: &App, row: ReviewRow, finding: &Finding) -> Vec<Line<'stat
     if let Some(bucket) = finding.bucket {
         lines.push(field(theme, "bucket", format!("{}×{}", bucket.width, bucket.height)));
     }
-    if let (Some(stats), Some(report)) = (record.stats, app.review.report()) {
+    if let (Some(stats), Some(report)) = (record.stats, pane.review.report()) {
         lines.push(field(
             theme,
             "sharpness",
@@ -376,14 +356,14 @@ fn finding_lines(app: &App, row: ReviewRow, finding: &Finding) -> Vec<Line<'stat
         ));
         lines.push(field(theme, "luminance", format!("{:.2}", stats.mean_luma)));
     }
-    let kept = app.review.is_kept(finding);
+    let kept = pane.review.is_kept(finding);
     let flag_style = if kept { theme.muted() } else { theme.base().fg(theme.warning) };
     lines.extend(finding.flags.iter().map(|flag| Line::styled(format!("• {}", flag.describe()), flag_style)));
     if let ReviewRow::Image(index) = row
-        && let Some(group) = app.review.group_of(index)
+        && let Some(group) = pane.review.group_of(index)
     {
         let kind = if group.exact { "exact copies" } else { "near duplicates" };
-        let sharpest = app.review.report().map(|r| r.findings[group.members[0]].record.path.display().to_string());
+        let sharpest = pane.review.report().map(|r| r.findings[group.members[0]].record.path.display().to_string());
         lines.push(field(
             theme,
             "group",

@@ -1,0 +1,76 @@
+//! What panes and the app ask for beyond their own state: a message, a
+//! background job, or leaving. The app keeps the first kind; the job runner
+//! carries out the rest (see `jobs`).
+
+use std::path::PathBuf;
+
+use crate::captions::journal::Change;
+use crate::dataset::decisions::Decision;
+use crate::train::Command;
+
+use super::shared::{Level, StatusMessage};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Show this on the status line.
+    Say(StatusMessage),
+    /// The Train pane now shows these runs: their metrics are read.
+    ShowRuns { shown: Option<String>, compare: Option<String> },
+    /// Leave the workbench.
+    Quit,
+    /// Re-read the project's files; `captions`: lint the captions again even
+    /// when no file changed (the vocabulary or the journal did).
+    Refresh { captions: bool },
+    /// Re-read the shown runs' metrics only.
+    ReadMetrics,
+    /// Scan the dataset (a scan asked for while one runs follows it).
+    Scan,
+    /// Decode an image for drawing.
+    Preview(PathBuf),
+    /// Start training: a new run, or continue the named one.
+    StartTraining { resume: Option<String> },
+    /// Pass a command to the running trainer.
+    Trainer(Command),
+    /// Carry out a keep/reject/restore.
+    Decide(Decision),
+    /// Write captions through the journal.
+    Caption(CaptionJob),
+    /// Write this theme's name to project.toml.
+    SaveTheme(String),
+}
+
+impl Effect {
+    pub fn info(text: impl Into<String>) -> Self {
+        Self::Say(StatusMessage::new(Level::Info, text))
+    }
+
+    pub fn say(level: Level, text: impl Into<String>) -> Self {
+        Self::Say(StatusMessage::new(level, text))
+    }
+}
+
+/// A caption write, carried out through the caption journal (so each is
+/// undoable and never overwrites an edit made elsewhere).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptionJob {
+    /// Writes one caption; `force` takes whatever is on disk as the text replaced.
+    Save {
+        image: PathBuf,
+        file: PathBuf,
+        before: Option<String>,
+        after: String,
+        force: bool,
+    },
+    /// Writes several captions as one undoable edit.
+    Apply {
+        label: String,
+        changes: Vec<Change>,
+    },
+    Undo,
+    Redo,
+    /// Adds `alias` to `canonical` in vocabulary.toml.
+    AcceptRule {
+        canonical: String,
+        alias: String,
+    },
+}

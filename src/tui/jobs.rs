@@ -1,0 +1,348 @@
+//! The job runner: every piece of work the workbench does off its UI task
+//! (reading the project's files and runs, scanning, decoding previews,
+//! writing captions, moving images, saving the theme, training) is started
+//! here from an `Effect` and reported back as one `Done`. It owns the
+//! channels and what is in flight; the event loop only starts effects and
+//! waits for `next`.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use crate::captions::journal::JournalError;
+use crate::dataset::Inventory;
+use crate::dataset::decisions::{self, Decision, Kept};
+use crate::dataset::scan::ScanReport;
+use crate::project::Project;
+use crate::train::{Command, Event, Resume, RunMetrics, TrainOptions, list_runs, read_metrics};
+
+use super::effect::{CaptionJob, Effect};
+use super::preview;
+use super::shared::{ProjectFiles, Shared, SharedContext};
+
+/// Re-reading the shown run's metrics while a run trains: at most this often.
+const METRICS_EVERY: Duration = Duration::from_millis(300);
+/// Previews decoded at once: holding a key down must not start dozens.
+const PREVIEWS_AT_ONCE: usize = 2;
+
+/// What a scan delivers.
+#[derive(Debug, Clone, Default)]
+pub struct ScanResult {
+    pub report: ScanReport,
+    /// Relative to `_rejected/`.
+    pub rejected: Vec<PathBuf>,
+    pub kept: Kept,
+}
+
+/// A finished job.
+#[derive(Debug)]
+pub enum Done {
+    Files(Box<ProjectFiles>),
+    Metrics(Box<(Option<RunMetrics>, Option<RunMetrics>)>),
+    ScanProgress(usize, usize),
+    Scanned(ScanResult),
+    Preview(PathBuf, Result<image::DynamicImage, String>),
+    /// A preview not decoded now (too many at once): asked for again if still shown.
+    PreviewSkipped(PathBuf),
+    Trainer(Event),
+    /// A command found no trainer running.
+    TrainerGone,
+    Caption(CaptionJob, Result<String, JournalError>),
+    /// A keep/reject/restore: its message, the kept list as read back after a
+    /// keep (files moved otherwise).
+    Decided {
+        result: Result<String, String>,
+        kept: Option<Kept>,
+    },
+    /// The theme was written; the project as it now reads.
+    ThemeSaved(Result<Box<Project>, String>),
+}
+
+pub struct Jobs {
+    sender: mpsc::UnboundedSender<Done>,
+    receiver: mpsc::UnboundedReceiver<Done>,
+    /// Results ready without running anything.
+    ready: VecDeque<Done>,
+    /// A read of the files runs; one asked for meanwhile follows it (true: with captions).
+    reading: bool,
+    read_next: Option<bool>,
+    reading_metrics: bool,
+    /// A metrics read waiting for the last one to finish, or for its turn
+    /// (`METRICS_EVERY`): the shown and compared runs' folders.
+    metrics_next: Option<MetricsRequest>,
+    metrics_read_at: Option<Instant>,
+    scanning: bool,
+    scan_next: bool,
+    previews: usize,
+    trainer: Option<std::sync::mpsc::Sender<Command>>,
+}
+
+impl Default for Jobs {
+    fn default() -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Self {
+            sender,
+            receiver,
+            ready: VecDeque::new(),
+            reading: false,
+            read_next: None,
+            reading_metrics: false,
+            metrics_next: None,
+            metrics_read_at: None,
+            scanning: false,
+            scan_next: false,
+            previews: 0,
+            trainer: None,
+        }
+    }
+}
+
+impl Jobs {
+    /// Starts the job an effect asks for. Effects that are not jobs (a
+    /// message, leaving) are the app's and the loop's, and are ignored here.
+    pub fn start(&mut self, effect: Effect, shared: &Shared) {
+        match effect {
+            Effect::Refresh { captions } if self.reading => {
+                self.read_next = Some(captions || self.read_next.unwrap_or(false));
+            }
+            Effect::Refresh { captions } => {
+                self.reading = true;
+                let request = ReadFiles {
+                    project: shared.project.clone(),
+                    previous: shared.files.inventory.clone(),
+                    captions: captions || shared.files.captions.is_none(),
+                    shown: shared.run_dir(shared.shown_run.as_ref()),
+                    compare: shared.run_dir(shared.compare_run.as_ref()),
+                };
+                self.spawn(move || Done::Files(Box::new(read_files(request))));
+            }
+            Effect::ReadMetrics => {
+                // The latest request replaces one still waiting.
+                self.metrics_next =
+                    Some((shared.run_dir(shared.shown_run.as_ref()), shared.run_dir(shared.compare_run.as_ref())));
+                if self.metrics_due().is_some_and(|due| due <= Instant::now()) {
+                    self.read_metrics();
+                }
+            }
+            Effect::Scan if self.scanning => self.scan_next = true,
+            Effect::Scan => {
+                self.scanning = true;
+                let project = shared.project.clone();
+                let sender = self.sender.clone();
+                self.spawn(move || {
+                    let progress = |done: usize, total: usize| {
+                        // About a hundred messages per scan move the gauge smoothly.
+                        if done == total || done.is_multiple_of((total / 100).max(1)) {
+                            let _ = sender.send(Done::ScanProgress(done, total));
+                        }
+                    };
+                    Done::Scanned(scan(&project, &progress))
+                });
+            }
+            Effect::Preview(path) if self.previews >= PREVIEWS_AT_ONCE => {
+                self.ready.push_back(Done::PreviewSkipped(path))
+            }
+            Effect::Preview(path) => {
+                self.previews += 1;
+                self.spawn(move || {
+                    let result = preview::decode(&path);
+                    Done::Preview(path, result)
+                });
+            }
+            Effect::StartTraining { resume } => self.start_training(shared.project.clone(), resume),
+            Effect::Trainer(command) => {
+                if self.trainer.as_ref().is_none_or(|commands| commands.send(command).is_err()) {
+                    self.ready.push_back(Done::TrainerGone);
+                }
+            }
+            Effect::Decide(decision) => {
+                let project = shared.project.clone();
+                self.spawn(move || decide(&project, &decision));
+            }
+            Effect::Caption(job) => {
+                let project = shared.project.clone();
+                self.spawn(move || {
+                    let result = write_captions(&project, &job);
+                    Done::Caption(job, result)
+                });
+            }
+            Effect::SaveTheme(name) => {
+                let mut project = shared.project.clone();
+                self.spawn(move || {
+                    let result = project.save_theme(&name).map(|()| Box::new(project)).map_err(|e| e.to_string());
+                    Done::ThemeSaved(result)
+                });
+            }
+            Effect::Say(_) | Effect::ShowRuns { .. } | Effect::Quit => {}
+        }
+    }
+
+    /// Starts what was asked for while the same job ran, once it is done.
+    pub fn start_queued(&mut self, shared: &Shared) {
+        if !self.reading
+            && let Some(captions) = self.read_next.take()
+        {
+            self.start(Effect::Refresh { captions }, shared);
+        }
+        if !self.scanning && std::mem::take(&mut self.scan_next) {
+            self.start(Effect::Scan, shared);
+        }
+    }
+
+    /// The next finished job. Cancel-safe: it can lose a `select!` race.
+    pub async fn next(&mut self) -> Done {
+        let done = loop {
+            if let Some(done) = self.ready.pop_front() {
+                break done;
+            }
+            let due = self.metrics_due();
+            tokio::select! {
+                done = self.receiver.recv() => break done.expect("the runner keeps a sender"),
+                () = tokio::time::sleep_until(due.unwrap_or_else(Instant::now).into()), if due.is_some() => self.read_metrics(),
+            }
+        };
+        match &done {
+            Done::Files(_) => self.reading = false,
+            Done::Metrics(_) => self.reading_metrics = false,
+            Done::Scanned(_) => self.scanning = false,
+            Done::Preview(..) => self.previews -= 1,
+            _ => {}
+        }
+        done
+    }
+
+    /// When the waiting metrics read may start: once none runs, at most every `METRICS_EVERY`.
+    fn metrics_due(&self) -> Option<Instant> {
+        if self.reading_metrics || self.metrics_next.is_none() {
+            return None;
+        }
+        Some(self.metrics_read_at.map_or_else(Instant::now, |at| at + METRICS_EVERY))
+    }
+
+    fn read_metrics(&mut self) {
+        let Some((shown, compare)) = self.metrics_next.take() else { return };
+        self.reading_metrics = true;
+        self.metrics_read_at = Some(Instant::now());
+        self.spawn(move || {
+            Done::Metrics(Box::new((shown.as_deref().map(read_metrics), compare.as_deref().map(read_metrics))))
+        });
+    }
+
+    fn spawn(&self, job: impl FnOnce() -> Done + Send + 'static) {
+        let sender = self.sender.clone();
+        tokio::task::spawn_blocking(move || {
+            let _ = sender.send(job());
+        });
+    }
+
+    /// Starts the trainer on its own thread; its events come back as `Done::Trainer`.
+    fn start_training(&mut self, project: Project, resume: Option<String>) {
+        let options = TrainOptions {
+            resume: resume.map(Resume::Run),
+            device: crate::device::default_device(),
+            ..TrainOptions::default()
+        };
+        let handle = crate::train::spawn(project, options);
+        let sender = self.sender.clone();
+        std::thread::spawn(move || {
+            for event in handle.events.iter() {
+                if sender.send(Done::Trainer(event)).is_err() {
+                    break;
+                }
+            }
+        });
+        self.trainer = Some(handle.commands);
+    }
+}
+
+/// The shown and compared runs' folders, whose metrics are read.
+type MetricsRequest = (Option<PathBuf>, Option<PathBuf>);
+
+/// What a read of the project's files needs.
+pub struct ReadFiles {
+    pub project: Project,
+    /// The inventory as last read: unchanged headers are reused.
+    pub previous: Inventory,
+    /// Lint the captions again even if no file changed.
+    pub captions: bool,
+    /// The shown and compared runs' folders, whose metrics are read.
+    pub shown: Option<PathBuf>,
+    pub compare: Option<PathBuf>,
+}
+
+/// Reads the dataset, the runs and the shown runs' metrics; the captions are
+/// linted again when asked or when the images or captions changed.
+pub fn read_files(request: ReadFiles) -> ProjectFiles {
+    let ReadFiles { project, previous, captions, shown, compare } = request;
+    let inventory = Inventory::read(&project.dataset_dir(), &project.config.caption_extension, Some(&previous));
+    let (captions, caption_context) = if captions || inventory != previous {
+        let (report, context) = crate::captions::CaptionReport::build(&project);
+        (Some(report), context.map(|c| SharedContext(std::sync::Arc::new(c))))
+    } else {
+        (None, None)
+    };
+    ProjectFiles {
+        inventory,
+        runs: list_runs(&project.runs_dir()),
+        metrics: shown.as_deref().map(read_metrics),
+        compare_metrics: compare.as_deref().map(read_metrics),
+        captions,
+        caption_context,
+    }
+}
+
+/// Scans the dataset (rayon inside), after completing a reject or restore
+/// cut short last time.
+pub fn scan(project: &Project, progress: &(dyn Fn(usize, usize) + Sync)) -> ScanResult {
+    let dataset = project.dataset_dir();
+    let _ = decisions::recover(&dataset);
+    let report = crate::dataset::scan::scan(&dataset, &project.cache_dir(), &project.config, progress);
+    ScanResult { report, rejected: decisions::rejected_images(&dataset), kept: Kept::read(&dataset) }
+}
+
+/// Carries out a keep/reject/restore. After a keep, the kept list is read
+/// back; moved files are seen by the next scan.
+fn decide(project: &Project, decision: &Decision) -> Done {
+    let dataset = project.dataset_dir();
+    let result = decisions::apply(&dataset, decision, &project.config.caption_extension);
+    let moved_files = matches!(decision, Decision::Reject(_) | Decision::Restore(_));
+    let kept = (!moved_files).then(|| Kept::read(&dataset));
+    Done::Decided { result: result.map_err(|error| format!("{error:#}")), kept }
+}
+
+/// Writes captions through the journal (or a rule into vocabulary.toml).
+fn write_captions(project: &Project, job: &CaptionJob) -> Result<String, JournalError> {
+    use crate::captions::journal::{Change, Journal, read_text};
+    let dataset = project.dataset_dir();
+    let mut journal = Journal::open(&dataset);
+    match job {
+        CaptionJob::Save { file, before, after, force, .. } => {
+            // The file's exact text (a trailing newline, say) is what undo brings back.
+            let on_disk = read_text(&dataset.join(file))?;
+            let unchanged = on_disk.as_deref().unwrap_or("").trim() == before.as_deref().unwrap_or("").trim();
+            let before = if *force || unchanged { on_disk } else { before.clone() };
+            let change = Change { path: file.clone(), before, after: Some(after.clone()) };
+            journal.apply(&format!("edit {}", file.display()), vec![change])?;
+            Ok(format!("Saved {} (u undoes).", file.display()))
+        }
+        CaptionJob::Apply { label, changes } => {
+            let count = journal.apply(label, changes.clone())?;
+            Ok(format!("Applied: {label} ({count} files; u undoes)."))
+        }
+        CaptionJob::Undo => Ok(match journal.undo()? {
+            Some(label) => format!("Undid: {label} (U redoes)."),
+            None => "Nothing to undo.".into(),
+        }),
+        CaptionJob::Redo => Ok(match journal.redo()? {
+            Some(label) => format!("Redid: {label}."),
+            None => "Nothing to redo.".into(),
+        }),
+        CaptionJob::AcceptRule { canonical, alias } => {
+            crate::captions::vocabulary::Vocabulary::add_alias(&project.root, canonical, alias)
+                .map_err(|e| JournalError::Io(format!("{e:#}")))?;
+            Ok(format!("Added {canonical} = [\"{alias}\"] to vocabulary.toml (N reviews what it changes)."))
+        }
+    }
+}

@@ -1,0 +1,648 @@
+//! Captions pane: every image's caption with its lint findings; the image
+//! beside its caption, edited in place; the vocabulary panel (term
+//! frequencies, suggested alias rules); the normalization review; tag edits
+//! across the listed captions. Writes are `CaptionJob` effects, carried out
+//! through the caption journal (each undoable, never over an edit made
+//! elsewhere).
+
+mod editor;
+mod render;
+
+use std::path::PathBuf;
+
+use crossterm::event::{KeyCode, KeyEvent};
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui_textarea::TextArea;
+
+use crate::captions::journal::{Change, JournalError};
+use crate::captions::text::TagEdit;
+use crate::dataset::{CaptionState, DatasetEntry};
+use crate::tui::action::{Action, PaneId};
+use crate::tui::effect::{CaptionJob, Effect};
+use crate::tui::jobs::Done;
+use crate::tui::keymap::{Binding, Key, ModeKeys};
+use crate::tui::pane::{Pane, Selection, list_bindings};
+use crate::tui::shared::{Level, Shared};
+use editor::{Editor, completion, prompt};
+
+/// The pane's modes, by the names the keymap knows them by.
+const EDITING: &str = "caption editor";
+const REVIEW: &str = "normalization review";
+const TAG_PROMPT: &str = "tag edit";
+const CONFLICT: &str = "caption changed elsewhere";
+
+/// Which images the list shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CaptionFilter {
+    #[default]
+    All,
+    /// Captions with a lint finding (missing and empty ones included).
+    WithFindings,
+    /// Missing, empty or unreadable captions.
+    Uncaptioned,
+}
+
+impl CaptionFilter {
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::All => "all",
+            Self::WithFindings => "with findings",
+            Self::Uncaptioned => "uncaptioned",
+        }
+    }
+
+    pub fn next(self) -> Self {
+        match self {
+            Self::All => Self::WithFindings,
+            Self::WithFindings => Self::Uncaptioned,
+            Self::Uncaptioned => Self::All,
+        }
+    }
+}
+
+/// What the pane is doing.
+#[derive(Debug, Clone, Default)]
+enum Mode {
+    #[default]
+    Browse,
+    Edit(Editor),
+    /// The normalization's changes, one selected; dropped ones are not applied.
+    Review {
+        selected: usize,
+        dropped: Vec<PathBuf>,
+    },
+    /// A tag edit for the listed captions: `+tag`, `-tag`, `old => new`.
+    Prompt(TextArea<'static>),
+    /// The caption changed on disk while it was edited here.
+    Conflict(Editor),
+}
+
+/// Whether a row is the one looked for.
+type RowTest = dyn Fn(&Shared, &DatasetEntry) -> bool;
+
+#[derive(Default)]
+pub struct CaptionsPane {
+    mode: Mode,
+    filter: CaptionFilter,
+    /// The vocabulary panel (terms and suggestions) in place of the preview.
+    vocabulary_panel: bool,
+    /// The selected suggestion in that panel.
+    suggestion: usize,
+    selection: Selection,
+}
+
+/// The caption text of an entry, when it has a readable one.
+pub fn caption_text(entry: &DatasetEntry) -> Option<&str> {
+    match &entry.caption {
+        CaptionState::Text(text) => Some(text),
+        _ => None,
+    }
+}
+
+/// The changes a tag edit makes to `entries` (those with readable captions).
+fn tag_changes<'a>(edit: &TagEdit, entries: impl Iterator<Item = &'a DatasetEntry>, extension: &str) -> Vec<Change> {
+    entries
+        .filter_map(|entry| {
+            let text = caption_text(entry)?;
+            let after = edit.apply(text);
+            (after != text).then(|| Change {
+                path: entry.path.with_extension(extension),
+                before: Some(text.to_string()),
+                after: Some(after),
+            })
+        })
+        .collect()
+}
+
+fn save(editor: &Editor, force: bool) -> Effect {
+    Effect::Caption(CaptionJob::Save {
+        image: editor.image.clone(),
+        file: editor.file.clone(),
+        before: editor.loaded.clone(),
+        after: editor.text(),
+        force,
+    })
+}
+
+impl CaptionsPane {
+    fn editing(&self) -> Option<&Editor> {
+        match &self.mode {
+            Mode::Edit(editor) | Mode::Conflict(editor) => Some(editor),
+            _ => None,
+        }
+    }
+
+    /// Indices into the inventory of the images the list shows.
+    fn rows(&self, shared: &Shared) -> Vec<usize> {
+        let entries = &shared.files.inventory.entries;
+        let findings = shared.files.captions.as_ref().map(|r| &r.findings);
+        (0..entries.len())
+            .filter(|&i| match self.filter {
+                CaptionFilter::All => true,
+                CaptionFilter::WithFindings => findings.is_some_and(|f| f.contains_key(&entries[i].path)),
+                CaptionFilter::Uncaptioned => caption_text(&entries[i]).is_none_or(|t| t.trim().is_empty()),
+            })
+            .collect()
+    }
+
+    fn selected(&self, shared: &Shared) -> Option<usize> {
+        self.selection.get(self.rows(shared).len())
+    }
+
+    /// The selected image's inventory entry.
+    fn entry<'a>(&self, shared: &'a Shared) -> Option<&'a DatasetEntry> {
+        let rows = self.rows(shared);
+        rows.get(self.selected(shared)?).map(|&i| &shared.files.inventory.entries[i])
+    }
+
+    fn open_editor(&mut self, shared: &Shared) -> Vec<Effect> {
+        let Some(entry) = self.entry(shared) else { return vec![Effect::info("No image selected.")] };
+        if let CaptionState::Unreadable(why) = &entry.caption {
+            return vec![Effect::say(Level::Error, format!("Not editable: {why}; fix the file first."))];
+        }
+        let file = entry.path.with_extension(&shared.project.config.caption_extension);
+        self.mode = Mode::Edit(Editor::new(entry.path.clone(), file, caption_text(entry).map(String::from)));
+        vec![Effect::info("Editing: Enter or Esc saves and closes · Ctrl-n/p next/previous image · Tab completes.")]
+    }
+
+    /// Closes the editor, returning its save when something changed.
+    fn close_editor(&mut self) -> Option<Effect> {
+        let Mode::Edit(editor) = std::mem::take(&mut self.mode) else { return None };
+        editor.dirty().then(|| save(&editor, false))
+    }
+
+    /// Moves the selection one row (or, with `wanted`, to the next row it
+    /// accepts, wrapping around); false when it did not move.
+    fn move_selection(&mut self, shared: &Shared, forward: bool, wanted: Option<&RowTest>) -> bool {
+        let rows = self.rows(shared);
+        let Some(current) = self.selection.get(rows.len()) else { return false };
+        let count = rows.len();
+        let next = (1..=count)
+            .map(|offset| if forward { (current + offset) % count } else { (current + count - offset) % count })
+            .find(|&i| wanted.is_none_or(|w| w(shared, &shared.files.inventory.entries[rows[i]])));
+        match next {
+            Some(i) if wanted.is_some() || (forward && i > current) || (!forward && i < current) => {
+                self.selection.set(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Leaves the image being edited for the next (previous) one: its save, then the editor on the other.
+    fn edit_next(&mut self, shared: &Shared, forward: bool) -> Vec<Effect> {
+        if !self.move_selection(shared, forward, None) {
+            return vec![Effect::info(format!("This is the {} image.", if forward { "last" } else { "first" }))];
+        }
+        let mut effects: Vec<Effect> = self.close_editor().into_iter().collect();
+        effects.extend(self.open_editor(shared));
+        effects
+    }
+
+    fn browse(&mut self, action: Action, shared: &Shared) -> Vec<Effect> {
+        if self.selection.apply(action, self.rows(shared).len()) {
+            return Vec::new();
+        }
+        let report = shared.files.captions.clone().unwrap_or_default();
+        match action {
+            Action::EditCaption => return self.open_editor(shared),
+            Action::NextImage | Action::PreviousImage => {
+                self.move_selection(shared, action == Action::NextImage, None);
+            }
+            Action::NextUncaptioned => {
+                let wanted = |_: &Shared, e: &DatasetEntry| caption_text(e).is_none_or(|t| t.trim().is_empty());
+                if !self.move_selection(shared, true, Some(&wanted)) {
+                    return vec![Effect::info("Every listed image has a caption.")];
+                }
+            }
+            Action::NextWithFinding => {
+                let wanted = |shared: &Shared, e: &DatasetEntry| {
+                    shared.files.captions.as_ref().is_some_and(|r| r.findings.contains_key(&e.path))
+                };
+                if !self.move_selection(shared, true, Some(&wanted)) {
+                    return vec![Effect::info("No lint findings in the listed captions.")];
+                }
+            }
+            Action::CycleFilter => {
+                self.filter = self.filter.next();
+                self.selection.set(0);
+                return vec![Effect::info(format!("Showing {} captions.", self.filter.label()))];
+            }
+            Action::ReviewNormalization if report.normalization.is_empty() => {
+                return vec![Effect::info("Every caption is normalized already.")];
+            }
+            Action::ReviewNormalization => {
+                self.mode = Mode::Review { selected: 0, dropped: Vec::new() };
+                return vec![Effect::info("a applies all · Enter applies this one · x skips it · Esc closes.")];
+            }
+            Action::ToggleVocabulary => self.vocabulary_panel = !self.vocabulary_panel,
+            Action::NextSuggestion => {
+                self.suggestion = (self.suggestion + 1).min(report.suggestions.len().saturating_sub(1));
+            }
+            Action::PreviousSuggestion => self.suggestion = self.suggestion.saturating_sub(1),
+            Action::AcceptSuggestion => {
+                return match report.suggestions.get(self.suggestion) {
+                    Some(s) => vec![Effect::Caption(CaptionJob::AcceptRule {
+                        canonical: s.canonical.clone(),
+                        alias: s.alias.clone(),
+                    })],
+                    None => vec![Effect::info("No suggested rule to accept (V shows them).")],
+                };
+            }
+            Action::EditTags => {
+                self.mode = Mode::Prompt(prompt());
+                let count = self.rows(shared).len();
+                return vec![Effect::info(format!(
+                    "Tag edit for the {count} listed captions; Enter applies, Esc cancels."
+                ))];
+            }
+            Action::UndoCaption => return vec![Effect::Caption(CaptionJob::Undo)],
+            Action::RedoCaption => return vec![Effect::Caption(CaptionJob::Redo)],
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn edit(&mut self, action: Action, shared: &Shared) -> Vec<Effect> {
+        let Mode::Edit(editor) = &mut self.mode else { return Vec::new() };
+        match action {
+            Action::CloseEditor => match self.close_editor() {
+                Some(save) => vec![save],
+                None => vec![Effect::info("Closed; nothing changed.")],
+            },
+            // `loaded` follows once the save succeeded (see `done`).
+            Action::SaveCaption => editor.dirty().then(|| save(editor, false)).into_iter().collect(),
+            Action::NextImage | Action::PreviousImage => self.edit_next(shared, action == Action::NextImage),
+            Action::CompleteWord => {
+                if let Some(word) = completion(editor, shared.files.captions.as_ref()) {
+                    editor.complete(&word);
+                }
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn review(&mut self, action: Action, shared: &Shared) -> Vec<Effect> {
+        let Mode::Review { selected, dropped } = &mut self.mode else { return Vec::new() };
+        let changes: Vec<Change> = shared
+            .files
+            .captions
+            .as_ref()
+            .map(|r| r.normalization.iter().filter(|c| !dropped.contains(&c.path)).cloned().collect())
+            .unwrap_or_default();
+        match action {
+            Action::Close => self.mode = Mode::Browse,
+            Action::Up => *selected = selected.saturating_sub(1),
+            Action::Down => *selected = (*selected + 1).min(changes.len().saturating_sub(1)),
+            Action::SkipChange => {
+                if let Some(change) = changes.get(*selected) {
+                    dropped.push(change.path.clone());
+                    *selected = (*selected).min(changes.len().saturating_sub(2));
+                }
+            }
+            Action::ApplyAll if !changes.is_empty() => {
+                self.mode = Mode::Browse;
+                let label = format!("normalize {} captions", changes.len());
+                return vec![Effect::Caption(CaptionJob::Apply { label, changes })];
+            }
+            Action::ApplyChange => {
+                if let Some(change) = changes.get(*selected).cloned() {
+                    dropped.push(change.path.clone());
+                    let label = format!("normalize {}", change.path.display());
+                    return vec![Effect::Caption(CaptionJob::Apply { label, changes: vec![change] })];
+                }
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn tag_prompt(&mut self, action: Action, shared: &Shared) -> Vec<Effect> {
+        let Mode::Prompt(area) = &self.mode else { return Vec::new() };
+        match action {
+            Action::Close => {
+                self.mode = Mode::Browse;
+                vec![Effect::info("Tag edit cancelled.")]
+            }
+            Action::ApplyTagEdit => {
+                let command = area.lines().join(" ");
+                let Some(edit) = TagEdit::parse(&command) else {
+                    return vec![Effect::info("Write +tag, -tag or old => new (no commas in a tag).")];
+                };
+                self.mode = Mode::Browse;
+                let rows = self.rows(shared);
+                let entries = rows.iter().map(|&i| &shared.files.inventory.entries[i]);
+                let changes = tag_changes(&edit, entries, &shared.project.config.caption_extension);
+                if changes.is_empty() {
+                    return vec![Effect::info(format!("No listed caption changes: {}.", edit.describe()))];
+                }
+                let label = format!("{} in {} captions", edit.describe(), changes.len());
+                vec![Effect::Caption(CaptionJob::Apply { label, changes })]
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn conflict(&mut self, action: Action) -> Vec<Effect> {
+        let Mode::Conflict(editor) = &self.mode else { return Vec::new() };
+        let editor = editor.clone();
+        match action {
+            Action::Overwrite => {
+                self.mode = Mode::Browse;
+                vec![save(&editor, true)]
+            }
+            Action::KeepTheirs => {
+                self.mode = Mode::Browse;
+                let kept = format!("Kept the version on disk of {}; yours is dropped.", editor.file.display());
+                vec![Effect::info(kept), Effect::Refresh { captions: false }]
+            }
+            Action::Close => {
+                self.mode = Mode::Edit(editor);
+                Vec::new()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A caption job finished: an editor still open on the saved file now
+    /// holds what is on disk; a failed save brings the editor back with the
+    /// typed text (a conflict asks what to do).
+    fn job_done(&mut self, job: &CaptionJob, result: &Result<String, JournalError>) -> Effect {
+        let saved = match job {
+            CaptionJob::Save { image, file, before, after, .. } => Some((image, file, before, after)),
+            _ => None,
+        };
+        match (result, saved) {
+            (Ok(text), saved) => {
+                if let (Some((_, file, _, after)), Mode::Edit(editor)) = (saved, &mut self.mode)
+                    && &editor.file == file
+                {
+                    editor.loaded = Some(after.clone());
+                }
+                Effect::say(Level::Success, text)
+            }
+            (Err(error), Some((image, file, before, after))) => {
+                let editor = Editor::with_text(image.clone(), file.clone(), before.clone(), after.clone());
+                if matches!(error, JournalError::Conflict { .. }) {
+                    self.mode = Mode::Conflict(editor);
+                    Effect::say(
+                        Level::Warning,
+                        format!(
+                            "{} changed on disk meanwhile: o overwrites it with yours, r keeps theirs.",
+                            file.display()
+                        ),
+                    )
+                } else {
+                    self.mode = Mode::Edit(editor);
+                    Effect::say(Level::Error, format!("Not saved: {error}"))
+                }
+            }
+            (Err(JournalError::Conflict { path }), None) => Effect::say(
+                Level::Error,
+                format!("Refused: {} changed on disk since it was read; nothing was written.", path.display()),
+            ),
+            (Err(other), None) => Effect::say(Level::Error, format!("Not done: {other}")),
+        }
+    }
+}
+
+impl Pane for CaptionsPane {
+    fn id(&self) -> PaneId {
+        PaneId::Captions
+    }
+
+    fn bindings(&self) -> Vec<Binding> {
+        let mut bindings = list_bindings("caption");
+        bindings.extend([
+            Binding::new(
+                &[Key::plain(KeyCode::Enter), Key::char('e')],
+                Action::EditCaption,
+                "edit the caption (Enter/Esc save and close, Tab completes, Ctrl-u undoes typing)",
+            ),
+            Binding::new(&[Key::ctrl('n')], Action::NextImage, "next image (also while editing; saves first)"),
+            Binding::new(&[Key::ctrl('p')], Action::PreviousImage, "previous image (also while editing)"),
+            Binding::new(&[Key::char('m')], Action::NextUncaptioned, "next image without a caption"),
+            Binding::new(&[Key::char('n')], Action::NextWithFinding, "next caption with a lint finding"),
+            Binding::new(&[Key::char('f')], Action::CycleFilter, "list: all, with findings, uncaptioned"),
+            Binding::new(&[Key::char('N')], Action::ReviewNormalization, "review what normalization changes, apply"),
+            Binding::new(&[Key::char('T')], Action::EditTags, "add / remove / replace a tag in the listed captions"),
+            Binding::new(&[Key::char('u')], Action::UndoCaption, "undo the last caption edit (kept across restarts)"),
+            Binding::new(&[Key::char('U')], Action::RedoCaption, "redo"),
+            Binding::new(&[Key::char('V')], Action::ToggleVocabulary, "vocabulary panel: terms and suggested rules"),
+            Binding::new(&[Key::char('>')], Action::NextSuggestion, "next suggested rule"),
+            Binding::new(&[Key::char('<')], Action::PreviousSuggestion, "previous suggested rule"),
+            Binding::new(&[Key::char('A')], Action::AcceptSuggestion, "accept the suggested rule into vocabulary.toml"),
+        ]);
+        bindings
+    }
+
+    fn modes(&self) -> Vec<ModeKeys> {
+        let esc = Key::plain(KeyCode::Esc);
+        let enter = Key::plain(KeyCode::Enter);
+        vec![
+            ModeKeys::new(
+                EDITING,
+                "Editing a caption (other keys type; Ctrl-u/Ctrl-r undo/redo typing)",
+                true,
+                vec![
+                    Binding::new(&[esc, enter], Action::CloseEditor, "save if changed, and close"),
+                    Binding::new(&[Key::ctrl('s')], Action::SaveCaption, "save now, keep editing"),
+                    Binding::new(&[Key::ctrl('n')], Action::NextImage, "save, then edit the next image"),
+                    Binding::new(&[Key::ctrl('p')], Action::PreviousImage, "save, then edit the previous image"),
+                    Binding::new(
+                        &[Key::plain(KeyCode::Tab)],
+                        Action::CompleteWord,
+                        "complete the word (shown as Tab:)",
+                    ),
+                ],
+            ),
+            ModeKeys::new(
+                REVIEW,
+                "Reviewing normalization",
+                false,
+                vec![
+                    Binding::new(&[Key::plain(KeyCode::Up), Key::char('k')], Action::Up, "previous change"),
+                    Binding::new(&[Key::plain(KeyCode::Down), Key::char('j')], Action::Down, "next change"),
+                    Binding::new(&[enter], Action::ApplyChange, "apply this change"),
+                    Binding::new(&[Key::char('a')], Action::ApplyAll, "apply every listed change (one undo)"),
+                    Binding::new(&[Key::char('x')], Action::SkipChange, "leave this change out"),
+                    Binding::new(&[esc], Action::Close, "close the review"),
+                ],
+            ),
+            ModeKeys::new(
+                TAG_PROMPT,
+                "Tag edit (type +tag, -tag or old => new)",
+                true,
+                vec![
+                    Binding::new(&[enter], Action::ApplyTagEdit, "apply to the listed captions (one undo)"),
+                    Binding::new(&[esc], Action::Close, "cancel"),
+                ],
+            ),
+            ModeKeys::new(
+                CONFLICT,
+                "Caption changed on disk while edited",
+                false,
+                vec![
+                    Binding::new(
+                        &[Key::char('o')],
+                        Action::Overwrite,
+                        "overwrite it with your text (undo brings theirs back)",
+                    ),
+                    Binding::new(&[Key::char('r')], Action::KeepTheirs, "keep the version on disk, drop yours"),
+                    Binding::new(&[esc], Action::Close, "keep editing"),
+                ],
+            ),
+        ]
+    }
+
+    fn mode(&self) -> Option<&'static str> {
+        match self.mode {
+            Mode::Browse => None,
+            Mode::Edit(_) => Some(EDITING),
+            Mode::Review { .. } => Some(REVIEW),
+            Mode::Prompt(_) => Some(TAG_PROMPT),
+            Mode::Conflict(_) => Some(CONFLICT),
+        }
+    }
+
+    fn apply(&mut self, action: Action, shared: &Shared) -> Vec<Effect> {
+        match self.mode {
+            Mode::Browse => self.browse(action, shared),
+            Mode::Edit(_) => self.edit(action, shared),
+            Mode::Review { .. } => self.review(action, shared),
+            Mode::Prompt(_) => self.tag_prompt(action, shared),
+            Mode::Conflict(_) => self.conflict(action),
+        }
+    }
+
+    fn type_key(&mut self, key: Key, _shared: &Shared) -> Vec<Effect> {
+        match &mut self.mode {
+            Mode::Edit(Editor { area, .. }) | Mode::Prompt(area) => {
+                area.input(KeyEvent::new(key.code, key.modifiers));
+            }
+            _ => {}
+        }
+        Vec::new()
+    }
+
+    fn done(&mut self, done: &Done, _shared: &Shared) -> Vec<Effect> {
+        match done {
+            // The vocabulary or the journal changed: the captions are linted again.
+            Done::Caption(job, result) => vec![self.job_done(job, result), Effect::Refresh { captions: true }],
+            _ => Vec::new(),
+        }
+    }
+
+    fn files_loaded(&mut self, _previous: &crate::tui::shared::ProjectFiles, shared: &Shared) -> Vec<Effect> {
+        self.selection.clamp(self.rows(shared).len());
+        Vec::new()
+    }
+
+    fn render(&self, shared: &Shared, frame: &mut Frame, area: Rect) {
+        render::render(self, shared, frame, area);
+    }
+
+    fn unsaved(&self) -> Option<String> {
+        let editor = self.editing().filter(|e| e.dirty())?;
+        Some(format!("the caption {} has unsaved changes", editor.file.display()))
+    }
+
+    fn save_unsaved(&self) -> Option<Effect> {
+        Some(save(self.editing().filter(|e| e.dirty())?, false))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::app::App;
+    use crate::tui::shared::ProjectFiles;
+
+    fn app_with_captions() -> (tempfile::TempDir, App) {
+        let dir = tempfile::tempdir().unwrap();
+        let dataset = dir.path().join("dataset");
+        std::fs::create_dir(&dataset).unwrap();
+        for (name, caption) in [("a", Some("zeltmug, a mug")), ("b", None), ("c", Some("zeltmug, a cup"))] {
+            image::RgbImage::new(4, 4).save(dataset.join(format!("{name}.png"))).unwrap();
+            if let Some(text) = caption {
+                std::fs::write(dataset.join(format!("{name}.txt")), text).unwrap();
+            }
+        }
+        let project = crate::project::Project {
+            root: dir.path().into(),
+            config: crate::project::ProjectConfig::default(),
+            source: String::new(),
+        };
+        let mut app = App::new(project, crate::tui::theme::Theme::resolve("dark", std::path::Path::new(".")).unwrap());
+        let files =
+            ProjectFiles { inventory: crate::dataset::Inventory::read(&dataset, "txt", None), ..Default::default() };
+        app.files_loaded(files);
+        app.apply(Action::ShowPane(PaneId::Captions));
+        (dir, app)
+    }
+
+    fn pane(app: &App) -> &CaptionsPane {
+        app.pane()
+    }
+
+    #[test]
+    fn quitting_with_an_edit_open_asks_and_saves_it() {
+        let (_dir, mut app) = app_with_captions();
+        app.apply(Action::EditCaption);
+        app.handle_key(Key::char('!'));
+        assert!(app.unsaved().is_some_and(|u| u.contains("a.txt")));
+        assert_eq!(app.handle_key(Key::ctrl('c')), [], "asks first");
+        let job = pane(&app).save_unsaved().expect("the edit is saved on the way out");
+        assert!(matches!(job, Effect::Caption(CaptionJob::Save { after, .. }) if after == "zeltmug, a mug!"));
+    }
+
+    #[test]
+    fn image_keys_work_while_editing_and_save_first() {
+        let (_dir, mut app) = app_with_captions();
+        app.apply(Action::NextUncaptioned);
+        assert_eq!(pane(&app).entry(&app.shared).unwrap().path, PathBuf::from("b.png"));
+        app.apply(Action::EditCaption);
+        for c in "a red mug".chars() {
+            app.handle_key(Key::char(c));
+        }
+        let effects = app.handle_key(Key::ctrl('n'));
+        assert!(
+            matches!(effects.as_slice(), [Effect::Caption(CaptionJob::Save { file, .. })] if file == &PathBuf::from("b.txt"))
+        );
+        assert_eq!(
+            pane(&app).editing().map(|e| e.file.clone()),
+            Some(PathBuf::from("c.txt")),
+            "still editing, next image"
+        );
+        // A tag edit over the listed captions is one job.
+        app.handle_key(Key::plain(KeyCode::Esc));
+        app.apply(Action::EditTags);
+        for c in "+studio".chars() {
+            app.handle_key(Key::char(c));
+        }
+        let applied = app.handle_key(Key::plain(KeyCode::Enter));
+        let [Effect::Caption(CaptionJob::Apply { changes, .. })] = applied.as_slice() else {
+            panic!("a tag edit applies as one job");
+        };
+        assert_eq!(changes.len(), 2, "the two captions on disk");
+    }
+
+    #[test]
+    fn the_last_image_keeps_its_editor_and_a_failed_save_keeps_the_text() {
+        let (_dir, mut app) = app_with_captions();
+        app.apply(Action::Last);
+        app.apply(Action::EditCaption);
+        app.handle_key(Key::char('!'));
+        assert_eq!(app.handle_key(Key::ctrl('n')), [], "nothing after the last image");
+        assert!(pane(&app).editing().is_some_and(|e| e.text() == "zeltmug, a cup!"));
+        let saved = app.handle_key(Key::plain(KeyCode::Esc));
+        let [Effect::Caption(job)] = saved.as_slice() else { panic!("Esc saves") };
+        let job = job.clone();
+        assert!(pane(&app).editing().is_none());
+        let error = JournalError::Io("disk full".into());
+        app.done(Done::Caption(job, Err(error)));
+        assert!(pane(&app).editing().is_some_and(|e| e.text() == "zeltmug, a cup!" && e.dirty()), "text kept");
+    }
+}

@@ -256,3 +256,32 @@ fn the_train_pane_keeps_charts_and_samples_apart_at_every_size() {
         }
     }
 }
+
+#[test]
+fn help_lists_the_keys_of_every_caption_mode() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Captions));
+    app.apply(Action::EditCaption);
+    // While typing, F1 is the key that opens help (other letters are text).
+    app.handle_key(Key::plain(KeyCode::F(1)));
+    insta::assert_snapshot!("help_caption_editor_80x24", draw(&app, 80, 24).backend());
+    let screen = format!("{:?}", draw(&app, 80, 200).backend());
+    for heading in [
+        "Editing a caption (other keys type; Ctrl-u undoes) (now)",
+        "Captions pane, Reviewing normalization",
+        "Captions pane, Tag edit",
+        "Captions pane, Caption changed on disk while edited",
+    ] {
+        assert!(screen.contains(heading), "no section {heading:?}:\n{screen}");
+    }
+    for key in
+        ["Ctrl-s", "save now, keep editing", "leave this change out", "apply to the listed captions", "overwrite it"]
+    {
+        assert!(screen.contains(key), "{key:?} is not listed:\n{screen}");
+    }
+    // Esc closes the help and the editor is still open: typing goes on.
+    app.handle_key(Key::plain(KeyCode::Esc));
+    app.handle_key(Key::char('!'));
+    assert!(app.unsaved().is_some_and(|what| what.contains("zeltmug_01.txt")), "{:?}", app.unsaved());
+}

@@ -444,7 +444,7 @@ impl Pane for CaptionsPane {
         vec![
             ModeKeys::new(
                 EDITING,
-                "Editing a caption (other keys type; Ctrl-u/Ctrl-r undo/redo typing)",
+                "Editing a caption (other keys type; Ctrl-u undoes)",
                 true,
                 vec![
                     Binding::new(&[esc, enter], Action::CloseEditor, "save if changed, and close"),

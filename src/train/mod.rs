@@ -8,10 +8,12 @@ pub mod faults;
 pub mod headless;
 pub mod latents;
 pub mod optim;
+pub mod records;
 pub mod run_dir;
 mod runs;
 pub mod smoothing;
 pub mod trainer;
 
+pub use records::StepMetrics;
 pub use runs::{RunMetrics, RunSummary, list_runs, read_metrics};
-pub use trainer::{Command, Event, Resume, StepMetrics, TrainOptions, TrainerHandle, spawn};
+pub use trainer::{Command, Event, Resume, TrainOptions, TrainerHandle, spawn};

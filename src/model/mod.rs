@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::de::DeserializeOwned;
 
+pub mod base;
 pub mod builtin;
 pub mod checkpoint;
 pub mod clip;

@@ -2,7 +2,6 @@
 //! `metrics.jsonl`, `checkpoints/` and `samples/`; the workbench reads these
 //! folders, so it can follow runs started by another process.
 
-pub mod buckets;
 pub mod data;
 pub mod faults;
 pub mod headless;

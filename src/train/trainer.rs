@@ -652,11 +652,7 @@ fn run_config(project: &Project, options: &TrainOptions) -> Result<(Option<RunDi
 fn load_model(project: &Project, config: &ProjectConfig, device: &Device) -> Result<StableDiffusion> {
     let dtype = weight_dtype(config.train.precision, device);
     let load = LoadOptions { dtype, device: device.clone(), ..LoadOptions::default() };
-    let model_path = match &config.model.base {
-        crate::project::BaseModel::BuiltinTiny => crate::model::builtin::ensure_tiny(&project.cache_dir())?,
-        crate::project::BaseModel::Path(path) => project.root.join(path),
-    };
-    let mut model = StableDiffusion::load(&model_path, &load)?;
+    let mut model = StableDiffusion::load(&project.base_model_path(&config.model.base)?, &load)?;
     model.unet.gradient_checkpointing = config.train.gradient_checkpointing;
     Ok(model)
 }

@@ -87,7 +87,7 @@ fn model_path(args: &GenerateArgs) -> Result<PathBuf> {
 }
 
 fn read_latents(path: &Path, device: &Device) -> Result<candle_core::Tensor> {
-    crate::model::weights::refuse_pickle(path).map_err(|e| anyhow!(e))?;
+    crate::model::weights::refuse_pickle(path)?;
     let tensors = candle_core::safetensors::load(path, device)
         .with_context(|| format!("cannot read latents from {}", path.display()))?;
     match tensors.len() {

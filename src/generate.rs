@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use candle_core::{DType, Device};
 
+use crate::model::base::BaseModel;
 use crate::model::lora_file::LoraFile;
 use crate::model::pipeline::{LoadOptions, StableDiffusion};
 use crate::model::sampling::{self, SampleRequest, SamplerKind, SeededNoise};
@@ -67,17 +68,26 @@ pub fn parse_sampler(text: &str) -> Result<SamplerKind, String> {
 fn model_path(args: &GenerateArgs) -> Result<PathBuf> {
     match (&args.project, &args.model) {
         (Some(_), Some(_)) => bail!("give either --project or --model, not both"),
-        (Some(dir), None) => Project::open(dir)?.base_model_path(),
-        (None, Some(model)) if model.to_str() == Some(crate::project::BaseModel::BUILTIN_TINY) => {
-            crate::model::builtin::ensure_tiny(&std::env::temp_dir().join("easel-cache"))
+        (Some(dir), None) => {
+            let project = Project::open(dir)?;
+            project.base_model_path(&project.config.model.base)
         }
-        (None, Some(model)) => Ok(model.clone()),
+        (None, Some(model)) => {
+            // Any other name is a path, taken as given.
+            let base = if model.as_os_str() == BaseModel::BUILTIN_TINY {
+                BaseModel::BuiltinTiny
+            } else {
+                BaseModel::Path(model.clone())
+            };
+            // Without a project, the built-in model is cached in the temp folder.
+            base.resolve(Path::new(""), &std::env::temp_dir().join("easel-cache"))
+        }
         (None, None) => bail!("say which model: --project DIR (its base model) or --model PATH"),
     }
 }
 
 fn read_latents(path: &Path, device: &Device) -> Result<candle_core::Tensor> {
-    crate::model::weights::refuse_pickle(path).map_err(|e| anyhow!(e))?;
+    crate::model::weights::refuse_pickle(path)?;
     let tensors = candle_core::safetensors::load(path, device)
         .with_context(|| format!("cannot read latents from {}", path.display()))?;
     match tensors.len() {

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use common::demo_copy;
 use easel::project::Project;
+use easel::train::records::MetricsRecord;
 use easel::train::trainer::{self, Event, TrainOptions};
 
 mod common;
@@ -78,11 +79,8 @@ fn logged_losses(run: &Path) -> Vec<(u64, f64)> {
     let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
     assert!(text.is_empty() || text.ends_with('\n'), "torn last line");
     text.lines()
-        .map(|line| {
-            serde_json::from_str::<serde_json::Value>(line).unwrap_or_else(|e| panic!("bad line {line:?}: {e}"))
-        })
-        .filter(|v| v.get("loss").is_some())
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .map(|line| MetricsRecord::parse(line).unwrap_or_else(|| panic!("bad line {line:?}")))
+        .filter_map(|record| if let MetricsRecord::Step(m) = record { Some((m.step, m.loss)) } else { None })
         .collect()
 }
 

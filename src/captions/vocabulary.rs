@@ -11,10 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::text::plurals;
 use crate::fsutil::atomic_write;
 
-pub const FILE: &str = "vocabulary.toml";
-
-/// The commented vocabulary.toml `easel init` writes: every setting at its default, no rules yet.
-pub const TEMPLATE: &str = include_str!("vocabulary_template.toml");
+pub use crate::project::VOCABULARY_FILE as FILE;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -194,6 +191,7 @@ impl Vocabulary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::project::VOCABULARY_TEMPLATE;
 
     #[test]
     fn aliases_match_with_their_plurals_and_conflicts_are_refused() {
@@ -214,9 +212,9 @@ mod tests {
 
     #[test]
     fn the_template_is_the_default_vocabulary() {
-        assert_eq!(Vocabulary::parse(TEMPLATE).unwrap(), Vocabulary::default());
+        assert_eq!(Vocabulary::parse(VOCABULARY_TEMPLATE).unwrap(), Vocabulary::default());
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(Vocabulary::path(dir.path()), TEMPLATE).unwrap();
+        std::fs::write(Vocabulary::path(dir.path()), VOCABULARY_TEMPLATE).unwrap();
         let vocabulary = Vocabulary::add_alias(dir.path(), "mug", "cup").unwrap();
         assert_eq!(vocabulary.terms["mug"], ["cup"]);
         let text = std::fs::read_to_string(Vocabulary::path(dir.path())).unwrap();

@@ -4,8 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-/// File extensions read as images (compared case-insensitively).
-pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
+use crate::project::IMAGE_EXTENSIONS;
 
 /// The caption beside an image (`name.txt` for `name.png`).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,10 +5,11 @@
 //! and flags what would harm training.
 
 pub mod analysis;
+pub mod buckets;
 pub mod decisions;
 pub mod integrity;
 mod inventory;
 pub mod scan;
 pub mod summary;
 
-pub use inventory::{CaptionState, DatasetEntry, IMAGE_EXTENSIONS, Inventory, caption_for};
+pub use inventory::{CaptionState, DatasetEntry, Inventory, caption_for};

@@ -11,11 +11,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::analysis::{PixelStats, analyse};
+use super::buckets::{self, Bucket};
 use super::integrity::incomplete;
-use super::inventory::{CaptionState, IMAGE_EXTENSIONS, caption_for};
+use super::inventory::{CaptionState, caption_for};
 use crate::model::lora::fnv1a;
-use crate::project::ProjectConfig;
-use crate::train::buckets::{self, Bucket};
+use crate::project::{IMAGE_EXTENSIONS, ProjectConfig};
 
 /// What was read from one file; cached by path, size and modification time.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

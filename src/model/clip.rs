@@ -44,7 +44,7 @@ pub enum Activation {
 }
 
 impl ClipTextConfig {
-    pub fn from_file(path: &Path) -> std::result::Result<Self, String> {
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         super::read_json_config(path)
     }
 }

@@ -16,7 +16,6 @@ use rand_distr::{Distribution, Uniform};
 
 use super::nn::Linear;
 use super::{checkpoint, fused};
-use crate::project::LoraTargets;
 
 /// How the base weight is stored: proj_in/proj_out are 1×1 convolutions in
 /// SD1 (`[out, in, 1, 1]`), linear layers elsewhere. The layer always acts on
@@ -132,6 +131,26 @@ pub trait LoraHost {
 /// `prefix.name`, or `name` alone at the root.
 pub fn join(prefix: &str, name: &str) -> String {
     if prefix.is_empty() { name.to_string() } else { format!("{prefix}.{name}") }
+}
+
+/// Which UNet layers get adapters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LoraTargets {
+    /// The attention projections `to_q`, `to_k`, `to_v`, `to_out.0`.
+    Attention,
+    /// Every linear and 1×1 convolution inside the transformer blocks
+    /// (adds `proj_in`, `proj_out` and the feed-forward), as kohya does by default.
+    Transformer,
+}
+
+impl std::fmt::Display for LoraTargets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Attention => "attention",
+            Self::Transformer => "transformer",
+        })
+    }
 }
 
 /// Whether a UNet layer gets a trainable adapter under `targets`.

@@ -90,7 +90,7 @@ fn as_matrix(tensor: Tensor, key: &str) -> Result<Tensor> {
 }
 
 fn read(path: &Path) -> Result<(HashMap<String, Tensor>, HashMap<String, String>)> {
-    refuse_pickle(path).map_err(|e| anyhow!(e))?;
+    refuse_pickle(path)?;
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
         .map_err(|e| anyhow!("{}: not a safetensors file: {e}", path.display()))?;

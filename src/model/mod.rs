@@ -5,8 +5,10 @@
 
 use std::path::Path;
 
+use anyhow::Context;
 use serde::de::DeserializeOwned;
 
+pub mod base;
 pub mod builtin;
 pub mod checkpoint;
 pub mod clip;
@@ -28,9 +30,9 @@ pub mod weights;
 
 /// Reads a model part's JSON config (`config.json`, `scheduler_config.json`);
 /// the error names the file.
-pub fn read_json_config<T: DeserializeOwned>(path: &Path) -> Result<T, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+pub fn read_json_config<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| path.display().to_string())
 }
 
 /// The Stable Diffusion generation a model belongs to.

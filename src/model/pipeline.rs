@@ -105,7 +105,7 @@ fn part_weights(folder: &Path, stem: &str) -> Result<Vec<PathBuf>> {
     for extension in ["bin", "ckpt", "pt"] {
         let pickle = folder.join(format!("{stem}.{extension}"));
         if pickle.is_file() {
-            refuse_pickle(&pickle).map_err(|e| anyhow!(e))?;
+            refuse_pickle(&pickle)?;
         }
     }
     bail!("{}: no {stem}.safetensors", folder.display())
@@ -123,11 +123,7 @@ fn tokenizer_padding(folder: &Path) -> Padding {
 }
 
 fn load_tokenizer(folder: &Path) -> Result<ClipTokenizer> {
-    ClipTokenizer::from_folder(folder, tokenizer_padding(folder)).map_err(|e| anyhow!(e))
-}
-
-fn config<T>(result: std::result::Result<T, String>) -> Result<T> {
-    result.map_err(|e| anyhow!(e))
+    Ok(ClipTokenizer::from_folder(folder, tokenizer_padding(folder))?)
 }
 
 /// The VAE's dtype: f32 instead of f16 when its config asks to be upcast,
@@ -145,31 +141,33 @@ fn load_text_encoder(source: WeightSource, config: &ClipTextConfig, options: &Lo
 /// cross-attention, SDXL's pooled text and size ids against its add
 /// embedding, the VAE's latent channels against the UNet's. Messages name
 /// the UNet config keys; the caller says which file they came from.
-fn check_parts_agree(unet: &UNetConfig, text_encoders: &[TextEncoder], vae: &VaeConfig) -> Result<(), String> {
+fn check_parts_agree(unet: &UNetConfig, text_encoders: &[TextEncoder], vae: &VaeConfig) -> Result<()> {
     let widths: Vec<usize> = text_encoders.iter().map(|e| e.model.config.hidden_size).collect();
     let text_width: usize = widths.iter().sum();
     if text_width != unet.cross_attention_dim {
         let parts = widths.iter().map(usize::to_string).collect::<Vec<_>>().join(" + ");
-        return Err(format!(
+        bail!(
             "`cross_attention_dim` is {}, but the text encoders give {text_width}-wide states ({parts})",
             unet.cross_attention_dim
-        ));
+        );
     }
     if let (Some(time), Some(input)) = (unet.addition_time_embed_dim, unet.projection_class_embeddings_input_dim) {
         let pooled = text_encoders.last().map_or(0, |e| e.model.pooled_width());
         if pooled + 6 * time != input {
-            return Err(format!(
+            bail!(
                 "`projection_class_embeddings_input_dim` is {input}, but the add embedding gets the pooled text \
                  ({pooled} wide) and six size ids of `addition_time_embed_dim` {time}: {}",
                 pooled + 6 * time
-            ));
+            );
         }
     }
     if vae.latent_channels != unet.in_channels || vae.latent_channels != unet.out_channels {
-        return Err(format!(
+        bail!(
             "`in_channels`/`out_channels` are {}/{}, but the VAE's latents have {} channels",
-            unet.in_channels, unet.out_channels, vae.latent_channels
-        ));
+            unet.in_channels,
+            unet.out_channels,
+            vae.latent_channels
+        );
     }
     Ok(())
 }
@@ -177,7 +175,7 @@ fn check_parts_agree(unet: &UNetConfig, text_encoders: &[TextEncoder], vae: &Vae
 impl StableDiffusion {
     /// Loads a diffusers folder or a single-file `.safetensors` checkpoint.
     pub fn load(path: &Path, options: &LoadOptions) -> Result<Self> {
-        refuse_pickle(path).map_err(|e| anyhow!(e))?;
+        refuse_pickle(path)?;
         if options.dtype == DType::BF16 && options.device.is_cpu() {
             bail!(
                 "bf16 needs a CUDA GPU (candle's CPU backend has no bf16 matrix multiply); use f32 or f16 on the CPU"
@@ -205,16 +203,16 @@ impl StableDiffusion {
 
     pub fn from_diffusers(folder: &Path, options: &LoadOptions) -> Result<Self> {
         let open = |part: &Path, stem: &str| -> Result<WeightSource> {
-            Ok(WeightSource::direct(WeightFiles::open(&part_weights(part, stem)?).map_err(|e| anyhow!(e))?))
+            Ok(WeightSource::direct(WeightFiles::open(&part_weights(part, stem)?)?))
         };
         let unet_dir = Self::part(folder, "unet")?;
-        let unet_config = config(UNetConfig::from_file(&unet_dir.join("config.json")))?;
+        let unet_config = UNetConfig::from_file(&unet_dir.join("config.json"))?;
         let unet = UNet::load(
             open(&unet_dir, "diffusion_pytorch_model")?.var_builder(options.dtype, &options.device),
             &unet_config,
         )?;
         let vae_dir = Self::part(folder, "vae")?;
-        let vae_config = config(VaeConfig::from_file(&vae_dir.join("config.json")))?;
+        let vae_config = VaeConfig::from_file(&vae_dir.join("config.json"))?;
         let vae = Vae::load(
             open(&vae_dir, "diffusion_pytorch_model")?.var_builder(vae_dtype(&vae_config, options), &options.device),
             &vae_config,
@@ -226,16 +224,16 @@ impl StableDiffusion {
                 break;
             }
             let dir = Self::part(folder, encoder)?;
-            let te_config = config(ClipTextConfig::from_file(&dir.join("config.json")))?;
+            let te_config = ClipTextConfig::from_file(&dir.join("config.json"))?;
             let model = load_text_encoder(open(&dir, "model")?, &te_config, options)?;
             let tokenizer = load_tokenizer(&Self::part(folder, tokenizer)?)?;
             text_encoders.push(TextEncoder { tokenizer: tokenizer.into(), model });
         }
 
         check_parts_agree(&unet_config, &text_encoders, &vae_config)
-            .map_err(|e| anyhow!("{}: {e}", unet_dir.join("config.json").display()))?;
+            .with_context(|| unet_dir.join("config.json").display().to_string())?;
         let mut scheduler =
-            config(SchedulerConfig::from_file(&Self::part(folder, "scheduler")?.join("scheduler_config.json")))?;
+            SchedulerConfig::from_file(&Self::part(folder, "scheduler")?.join("scheduler_config.json"))?;
         if let Some(prediction) = options.prediction {
             scheduler.prediction_type = prediction;
         }
@@ -257,25 +255,25 @@ impl StableDiffusion {
     }
 
     pub fn from_single_file(file: &Path, options: &LoadOptions) -> Result<Self> {
-        let files = WeightFiles::open(&[file.to_path_buf()]).map_err(|e| anyhow!(e))?;
+        let files = WeightFiles::open(&[file.to_path_buf()])?;
         let shapes = files.shapes();
-        let in_file = |e: String| anyhow!("{}: {e}", file.display());
-        let family = single_file::detect_family(&shapes).map_err(in_file)?;
+        let in_file = || file.display().to_string();
+        let family = single_file::detect_family(&shapes).with_context(in_file)?;
         let overrides = options.config_folder.as_deref();
         let override_config = |part: &str, name: &str| overrides.map(|folder| folder.join(part).join(name));
 
-        let (mut unet_config, unet_names) = single_file::unet(&shapes, family).map_err(in_file)?;
+        let (mut unet_config, unet_names) = single_file::unet(&shapes, family).with_context(in_file)?;
         if let Some(path) = override_config("unet", "config.json") {
-            unet_config = config(UNetConfig::from_file(&path))?;
+            unet_config = UNetConfig::from_file(&path)?;
         }
         let unet = UNet::load(
             WeightSource::translated(files.clone(), unet_names, "model.diffusion_model.*")
                 .var_builder(options.dtype, &options.device),
             &unet_config,
         )?;
-        let (mut vae_config, vae_names) = single_file::vae(&shapes, family).map_err(in_file)?;
+        let (mut vae_config, vae_names) = single_file::vae(&shapes, family).with_context(in_file)?;
         if let Some(path) = override_config("vae", "config.json") {
-            vae_config = config(VaeConfig::from_file(&path))?;
+            vae_config = VaeConfig::from_file(&path)?;
         }
         let vae = Vae::load(
             WeightSource::translated(files.clone(), vae_names, "first_stage_model.*")
@@ -296,9 +294,9 @@ impl StableDiffusion {
             } else {
                 single_file::clip_text(&shapes, prefix)
             }
-            .map_err(in_file)?;
+            .with_context(in_file)?;
             if let Some(path) = override_config(part, "config.json") {
-                te_config = config(ClipTextConfig::from_file(&path))?;
+                te_config = ClipTextConfig::from_file(&path)?;
             }
             let model = load_text_encoder(
                 WeightSource::translated(files.clone(), names, &format!("{prefix}*")),
@@ -316,12 +314,12 @@ impl StableDiffusion {
 
         check_parts_agree(&unet_config, &text_encoders, &vae_config).map_err(|e| {
             match override_config("unet", "config.json") {
-                Some(path) => anyhow!("{} (with {}): {e}", file.display(), path.display()),
-                None => anyhow!("{}: {e} (as inferred from the tensor shapes)", file.display()),
+                Some(path) => anyhow!("{} (with {}): {e:#}", file.display(), path.display()),
+                None => anyhow!("{}: {e:#} (as inferred from the tensor shapes)", file.display()),
             }
         })?;
         let mut scheduler = match override_config("scheduler", "scheduler_config.json") {
-            Some(path) => config(SchedulerConfig::from_file(&path))?,
+            Some(path) => SchedulerConfig::from_file(&path)?,
             None => SchedulerConfig::stable_diffusion(),
         };
         if overrides.is_none() && family == Family::Sd2 {

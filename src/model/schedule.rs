@@ -71,7 +71,7 @@ pub enum TimestepSpacing {
 }
 
 impl SchedulerConfig {
-    pub fn from_file(path: &Path) -> Result<Self, String> {
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         super::read_json_config(path)
     }
 

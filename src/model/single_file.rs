@@ -5,6 +5,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use anyhow::{Result, anyhow};
+
 use super::Family;
 use super::clip::{Activation, ClipTextConfig};
 use super::unet::{PerBlock, UNetConfig};
@@ -19,10 +21,10 @@ const SDXL_TEXT_PREFIX: &str = "conditioner.embedders.0.transformer.";
 const SDXL_TEXT2_PREFIX: &str = "conditioner.embedders.1.model.";
 
 /// Which family a checkpoint's keys say it is.
-pub fn detect_family(shapes: &HashMap<String, Vec<usize>>) -> Result<Family, String> {
+pub fn detect_family(shapes: &HashMap<String, Vec<usize>>) -> Result<Family> {
     let has_prefix = |prefix: &str| shapes.keys().any(|key| key.starts_with(prefix));
     if !has_prefix(UNET_PREFIX) {
-        return Err(format!(
+        return Err(anyhow!(
             "no `{UNET_PREFIX}*` tensors: this is not a Stable Diffusion checkpoint (a LoRA or a VAE alone?)"
         ));
     }
@@ -33,9 +35,9 @@ pub fn detect_family(shapes: &HashMap<String, Vec<usize>>) -> Result<Family, Str
     } else if has_prefix(SD1_TEXT_PREFIX) {
         Ok(Family::Sd1)
     } else if has_prefix("conditioner.embedders.0.model.") {
-        Err("this is an SDXL refiner, which has no place in LoRA training".into())
+        Err(anyhow!("this is an SDXL refiner, which has no place in LoRA training"))
     } else {
-        Err("the checkpoint has no text encoder (`cond_stage_model.*` or `conditioner.embedders.*`)".into())
+        Err(anyhow!("the checkpoint has no text encoder (`cond_stage_model.*` or `conditioner.embedders.*`)"))
     }
 }
 
@@ -139,15 +141,15 @@ fn count_indices(shapes: &HashMap<String, Vec<usize>>, prefix: &str) -> usize {
 
 /// The UNet's names and config. Heads are not stored in the weights: they
 /// follow each family's published configs (SD1: 8 heads; SD2, SDXL: 64-wide).
-pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNetConfig, NameMap), String> {
+pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNetConfig, NameMap)> {
     let shape = |key: &str| {
-        shapes.get(&format!("{UNET_PREFIX}{key}")).ok_or_else(|| format!("missing tensor `{UNET_PREFIX}{key}`"))
+        shapes.get(&format!("{UNET_PREFIX}{key}")).ok_or_else(|| anyhow!("missing tensor `{UNET_PREFIX}{key}`"))
     };
     // The first downsampler sits right after the first level's resnets.
     let layers = (1..20)
         .find(|n| shapes.contains_key(&format!("{UNET_PREFIX}input_blocks.{n}.0.op.weight")))
         .map(|n| n - 1)
-        .ok_or("no downsampler (`input_blocks.N.0.op.weight`) found")?;
+        .ok_or_else(|| anyhow!("no downsampler (`input_blocks.N.0.op.weight`) found"))?;
     let mut names = NameMap::new();
     for key in shapes.keys() {
         if let Some(ldm) = key.strip_prefix(UNET_PREFIX)
@@ -172,7 +174,7 @@ pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNe
         .take_while(|i| translated.contains_key(format!("down_blocks.{i}.resnets.0.conv1.weight").as_str()))
         .count();
     if levels == 0 {
-        return Err("no UNet down blocks found".into());
+        return Err(anyhow!("no UNet down blocks found"));
     }
     let channels: Vec<usize> =
         (0..levels).map(|i| translated[format!("down_blocks.{i}.resnets.0.conv1.weight").as_str()][0]).collect();
@@ -190,7 +192,7 @@ pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNe
         .iter()
         .find(|(name, _)| name.ends_with("attn2.to_k.weight"))
         .map(|(_, shape)| shape[1])
-        .ok_or("no cross-attention (`attn2.to_k`) in the UNet")?;
+        .ok_or_else(|| anyhow!("no cross-attention (`attn2.to_k`) in the UNet"))?;
     let linear_projection =
         translated.iter().find(|(name, _)| name.ends_with("proj_in.weight")).is_some_and(|(_, shape)| shape.len() == 2);
     let heads: Vec<usize> = channels.iter().map(|&c| if family == Family::Sd1 { 8 } else { (c / 64).max(1) }).collect();
@@ -244,14 +246,14 @@ pub fn unet(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(UNe
 /// encoder's projection) and six size ids, each embedded equally wide (256
 /// in SDXL itself): from the add embedding's `input` width, that width, and
 /// `input` back, as (addition_time_embed_dim, projection_class_embeddings_input_dim).
-fn size_embedding_width(shapes: &HashMap<String, Vec<usize>>, input: usize) -> Result<(usize, usize), String> {
+fn size_embedding_width(shapes: &HashMap<String, Vec<usize>>, input: usize) -> Result<(usize, usize)> {
     let projection = format!("{SDXL_TEXT2_PREFIX}text_projection");
     let pooled = shapes.get(&projection).and_then(|shape| shape.get(1)).copied().ok_or_else(|| {
-        format!("missing tensor `{projection}` (the pooled text width the UNet's add embedding is built for)")
+        anyhow!("missing tensor `{projection}` (the pooled text width the UNet's add embedding is built for)")
     })?;
     match input.checked_sub(pooled) {
         Some(rest) if rest > 0 && rest % 6 == 0 => Ok((rest / 6, input)),
-        _ => Err(format!(
+        _ => Err(anyhow!(
             "`{UNET_PREFIX}label_emb.0.0.weight` takes {input} inputs, which is not the pooled text width {pooled} \
              (`{projection}`) plus six equal size embeddings"
         )),
@@ -289,24 +291,24 @@ pub fn vae_name(ldm: &str, levels: usize) -> String {
     if renamed.is_empty() { side.to_string() } else { format!("{side}.{renamed}") }
 }
 
-pub fn vae(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(VaeConfig, NameMap), String> {
+pub fn vae(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(VaeConfig, NameMap)> {
     let key = |k: &str| format!("{VAE_PREFIX}{k}");
     let levels = count_indices(shapes, &key("encoder.down."));
     if levels == 0 {
-        return Err(format!("no VAE (`{VAE_PREFIX}encoder.down.*`) in the checkpoint"));
+        return Err(anyhow!("no VAE (`{VAE_PREFIX}encoder.down.*`) in the checkpoint"));
     }
     let channels = (0..levels)
         .map(|n| {
             shapes
                 .get(&key(&format!("encoder.down.{n}.block.0.conv1.weight")))
                 .map(|s| s[0])
-                .ok_or_else(|| format!("missing `{}`", key(&format!("encoder.down.{n}.block.0.conv1.weight"))))
+                .ok_or_else(|| anyhow!("missing `{}`", key(&format!("encoder.down.{n}.block.0.conv1.weight"))))
         })
         .collect::<Result<Vec<_>, _>>()?;
     let latent = shapes
         .get(&key("decoder.conv_in.weight"))
         .map(|s| s[1])
-        .ok_or_else(|| format!("missing `{}`", key("decoder.conv_in.weight")))?;
+        .ok_or_else(|| anyhow!("missing `{}`", key("decoder.conv_in.weight")))?;
     let names = shapes
         .keys()
         .filter_map(|k| Some((vae_name(k.strip_prefix(VAE_PREFIX)?, levels), Stored::Renamed(k.clone()))))
@@ -328,7 +330,7 @@ pub fn vae(shapes: &HashMap<String, Vec<usize>>, family: Family) -> Result<(VaeC
 }
 
 /// A text encoder already in Hugging Face CLIP names (SD1, SDXL's first).
-pub fn clip_text(shapes: &HashMap<String, Vec<usize>>, prefix: &str) -> Result<(ClipTextConfig, NameMap), String> {
+pub fn clip_text(shapes: &HashMap<String, Vec<usize>>, prefix: &str) -> Result<(ClipTextConfig, NameMap)> {
     let mut names = NameMap::new();
     for key in shapes.keys() {
         let Some(name) = key.strip_prefix(prefix) else { continue };
@@ -341,7 +343,7 @@ pub fn clip_text(shapes: &HashMap<String, Vec<usize>>, prefix: &str) -> Result<(
     }
     let shape = |name: &str| match names.get(name) {
         Some(Stored::Renamed(key)) => Ok(shapes[key].clone()),
-        _ => Err(format!("missing tensor `{prefix}{name}`")),
+        _ => Err(anyhow!("missing tensor `{prefix}{name}`")),
     };
     let embedding = shape("text_model.embeddings.token_embedding.weight")?;
     let hidden = embedding[1];
@@ -366,10 +368,10 @@ pub fn open_clip_text(
     shapes: &HashMap<String, Vec<usize>>,
     prefix: &str,
     drop_last_layer: bool,
-) -> Result<(ClipTextConfig, NameMap), String> {
+) -> Result<(ClipTextConfig, NameMap)> {
     let stored = |name: &str| {
         let key = format!("{prefix}{name}");
-        shapes.get(&key).map(|shape| (key.clone(), shape.clone())).ok_or_else(|| format!("missing tensor `{key}`"))
+        shapes.get(&key).map(|shape| (key.clone(), shape.clone())).ok_or_else(|| anyhow!("missing tensor `{key}`"))
     };
     let (embedding_key, embedding) = stored("token_embedding.weight")?;
     let hidden = embedding[1];
@@ -593,11 +595,11 @@ mod tests {
     fn the_size_embedding_width_follows_from_the_add_embedding_and_the_pooled_width() {
         let projection = format!("{SDXL_TEXT2_PREFIX}text_projection");
         let shapes = |pooled: usize| HashMap::from([(projection.clone(), vec![1280, pooled])]);
-        assert_eq!(size_embedding_width(&shapes(1280), 2816), Ok((256, 2816)), "SDXL itself");
-        assert_eq!(size_embedding_width(&shapes(32), 80), Ok((8, 80)));
-        let error = size_embedding_width(&shapes(32), 81).unwrap_err();
+        assert_eq!(size_embedding_width(&shapes(1280), 2816).unwrap(), (256, 2816), "SDXL itself");
+        assert_eq!(size_embedding_width(&shapes(32), 80).unwrap(), (8, 80));
+        let error = size_embedding_width(&shapes(32), 81).unwrap_err().to_string();
         assert!(error.contains("label_emb.0.0.weight") && error.contains("81") && error.contains("32"), "{error}");
-        let error = size_embedding_width(&HashMap::new(), 80).unwrap_err();
+        let error = size_embedding_width(&HashMap::new(), 80).unwrap_err().to_string();
         assert!(error.contains("text_projection"), "{error}");
     }
 
@@ -606,14 +608,18 @@ mod tests {
         let with = |keys: &[&str]| keys.iter().map(|k| (k.to_string(), vec![1])).collect::<HashMap<_, _>>();
         let unet = "model.diffusion_model.input_blocks.0.0.weight";
         assert_eq!(
-            detect_family(&with(&[unet, "cond_stage_model.transformer.text_model.final_layer_norm.weight"])),
-            Ok(Family::Sd1)
+            detect_family(&with(&[unet, "cond_stage_model.transformer.text_model.final_layer_norm.weight"])).unwrap(),
+            Family::Sd1
         );
-        assert_eq!(detect_family(&with(&[unet, "cond_stage_model.model.ln_final.weight"])), Ok(Family::Sd2));
-        assert_eq!(detect_family(&with(&[unet, "conditioner.embedders.1.model.ln_final.weight"])), Ok(Family::Sdxl));
+        assert_eq!(detect_family(&with(&[unet, "cond_stage_model.model.ln_final.weight"])).unwrap(), Family::Sd2);
+        assert_eq!(
+            detect_family(&with(&[unet, "conditioner.embedders.1.model.ln_final.weight"])).unwrap(),
+            Family::Sdxl
+        );
         assert!(
             detect_family(&with(&["lora_unet_x.lora_down.weight"]))
                 .unwrap_err()
+                .to_string()
                 .contains("not a Stable Diffusion checkpoint")
         );
     }

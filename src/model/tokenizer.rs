@@ -92,7 +92,7 @@ impl ClipTokenizer {
                 .ok_or_else(|| invalid(format!("merges.txt line {}: expected two symbols", number + 1)))?;
             pairs.push((a.to_string(), b.to_string()));
         }
-        Self::build(vocab, pairs, padding).map_err(invalid)
+        Self::build(vocab, pairs, padding, origin)
     }
 
     /// Parses a Hugging Face `tokenizer.json` holding a BPE model.
@@ -127,11 +127,21 @@ impl ClipTokenizer {
                     .ok_or_else(|| invalid(format!("merge `{joined}` is not two symbols"))),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        Self::build(file.model.vocab, pairs, padding).map_err(invalid)
+        Self::build(file.model.vocab, pairs, padding, origin)
     }
 
-    fn build(vocab: HashMap<String, u32>, pairs: Vec<(String, String)>, padding: Padding) -> Result<Self, String> {
-        let id = |token: &str| vocab.get(token).copied().ok_or_else(|| format!("the vocabulary has no `{token}`"));
+    fn build(
+        vocab: HashMap<String, u32>,
+        pairs: Vec<(String, String)>,
+        padding: Padding,
+        origin: &str,
+    ) -> Result<Self, TokenizerError> {
+        let id = |token: &str| {
+            vocab.get(token).copied().ok_or_else(|| TokenizerError::Invalid {
+                path: origin.to_string(),
+                message: format!("the vocabulary has no `{token}`"),
+            })
+        };
         let (start, end) = (id(START_OF_TEXT)?, id(END_OF_TEXT)?);
         let pad = match padding {
             Padding::EndOfText => end,

@@ -54,7 +54,7 @@ fn yes() -> bool {
 }
 
 impl VaeConfig {
-    pub fn from_file(path: &Path) -> std::result::Result<Self, String> {
+    pub fn from_file(path: &Path) -> anyhow::Result<Self> {
         super::read_json_config(path)
     }
 

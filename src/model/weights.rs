@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use anyhow::Context;
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Result, Shape, Tensor};
 use candle_nn::VarBuilder;
@@ -15,16 +16,16 @@ use candle_nn::var_builder::SimpleBackend;
 const PICKLE_EXTENSIONS: [&str; 4] = ["ckpt", "pt", "pth", "bin"];
 
 /// Refuses pickle checkpoints with a hint on converting them.
-pub fn refuse_pickle(path: &Path) -> std::result::Result<(), String> {
+pub fn refuse_pickle(path: &Path) -> anyhow::Result<()> {
     let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if PICKLE_EXTENSIONS.contains(&extension.as_str()) {
-        return Err(format!(
+        anyhow::bail!(
             "{}: .{extension} is a PyTorch pickle file, and loading a pickle can run arbitrary code, so Easel \
              reads only .safetensors. Convert it once where you trust it, e.g. in Python: \
              `safetensors.torch.save_file(torch.load(path, weights_only=True)[\"state_dict\"], \"model.safetensors\")`, \
              or use the .safetensors download most model pages offer.",
             path.display()
-        ));
+        );
     }
     Ok(())
 }
@@ -36,7 +37,7 @@ pub struct WeightFiles {
 }
 
 impl WeightFiles {
-    pub fn open(paths: &[PathBuf]) -> std::result::Result<Arc<Self>, String> {
+    pub fn open(paths: &[PathBuf]) -> anyhow::Result<Arc<Self>> {
         let mut files = Vec::with_capacity(paths.len());
         let mut index = HashMap::new();
         for path in paths {
@@ -44,7 +45,7 @@ impl WeightFiles {
             // SAFETY: the file is mapped read-only; like every safetensors
             // reader, we rely on nobody truncating a model file while it is in use.
             let mapped = unsafe { MmapedSafetensors::new(path) }
-                .map_err(|e| format!("{}: not a readable safetensors file: {e}", path.display()))?;
+                .with_context(|| format!("{}: not a readable safetensors file", path.display()))?;
             for (name, _) in mapped.tensors() {
                 index.insert(name, files.len());
             }

@@ -5,7 +5,10 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
+
+pub use crate::model::base::BaseModel;
+pub use crate::model::lora::LoraTargets;
 
 /// Everything a project file can say.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,67 +103,6 @@ impl Default for ModelConfig {
     }
 }
 
-/// Where the base model's weights come from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BaseModel {
-    /// `builtin:tiny`: the small random-weight SD1.5-family model that trains on a CPU.
-    BuiltinTiny,
-    /// A diffusers folder or a single-file `.safetensors` checkpoint, relative
-    /// to the project folder unless absolute.
-    Path(PathBuf),
-}
-
-impl BaseModel {
-    pub const BUILTIN_TINY: &'static str = "builtin:tiny";
-
-    /// Parses the `model.base` string; the error explains what would be accepted.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if text == Self::BUILTIN_TINY {
-            return Ok(Self::BuiltinTiny);
-        }
-        if let Some(name) = text.strip_prefix("builtin:") {
-            return Err(format!("unknown built-in model `builtin:{name}` (available: {})", Self::BUILTIN_TINY));
-        }
-        if text.trim().is_empty() {
-            return Err(format!(
-                "empty base model: give a diffusers folder, a .safetensors file or {}",
-                Self::BUILTIN_TINY
-            ));
-        }
-        let path = PathBuf::from(text);
-        let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-        if let Some(ext @ ("ckpt" | "pt" | "pth" | "bin" | "pkl")) = extension.as_deref() {
-            return Err(format!(
-                "`{text}` is a pickle file (.{ext}), which can run arbitrary code when loaded; \
-                 Easel only loads .safetensors (convert it first, e.g. with diffusers' conversion scripts)"
-            ));
-        }
-        Ok(Self::Path(path))
-    }
-}
-
-impl fmt::Display for BaseModel {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::BuiltinTiny => f.write_str(Self::BUILTIN_TINY),
-            Self::Path(path) => write!(f, "{}", path.display()),
-        }
-    }
-}
-
-impl Serialize for BaseModel {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for BaseModel {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Self::parse(&text).map_err(serde::de::Error::custom)
-    }
-}
-
 /// The Stable Diffusion generation the base model belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -197,26 +139,6 @@ pub struct LoraConfig {
 impl Default for LoraConfig {
     fn default() -> Self {
         Self { rank: 16, alpha: 16.0, targets: LoraTargets::Attention, text_encoder: false }
-    }
-}
-
-/// Which UNet layers get adapters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LoraTargets {
-    /// The attention projections `to_q`, `to_k`, `to_v`, `to_out.0`.
-    Attention,
-    /// Every linear and 1×1 convolution inside the transformer blocks
-    /// (adds `proj_in`, `proj_out` and the feed-forward), as kohya does by default.
-    Transformer,
-}
-
-impl fmt::Display for LoraTargets {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Attention => "attention",
-            Self::Transformer => "transformer",
-        })
     }
 }
 
@@ -386,7 +308,7 @@ impl ProjectConfig {
                 format!("`{extension}` must be letters or digits without a dot, e.g. txt"),
             );
         }
-        if crate::dataset::IMAGE_EXTENSIONS.contains(&self.caption_extension.to_ascii_lowercase().as_str()) {
+        if super::IMAGE_EXTENSIONS.contains(&self.caption_extension.to_ascii_lowercase().as_str()) {
             let extension = &self.caption_extension;
             return fail("caption_extension", format!("`{extension}` is an image extension; captions would clash"));
         }

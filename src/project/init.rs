@@ -10,6 +10,13 @@ use crate::fsutil::atomic_write;
 /// the default, so the comments double as the reference for each key.
 const TEMPLATE: &str = include_str!("template.toml");
 
+/// The captions' vocabulary, beside project.toml.
+pub const VOCABULARY_FILE: &str = "vocabulary.toml";
+
+/// The commented vocabulary.toml `easel init` writes: every setting at its
+/// default, no rules yet (the captions module reads it).
+pub const VOCABULARY_TEMPLATE: &str = include_str!("vocabulary_template.toml");
+
 /// The template with the project's name and trigger word filled in.
 pub fn template(name: &str, trigger: &str) -> String {
     let quote = |s: &str| toml::Value::String(s.to_string()).to_string();
@@ -31,9 +38,9 @@ pub fn init(dir: &Path, name: Option<&str>, trigger: &str) -> Result<Project, Pr
     }
     atomic_write(&file, template(name, trigger).as_bytes())
         .map_err(|source| ProjectError::Write { path: file.clone(), source })?;
-    let vocabulary = crate::captions::vocabulary::Vocabulary::path(dir);
+    let vocabulary = dir.join(VOCABULARY_FILE);
     if !vocabulary.exists() {
-        atomic_write(&vocabulary, crate::captions::vocabulary::TEMPLATE.as_bytes())
+        atomic_write(&vocabulary, VOCABULARY_TEMPLATE.as_bytes())
             .map_err(|source| ProjectError::Write { path: vocabulary, source })?;
     }
     Project::open(dir)

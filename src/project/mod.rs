@@ -13,11 +13,15 @@ pub use config::{
     SamplePrompt, ScanConfig, TrainConfig,
 };
 pub use error::{ConfigError, ProjectError};
-pub use init::{init, template};
+pub use init::{VOCABULARY_FILE, VOCABULARY_TEMPLATE, init, template};
 
 use crate::fsutil::atomic_write;
 
 pub const PROJECT_FILE: &str = "project.toml";
+
+/// File extensions read as images in the dataset folder (compared
+/// case-insensitively); a caption extension must not be one of them.
+pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
 
 /// An opened project: where it lives and what its project.toml says.
 #[derive(Debug, Clone)]
@@ -66,19 +70,15 @@ impl Project {
         self.root.join("cache")
     }
 
+    /// Where `base` (this project's, or a run's frozen one) is on disk: the
+    /// built-in model is written into the project's cache on first use.
+    pub fn base_model_path(&self, base: &BaseModel) -> anyhow::Result<PathBuf> {
+        base.resolve(&self.root, &self.cache_dir())
+    }
+
     /// Stores the theme choice in project.toml, changing only the `theme` line
     /// so that the user's comments and layout survive. The file is re-read
     /// first, so edits made by hand since the project was opened are kept.
-    /// Where the base model is on disk: the project's copy of the built-in
-    /// tiny model (written on first use), or the configured path resolved
-    /// against the project folder.
-    pub fn base_model_path(&self) -> anyhow::Result<PathBuf> {
-        match &self.config.model.base {
-            BaseModel::BuiltinTiny => crate::model::builtin::ensure_tiny(&self.cache_dir()),
-            BaseModel::Path(path) => Ok(self.root.join(path)),
-        }
-    }
-
     pub fn save_theme(&mut self, theme: &str) -> Result<(), ProjectError> {
         let file = self.config_path();
         let text =

@@ -10,7 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
-use super::buckets::{self, Bucket};
+use crate::dataset::buckets::{self, Bucket};
 use crate::dataset::integrity::incomplete;
 use crate::dataset::{CaptionState, Inventory};
 use crate::project::TrainConfig;

@@ -8,8 +8,9 @@ use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 
+use super::records::StepMetrics;
 use super::smoothing::Ema;
-use super::trainer::{Command, Event, StepMetrics, TrainOptions, spawn};
+use super::trainer::{Command, Event, TrainOptions, spawn};
 use crate::project::Project;
 
 pub struct HeadlessOptions {

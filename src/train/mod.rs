@@ -2,16 +2,17 @@
 //! `metrics.jsonl`, `checkpoints/` and `samples/`; the workbench reads these
 //! folders, so it can follow runs started by another process.
 
-pub mod buckets;
 pub mod data;
 pub mod faults;
 pub mod headless;
 pub mod latents;
 pub mod optim;
+pub mod records;
 pub mod run_dir;
 mod runs;
 pub mod smoothing;
 pub mod trainer;
 
+pub use records::StepMetrics;
 pub use runs::{RunMetrics, RunSummary, list_runs, read_metrics};
-pub use trainer::{Command, Event, Resume, StepMetrics, TrainOptions, TrainerHandle, spawn};
+pub use trainer::{Command, Event, Resume, TrainOptions, TrainerHandle, spawn};

@@ -11,6 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
 
+use super::records::{MetricsRecord, complete_lines};
 use crate::fsutil::atomic_write;
 
 pub const FROZEN_CONFIG: &str = "project.toml";
@@ -141,15 +142,9 @@ impl RunDir {
     pub fn truncate_metrics(&self, step: u64) -> Result<()> {
         let path = self.metrics_path();
         let Ok(text) = fs::read_to_string(&path) else { return Ok(()) };
-        let complete = text.rfind('\n').map_or("", |end| &text[..=end]);
-        let kept: String = complete
-            .lines()
-            .filter(|line| {
-                serde_json::from_str::<serde_json::Value>(line)
-                    .ok()
-                    .and_then(|v| v.get("step").and_then(serde_json::Value::as_u64))
-                    .is_some_and(|s| s <= step)
-            })
+        // Kept lines are copied as they were, not written anew.
+        let kept: String = complete_lines(&text)
+            .filter(|line| MetricsRecord::parse(line).is_some_and(|record| record.step() <= step))
             .map(|line| format!("{line}\n"))
             .collect();
         atomic_write(&path, kept.as_bytes()).with_context(|| format!("cannot rewrite {}", path.display()))
@@ -174,9 +169,8 @@ impl MetricsLog {
 
     /// Appends `record` as one line with a single write, so a reader (or a
     /// kill) sees the whole line or none of it.
-    pub fn append(&mut self, record: &serde_json::Value) -> Result<()> {
-        let mut line = serde_json::to_vec(record)?;
-        line.push(b'\n');
+    pub fn append(&mut self, record: &MetricsRecord) -> Result<()> {
+        let line = record.to_line()?;
         self.file.write_all(&line).with_context(|| format!("cannot append to {}", self.path.display()))?;
         self.file.flush()?;
         Ok(())
@@ -223,7 +217,7 @@ mod tests {
         let run = RunDir::create(runs.path(), "").unwrap();
         let mut log = MetricsLog::open(&run.metrics_path()).unwrap();
         for step in 1..=5u64 {
-            log.append(&serde_json::json!({"step": step, "loss": 0.1})).unwrap();
+            log.append(&MetricsRecord::Validation { step, val_loss: 0.1 }).unwrap();
         }
         let mut file = OpenOptions::new().append(true).open(run.metrics_path()).unwrap();
         file.write_all(b"{\"step\": 6, \"lo").unwrap();

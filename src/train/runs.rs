@@ -2,6 +2,8 @@ use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+use super::records::{MetricsRecord, StepMetrics, complete_lines};
+
 /// What a run directory holds, as far as can be told without loading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunSummary {
@@ -46,13 +48,7 @@ fn last_metrics_step(path: &Path) -> io::Result<Option<u64>> {
     let mut tail = Vec::new();
     file.read_to_end(&mut tail)?;
     let text = String::from_utf8_lossy(&tail);
-    // Only newline-terminated lines are complete; a writer may be mid-line.
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    Ok(complete
-        .lines()
-        .rev()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .find_map(|value| value.get("step").and_then(serde_json::Value::as_u64)))
+    Ok(complete_lines(&text).rev().find_map(MetricsRecord::parse).map(|record| record.step()))
 }
 
 /// What a run's metrics.jsonl says, for charts: loss and learning rate per
@@ -64,7 +60,7 @@ pub struct RunMetrics {
     pub validation: Vec<(u64, f64)>,
     /// Step → sample image paths.
     pub samples: Vec<(u64, Vec<PathBuf>)>,
-    pub last: Option<serde_json::Value>,
+    pub last: Option<StepMetrics>,
     pub finished: bool,
     /// `train.steps` from the run's frozen project.toml, when readable.
     pub total: Option<u64>,
@@ -74,33 +70,21 @@ pub struct RunMetrics {
 pub fn read_metrics(dir: &Path) -> RunMetrics {
     let mut metrics = RunMetrics::default();
     let text = fs::read_to_string(dir.join("metrics.jsonl")).unwrap_or_default();
-    let complete = text.rfind('\n').map_or("", |end| &text[..end]);
-    for value in complete.lines().filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok()) {
-        let Some(step) = value.get("step").and_then(serde_json::Value::as_u64) else { continue };
-        let number = |key: &str| value.get(key).and_then(serde_json::Value::as_f64);
-        match value.get("event").and_then(serde_json::Value::as_str) {
-            None => {
-                if let Some(loss) = number("loss") {
-                    metrics.loss.push((step, loss));
-                }
-                if let Some(lr) = number("lr") {
-                    metrics.lr.push((step, lr));
-                }
-                metrics.last = Some(value.clone());
+    for record in complete_lines(&text).filter_map(MetricsRecord::parse) {
+        match record {
+            MetricsRecord::Step(step) => {
+                metrics.loss.push((step.step, step.loss));
+                metrics.lr.push((step.step, step.lr));
+                metrics.last = Some(step);
             }
-            Some("validation") => metrics.validation.extend(number("val_loss").map(|v| (step, v))),
-            Some("samples") => {
-                let paths = value
-                    .get("paths")
-                    .and_then(serde_json::Value::as_array)
-                    .map(|paths| paths.iter().filter_map(|p| p.as_str().map(PathBuf::from)).collect::<Vec<_>>());
-                metrics.samples.push((step, paths.unwrap_or_default()));
-            }
-            Some("finished") => metrics.finished = true,
-            Some(_) => {}
+            MetricsRecord::Validation { step, val_loss } => metrics.validation.push((step, val_loss)),
+            MetricsRecord::Samples { paths, step } => metrics.samples.push((step, paths)),
+            MetricsRecord::Finished { .. } => metrics.finished = true,
+            MetricsRecord::Checkpoint { .. } => {}
         }
     }
-    let logged_total = metrics.last.as_ref().and_then(|v| v.get("total")).and_then(serde_json::Value::as_u64);
+    // Runs logged before steps recorded their total have 0 there.
+    let logged_total = metrics.last.as_ref().map(|step| step.total).filter(|&total| total > 0);
     metrics.total = logged_total.or_else(|| {
         fs::read_to_string(dir.join("project.toml"))
             .ok()
@@ -137,7 +121,8 @@ mod tests {
         let run = dir.path().join("20261126-120000");
         fs::create_dir_all(run.join("checkpoints")).unwrap();
         fs::create_dir_all(run.join("samples/step-000010")).unwrap();
-        fs::write(run.join("metrics.jsonl"), "{\"step\":5,\"loss\":0.2}\n{\"step\":10,\"loss\":0.1}\n{\"step\":1")
+        let validation = |step| MetricsRecord::Validation { step, val_loss: 0.1 }.to_line().unwrap();
+        fs::write(run.join("metrics.jsonl"), [validation(5), validation(10), b"{\"step\":1".to_vec()].concat())
             .unwrap();
         fs::write(run.join("checkpoints/step-000010.safetensors"), b"").unwrap();
         fs::write(run.join("samples/step-000010/0.png"), b"").unwrap();

@@ -11,12 +11,13 @@ use anyhow::{Context, Result, anyhow, bail};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
-use serde_json::json;
 
 use super::data::{self, Example, TrainingSet, purpose, rng_for};
 use super::faults::{self, Faults};
 use super::latents;
 use super::optim::{self, AdamW};
+pub use super::records::StepMetrics;
+use super::records::{CheckpointState, MetricsRecord};
 use super::run_dir::{MetricsLog, RunDir, resident_memory_mib, unix_seconds};
 use crate::model::checkpoint;
 use crate::model::lora::{LoraNetwork, fnv1a, is_unet_target};
@@ -36,21 +37,6 @@ pub enum Command {
     Stop,
     SampleNow,
     SaveNow,
-}
-
-/// One optimizer step's figures, as logged.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepMetrics {
-    /// Steps completed (1-based).
-    pub step: u64,
-    pub total: u64,
-    pub epoch: u64,
-    pub loss: f64,
-    pub lr: f64,
-    pub grad_norm: f64,
-    pub samples_per_second: f64,
-    pub elapsed_seconds: f64,
-    pub memory_mib: Option<f64>,
 }
 
 /// What the trainer reports.
@@ -211,89 +197,32 @@ struct Trainer<'a> {
 
 impl<'a> Trainer<'a> {
     fn prepare(project: &Project, options: &TrainOptions, events: &'a Sender<Event>) -> Result<Self> {
-        // A resumed run trains with its own frozen configuration.
-        let (run, config, config_text) = match &options.resume {
-            Some(resume) => {
-                let id = match resume {
-                    Resume::Latest => None,
-                    Resume::Run(id) => Some(id.as_str()),
-                };
-                let run = RunDir::open(&project.runs_dir(), id)?;
-                let text = run.frozen_config()?;
-                let config = crate::project::parse(&run.dir.join(super::run_dir::FROZEN_CONFIG), &text)?;
-                (Some(run), config, text)
-            }
-            None => {
-                let text = std::fs::read_to_string(project.config_path())
-                    .with_context(|| format!("cannot read {}", project.config_path().display()))?;
-                (None, project.config.clone(), text)
-            }
-        };
-        let mut config = config;
-        if let Some(steps) = options.steps {
-            config.train.steps = steps;
-        }
-        if let Some(lr) = options.learning_rate {
-            config.train.learning_rate = lr;
-        }
-        let train_config = config.train.clone();
-
-        let dtype = weight_dtype(train_config.precision, &options.device);
-        let load = LoadOptions { dtype, device: options.device.clone(), ..LoadOptions::default() };
-        let model_path = match &config.model.base {
-            crate::project::BaseModel::BuiltinTiny => crate::model::builtin::ensure_tiny(&project.cache_dir())?,
-            crate::project::BaseModel::Path(path) => project.root.join(path),
-        };
-        let mut model = StableDiffusion::load(&model_path, &load)?;
-        model.unet.gradient_checkpointing = train_config.gradient_checkpointing;
-
-        let lora = &config.lora;
-        let layers: Vec<_> = model
-            .lora_layers()
-            .into_iter()
-            .filter(
-                |(path, _)| {
-                    if path.starts_with("unet.") { is_unet_target(path, lora.targets) } else { lora.text_encoder }
-                },
-            )
-            .collect();
-        let network = LoraNetwork::create(&layers, lora.rank as usize, lora.alpha, train_config.seed, &options.device)?;
-        let mut layers = layers;
-        network.attach(&mut layers, "training");
-        drop(layers);
-        let vars = network.vars();
+        let (resumed, config, config_text) = run_config(project, options)?;
+        let train_config = &config.train;
+        let mut model = load_model(project, &config, &options.device)?;
+        let (network, vars) = attach_lora(&mut model, &config, &options.device)?;
         let optimizer = AdamW::new(vars.clone(), train_config.weight_decay)?;
 
-        let set = TrainingSet::read(&project.dataset_dir(), &project.config.caption_extension, &train_config)?;
-        let run = match run {
+        let set = TrainingSet::read(&project.dataset_dir(), &project.config.caption_extension, train_config)?;
+        // The run folder only once the dataset has been read: a bad dataset leaves no empty run behind.
+        let run = match resumed {
             Some(run) => run,
             None => RunDir::create(&project.runs_dir(), &config_text)?,
         };
-        let schedule = NoiseSchedule::new(model.scheduler.clone());
-        let metrics = MetricsLog::open(&run.metrics_path())?;
         let batch = train_config.batch_size as usize;
         let batches_per_epoch = data::epoch_batches(&set.train, batch, train_config.seed, 0).len() as u64;
-
-        let all: Vec<&Example> = set.train.iter().chain(&set.validation).collect();
-        let cache = project.cache_dir().join("latents");
-        let latents = latents::latents_for(&model, &all, &cache, &mut |done, total| {
-            let _ = events.send(Event::Preparing { what: "caching latents".into(), done, total });
-        })?;
-        let mut prepared =
-            all.iter().zip(latents).map(|(example, latent)| Prepared { latent, caption: example.caption.clone() });
-        let train: Vec<Prepared> = prepared.by_ref().take(set.train.len()).collect();
-        let validation: Vec<Prepared> = prepared.collect();
-        let caches_text = !lora.text_encoder && !train_config.shuffle_tags;
+        let (train, validation) = cache_latents(&model, &set, &project.cache_dir().join("latents"), events)?;
+        let caches_text = !config.lora.text_encoder && !train_config.shuffle_tags;
 
         let mut trainer = Self {
             project_name: project.name(),
-            config,
+            metrics: MetricsLog::open(&run.metrics_path())?,
             run,
+            schedule: NoiseSchedule::new(model.scheduler.clone()),
             model,
             network,
             vars,
             optimizer,
-            schedule,
             train,
             train_examples: set.train,
             validation,
@@ -302,10 +231,10 @@ impl<'a> Trainer<'a> {
             total: u64::from(train_config.steps),
             batches_per_epoch: batches_per_epoch.max(1),
             validation_losses: HashMap::new(),
-            metrics,
             events,
             options: options.clone(),
             started_at: unix_seconds(),
+            config,
         };
         if options.resume.is_some() {
             trainer.restore_checkpoint()?;
@@ -333,18 +262,13 @@ impl<'a> Trainer<'a> {
         let bytes = std::fs::read(&state_path).with_context(|| format!("cannot read {}", state_path.display()))?;
         let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
             .map_err(|e| anyhow!("{}: not a trainer state file: {e}", state_path.display()))?;
-        let meta = header.metadata().clone().unwrap_or_default();
-        let expected = config_hash(&self.config);
-        if meta.get("config_hash") != Some(&expected) {
+        let state = CheckpointState::from_metadata(&header.metadata().clone().unwrap_or_default(), &state_path)?;
+        if state.config_hash != config_hash(&self.config) {
             bail!("{}: written with another configuration, cannot resume from it", state_path.display());
         }
-        let optimizer_steps = meta.get("optimizer_steps").and_then(|s| s.parse().ok()).unwrap_or(step);
         let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)?;
-        self.optimizer.restore(&tensors, optimizer_steps)?;
-        if let Some(losses) = meta.get("validation_losses") {
-            let losses: HashMap<String, f64> = serde_json::from_str(losses).unwrap_or_default();
-            self.validation_losses = losses.into_iter().filter_map(|(k, v)| Some((k.parse().ok()?, v))).collect();
-        }
+        self.optimizer.restore(&tensors, state.optimizer_steps)?;
+        self.validation_losses = state.validation_losses;
         // The LoRA file holds the variables; set ours from it, module by module.
         let file = LoraFile::read(&lora_path, &mut self.model.clone())?;
         let by_path: HashMap<&str, _> = file.modules.iter().map(|m| (m.path.as_str(), m)).collect();
@@ -417,10 +341,7 @@ impl<'a> Trainer<'a> {
                     elapsed_seconds: elapsed,
                     memory_mib: resident_memory_mib(),
                 };
-                self.metrics.append(&json!({
-                    "step": step, "total": self.total, "epoch": metrics.epoch, "loss": loss, "lr": metrics.lr, "grad_norm": grad_norm,
-                    "samples_per_s": metrics.samples_per_second, "elapsed_s": elapsed, "memory_mib": metrics.memory_mib,
-                }))?;
+                self.metrics.append(&MetricsRecord::Step(metrics.clone()))?;
                 let _ = self.events.send(Event::Step(metrics));
             }
             self.options.faults.hold_if_asked(step);
@@ -442,7 +363,7 @@ impl<'a> Trainer<'a> {
         let lora = self.run.dir.join(format!("{}.safetensors", file_stem(&self.project_name)));
         std::fs::copy(self.run.checkpoint_paths(step).0, &lora)
             .with_context(|| format!("cannot write {}", lora.display()))?;
-        self.metrics.append(&json!({"step": step, "event": "finished", "stopped": stopped, "lora": lora}))?;
+        self.metrics.append(&MetricsRecord::Finished { lora: lora.clone(), step, stopped })?;
         let _ = self.events.send(Event::Finished { step, lora: lora.clone(), stopped });
         Ok(lora)
     }
@@ -612,7 +533,7 @@ impl<'a> Trainer<'a> {
         }
         let loss = total / self.validation.len() as f64;
         self.validation_losses.insert(step, loss);
-        self.metrics.append(&json!({"step": step, "event": "validation", "val_loss": loss}))?;
+        self.metrics.append(&MetricsRecord::Validation { step, val_loss: loss })?;
         let _ = self.events.send(Event::Validation { step, loss });
         Ok(())
     }
@@ -647,7 +568,7 @@ impl<'a> Trainer<'a> {
             crate::fsutil::atomic_write(&path, &png).with_context(|| format!("cannot write {}", path.display()))?;
             paths.push(path);
         }
-        self.metrics.append(&json!({"step": step, "event": "samples", "paths": paths}))?;
+        self.metrics.append(&MetricsRecord::Samples { paths: paths.clone(), step })?;
         let _ = self.events.send(Event::Samples { step, paths });
         Ok(())
     }
@@ -656,14 +577,13 @@ impl<'a> Trainer<'a> {
     /// checkpoint), then prunes old ones.
     fn save_checkpoint(&mut self, step: u64) -> Result<()> {
         let (lora_path, state_path) = self.run.checkpoint_paths(step);
-        let losses: HashMap<String, f64> = self.validation_losses.iter().map(|(k, v)| (k.to_string(), *v)).collect();
-        let metadata = HashMap::from([
-            ("step".to_string(), step.to_string()),
-            ("optimizer_steps".to_string(), self.optimizer.steps.to_string()),
-            ("config_hash".to_string(), config_hash(&self.config)),
-            ("validation_losses".to_string(), serde_json::to_string(&losses)?),
-            ("rng".to_string(), "derived from train.seed and the step; nothing to save".to_string()),
-        ]);
+        let metadata = CheckpointState {
+            step,
+            optimizer_steps: self.optimizer.steps,
+            config_hash: config_hash(&self.config),
+            validation_losses: self.validation_losses.clone(),
+        }
+        .to_metadata()?;
         let state: Vec<(String, Tensor)> = self
             .optimizer
             .state()?
@@ -691,10 +611,89 @@ impl<'a> Trainer<'a> {
             lora_file::kohya_metadata(&self.network, self.model.family, self.model.scheduler.prediction_type, &info);
         lora_file::save_kohya(&lora_path, &self.network, &self.model, metadata)?;
         self.run.prune_checkpoints(self.config.train.keep_checkpoints as usize, &self.validation_losses);
-        self.metrics.append(&json!({"step": step, "event": "checkpoint", "path": lora_path}))?;
+        self.metrics.append(&MetricsRecord::Checkpoint { path: lora_path.clone(), step })?;
         let _ = self.events.send(Event::Checkpoint { step, path: lora_path });
         Ok(())
     }
+}
+
+/// The run to continue (when resuming) and the configuration to train with:
+/// a resumed run's own frozen project.toml, else the project's; `options`
+/// override the steps and the learning rate. Also the configuration's text,
+/// to freeze into a new run.
+fn run_config(project: &Project, options: &TrainOptions) -> Result<(Option<RunDir>, ProjectConfig, String)> {
+    let (run, mut config, text) = match &options.resume {
+        Some(resume) => {
+            let id = match resume {
+                Resume::Latest => None,
+                Resume::Run(id) => Some(id.as_str()),
+            };
+            let run = RunDir::open(&project.runs_dir(), id)?;
+            let text = run.frozen_config()?;
+            let config = crate::project::parse(&run.dir.join(super::run_dir::FROZEN_CONFIG), &text)?;
+            (Some(run), config, text)
+        }
+        None => {
+            let text = std::fs::read_to_string(project.config_path())
+                .with_context(|| format!("cannot read {}", project.config_path().display()))?;
+            (None, project.config.clone(), text)
+        }
+    };
+    if let Some(steps) = options.steps {
+        config.train.steps = steps;
+    }
+    if let Some(lr) = options.learning_rate {
+        config.train.learning_rate = lr;
+    }
+    Ok((run, config, text))
+}
+
+/// The base model, its frozen weights in the dtype the precision asks for.
+fn load_model(project: &Project, config: &ProjectConfig, device: &Device) -> Result<StableDiffusion> {
+    let dtype = weight_dtype(config.train.precision, device);
+    let load = LoadOptions { dtype, device: device.clone(), ..LoadOptions::default() };
+    let mut model = StableDiffusion::load(&project.base_model_path(&config.model.base)?, &load)?;
+    model.unet.gradient_checkpointing = config.train.gradient_checkpointing;
+    Ok(model)
+}
+
+/// New LoRA adapters on the layers `[lora]` targets, attached to the model;
+/// their variables are what the optimizer trains.
+fn attach_lora(
+    model: &mut StableDiffusion,
+    config: &ProjectConfig,
+    device: &Device,
+) -> Result<(LoraNetwork, Vec<Var>)> {
+    let lora = &config.lora;
+    let mut layers: Vec<_> = model
+        .lora_layers()
+        .into_iter()
+        .filter(
+            |(path, _)| if path.starts_with("unet.") { is_unet_target(path, lora.targets) } else { lora.text_encoder },
+        )
+        .collect();
+    let network = LoraNetwork::create(&layers, lora.rank as usize, lora.alpha, config.train.seed, device)?;
+    network.attach(&mut layers, "training");
+    let vars = network.vars();
+    Ok((network, vars))
+}
+
+/// Every example's VAE latent (from the cache when there), split into the
+/// training and the validation examples.
+fn cache_latents(
+    model: &StableDiffusion,
+    set: &TrainingSet,
+    cache: &std::path::Path,
+    events: &Sender<Event>,
+) -> Result<(Vec<Prepared>, Vec<Prepared>)> {
+    let all: Vec<&Example> = set.train.iter().chain(&set.validation).collect();
+    let latents = latents::latents_for(model, &all, cache, &mut |done, total| {
+        let _ = events.send(Event::Preparing { what: "caching latents".into(), done, total });
+    })?;
+    let mut prepared =
+        all.iter().zip(latents).map(|(example, latent)| Prepared { latent, caption: example.caption.clone() });
+    let train = prepared.by_ref().take(set.train.len()).collect();
+    Ok((train, prepared.collect()))
 }
 
 /// A project name as a file name: letters, digits, `-` and `_` kept.

@@ -219,10 +219,9 @@ fn smoothed_points(points: &[(f64, f64)], view: ChartView) -> Vec<(f64, f64)> {
 /// Step/total with throughput, ETA and memory, from the last logged step.
 fn gauge(metrics: &RunMetrics, theme: &Theme) -> Gauge<'static> {
     let last = metrics.last.as_ref();
-    let number = |key: &str| last.and_then(|v| v.get(key)).and_then(serde_json::Value::as_f64);
     let step = metrics.loss.last().map_or(0, |(s, _)| *s);
     let total = metrics.total.unwrap_or(step).max(step).max(1);
-    let rate = number("elapsed_s").filter(|&e| e > 0.0).map(|elapsed| step as f64 / elapsed);
+    let rate = last.map(|m| m.elapsed_seconds).filter(|&e| e > 0.0).map(|elapsed| step as f64 / elapsed);
     let mut label = format!("step {step}/{total}");
     if let Some(rate) = rate {
         label.push_str(&format!(" · {rate:.2} it/s"));
@@ -231,7 +230,7 @@ fn gauge(metrics: &RunMetrics, theme: &Theme) -> Gauge<'static> {
             label.push_str(&format!(" · ETA {}:{:02}", eta / 60, eta % 60));
         }
     }
-    if let Some(memory) = number("memory_mib") {
+    if let Some(memory) = last.and_then(|m| m.memory_mib) {
         label.push_str(&format!(" · {memory:.0} MiB"));
     }
     if metrics.finished {

@@ -58,21 +58,31 @@ pub enum Flag {
 impl Flag {
     /// The flag's name, as counted in summaries.
     pub fn name(&self) -> &'static str {
+        self.labels().0
+    }
+
+    /// The flag's short badge in the workbench's list.
+    pub fn badge(&self) -> &'static str {
+        self.labels().1
+    }
+
+    /// (name, badge), in one table so the two never disagree about a flag.
+    fn labels(&self) -> (&'static str, &'static str) {
         match self {
-            Self::Unreadable { .. } => "unreadable",
-            Self::Huge { .. } => "huge",
-            Self::TooSmall { .. } => "too small",
-            Self::Blurry { .. } => "blurry",
-            Self::Underexposed { .. } => "underexposed",
-            Self::Overexposed { .. } => "overexposed",
-            Self::Clipped { .. } => "clipped",
-            Self::Grayscale { .. } => "grayscale",
-            Self::Alpha => "alpha channel",
-            Self::ExactDuplicate { .. } => "exact duplicate",
-            Self::NearDuplicate { .. } => "near duplicate",
-            Self::ExtremeAspect { .. } => "extreme aspect",
-            Self::NoCaption => "no caption",
-            Self::EmptyCaption => "empty caption",
+            Self::Unreadable { .. } => ("unreadable", "bad"),
+            Self::Huge { .. } => ("huge", "huge"),
+            Self::TooSmall { .. } => ("too small", "small"),
+            Self::Blurry { .. } => ("blurry", "blur"),
+            Self::Underexposed { .. } => ("underexposed", "dark"),
+            Self::Overexposed { .. } => ("overexposed", "bright"),
+            Self::Clipped { .. } => ("clipped", "clip"),
+            Self::Grayscale { .. } => ("grayscale", "gray"),
+            Self::Alpha => ("alpha channel", "alpha"),
+            Self::ExactDuplicate { .. } => ("exact duplicate", "copy"),
+            Self::NearDuplicate { .. } => ("near duplicate", "dup"),
+            Self::ExtremeAspect { .. } => ("extreme aspect", "aspect"),
+            Self::NoCaption => ("no caption", "nocap"),
+            Self::EmptyCaption => ("empty caption", "nocap"),
         }
     }
 

@@ -8,7 +8,7 @@ pub mod transformer;
 
 use std::sync::Arc;
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 pub use config::{PerBlock, UNetConfig};
@@ -198,10 +198,6 @@ impl UNet {
             config: config.clone(),
             gradient_checkpointing: false,
         })
-    }
-
-    pub fn device(&self) -> &Device {
-        self.conv_in.weight.device()
     }
 
     pub fn dtype(&self) -> DType {

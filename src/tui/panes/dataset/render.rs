@@ -176,25 +176,6 @@ fn review_summary(pane: &DatasetPane, theme: &Theme) -> Line<'static> {
     ])
 }
 
-/// The short name of a flag in the list.
-fn badge(flag: &Flag) -> &'static str {
-    match flag {
-        Flag::Unreadable { .. } => "bad",
-        Flag::Huge { .. } => "huge",
-        Flag::TooSmall { .. } => "small",
-        Flag::Blurry { .. } => "blur",
-        Flag::Underexposed { .. } => "dark",
-        Flag::Overexposed { .. } => "bright",
-        Flag::Clipped { .. } => "clip",
-        Flag::Grayscale { .. } => "gray",
-        Flag::Alpha => "alpha",
-        Flag::ExactDuplicate { .. } => "copy",
-        Flag::NearDuplicate { .. } => "dup",
-        Flag::ExtremeAspect { .. } => "aspect",
-        Flag::NoCaption | Flag::EmptyCaption => "nocap",
-    }
-}
-
 fn badges(pane: &DatasetPane, theme: &Theme, finding: &Finding) -> Cell<'static> {
     if finding.flags.is_empty() {
         return Cell::from(Span::styled("ok", theme.base().fg(theme.ok)));
@@ -209,7 +190,7 @@ fn badges(pane: &DatasetPane, theme: &Theme, finding: &Finding) -> Cell<'static>
                 Flag::Unreadable { .. } | Flag::Huge { .. } => theme.base().fg(theme.error),
                 _ => theme.base().fg(theme.warning),
             };
-            [Span::styled(badge(flag), style), Span::raw(" ")]
+            [Span::styled(flag.badge(), style), Span::raw(" ")]
         })
         .collect();
     Cell::from(Line::from(spans))

@@ -5,7 +5,6 @@
 //! channels and what is in flight; the event loop only starts effects and
 //! waits for `next`.
 
-use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -45,6 +44,7 @@ pub enum Done {
     Scanned(ScanResult),
     Preview(PathBuf, Result<image::DynamicImage, String>),
     /// A preview not decoded now (too many at once): asked for again if still shown.
+    /// Reported at once by `start`, never by `next`, so it cannot wake the loop.
     PreviewSkipped(PathBuf),
     Trainer(Event),
     /// A command found no trainer running.
@@ -63,8 +63,6 @@ pub enum Done {
 pub struct Jobs {
     sender: mpsc::UnboundedSender<Done>,
     receiver: mpsc::UnboundedReceiver<Done>,
-    /// Results ready without running anything.
-    ready: VecDeque<Done>,
     /// A read of the files runs; one asked for meanwhile follows it (true: with captions).
     reading: bool,
     read_next: Option<bool>,
@@ -85,7 +83,6 @@ impl Default for Jobs {
         Self {
             sender,
             receiver,
-            ready: VecDeque::new(),
             reading: false,
             read_next: None,
             reading_metrics: false,
@@ -100,9 +97,11 @@ impl Default for Jobs {
 }
 
 impl Jobs {
-    /// Starts the job an effect asks for. Effects that are not jobs (a
-    /// message, leaving) are the app's and the loop's, and are ignored here.
-    pub fn start(&mut self, effect: Effect, shared: &Shared) {
+    /// Starts the job an effect asks for; a job that is decided at once
+    /// (a preview not started now, a command with no trainer) is returned
+    /// done. Effects that are not jobs (a message, leaving) are the app's and
+    /// the loop's, and are ignored here.
+    pub fn start(&mut self, effect: Effect, shared: &Shared) -> Option<Done> {
         match effect {
             Effect::Refresh { captions } if self.reading => {
                 self.read_next = Some(captions || self.read_next.unwrap_or(false));
@@ -141,9 +140,7 @@ impl Jobs {
                     Done::Scanned(scan(&project, &progress))
                 });
             }
-            Effect::Preview(path) if self.previews >= PREVIEWS_AT_ONCE => {
-                self.ready.push_back(Done::PreviewSkipped(path))
-            }
+            Effect::Preview(path) if self.previews >= PREVIEWS_AT_ONCE => return Some(Done::PreviewSkipped(path)),
             Effect::Preview(path) => {
                 self.previews += 1;
                 self.spawn(move || {
@@ -154,7 +151,7 @@ impl Jobs {
             Effect::StartTraining { resume } => self.start_training(shared.project.clone(), resume),
             Effect::Trainer(command) => {
                 if self.trainer.as_ref().is_none_or(|commands| commands.send(command).is_err()) {
-                    self.ready.push_back(Done::TrainerGone);
+                    return Some(Done::TrainerGone);
                 }
             }
             Effect::Decide(decision) => {
@@ -177,6 +174,7 @@ impl Jobs {
             }
             Effect::Say(_) | Effect::ShowRuns { .. } | Effect::Quit => {}
         }
+        None
     }
 
     /// Starts what was asked for while the same job ran, once it is done.
@@ -194,9 +192,6 @@ impl Jobs {
     /// The next finished job. Cancel-safe: it can lose a `select!` race.
     pub async fn next(&mut self) -> Done {
         let done = loop {
-            if let Some(done) = self.ready.pop_front() {
-                break done;
-            }
             let due = self.metrics_due();
             tokio::select! {
                 done = self.receiver.recv() => break done.expect("the runner keeps a sender"),
@@ -344,5 +339,30 @@ fn write_captions(project: &Project, job: &CaptionJob) -> Result<String, Journal
                 .map_err(|e| JournalError::Io(format!("{e:#}")))?;
             Ok(format!("Added {canonical} = [\"{alias}\"] to vocabulary.toml (N reviews what it changes)."))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn previews_beyond_two_at_once_are_skipped_at_once_and_the_rest_come_back() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let shared = Shared::for_tests();
+            let mut jobs = Jobs::default();
+            let missing = |n: u32| PathBuf::from(format!("/nonexistent/{n}.png"));
+            assert!(jobs.start(Effect::Preview(missing(1)), &shared).is_none());
+            assert!(jobs.start(Effect::Preview(missing(2)), &shared).is_none());
+            let skipped = jobs.start(Effect::Preview(missing(3)), &shared);
+            assert!(matches!(skipped, Some(Done::PreviewSkipped(path)) if path == missing(3)));
+            // The two started come back (here as files that cannot be read); then a slot is free.
+            for _ in 0..2 {
+                assert!(matches!(jobs.next().await, Done::Preview(_, Err(_))));
+            }
+            assert!(jobs.start(Effect::Preview(missing(3)), &shared).is_none());
+            assert!(matches!(jobs.start(Effect::Trainer(Command::Stop), &shared), Some(Done::TrainerGone)));
+        });
     }
 }

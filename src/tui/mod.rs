@@ -94,8 +94,9 @@ enum Wake {
 async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow::Result<Exit> {
     let mut events = EventStream::new();
     let mut jobs = Jobs::default();
-    for effect in app.start() {
-        jobs.start(effect, &app.shared);
+    let opening = app.start();
+    if start(&mut app, &mut jobs, opening).is_break() {
+        return Ok(Exit::Quit);
     }
     let mut refresh_tick = tokio::time::interval_at(tokio::time::Instant::now() + REFRESH_EVERY, REFRESH_EVERY);
     refresh_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -108,8 +109,9 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
     loop {
         guard.terminal.draw(|frame| view::render(&app, frame))?;
         // Drawing asks for the images it could not show yet.
-        for path in app.shared.previews.take_wanted() {
-            jobs.start(Effect::Preview(path), &app.shared);
+        let previews = app.shared.previews.take_wanted().into_iter().map(Effect::Preview).collect();
+        if start(&mut app, &mut jobs, previews).is_break() {
+            return Ok(Exit::Quit);
         }
         // Test support: prove that a panic or an error after the screen is up
         // still leaves the terminal usable (see tests/tui_e2e.rs).
@@ -136,11 +138,8 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
                 Wake::Tick => vec![Effect::Refresh { captions: false }],
                 Wake::Exit(exit) => return Ok(exit),
             };
-            for effect in effects {
-                if effect == Effect::Quit {
-                    return Ok(Exit::Quit);
-                }
-                jobs.start(effect, &app.shared);
+            if start(&mut app, &mut jobs, effects).is_break() {
+                return Ok(Exit::Quit);
             }
             jobs.start_queued(&app.shared);
             // More input already waiting is applied before drawing. (Polled with
@@ -151,6 +150,24 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
             }
         }
     }
+}
+
+/// Starts the effects as jobs; what a job decides at once goes straight back
+/// to the app (and its effects are started too). Breaks on `Quit`.
+fn start(app: &mut App, jobs: &mut Jobs, mut effects: Vec<Effect>) -> std::ops::ControlFlow<()> {
+    while !effects.is_empty() {
+        let mut next = Vec::new();
+        for effect in effects {
+            if effect == Effect::Quit {
+                return std::ops::ControlFlow::Break(());
+            }
+            if let Some(done) = jobs.start(effect, &app.shared) {
+                next.extend(app.done(done));
+            }
+        }
+        effects = next;
+    }
+    std::ops::ControlFlow::Continue(())
 }
 
 /// A terminal event as a reason to wake.

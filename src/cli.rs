@@ -176,7 +176,7 @@ pub struct GenerateCommand {
     /// Image size (default: the model's native size, 128x128 for builtin:tiny).
     #[arg(long, value_name = "WxH", value_parser = crate::generate::parse_size)]
     size: Option<(usize, usize)>,
-    #[arg(long, default_value = "ddim", value_parser = crate::generate::parse_sampler)]
+    #[arg(long, default_value = "ddim", value_parser = <crate::model::sampling::SamplerKind as std::str::FromStr>::from_str)]
     scheduler: crate::model::sampling::SamplerKind,
     /// Start from these initial latents (a .safetensors with one tensor [1,4,h/8,w/8]).
     #[arg(long, value_name = "FILE")]

@@ -10,7 +10,7 @@ use candle_core::{DType, Device};
 use crate::model::base::BaseModel;
 use crate::model::lora_file::LoraFile;
 use crate::model::pipeline::{LoadOptions, StableDiffusion};
-use crate::model::sampling::{self, SampleRequest, SamplerKind, SeededNoise};
+use crate::model::sampling::{self, SampleRequest, SeededNoise};
 use crate::project::Project;
 
 /// A LoRA file and its strength, from `FILE[:WEIGHT]`.
@@ -57,10 +57,6 @@ pub fn parse_size(text: &str) -> Result<(usize, usize), String> {
     let parse =
         |s: &str| s.trim().parse::<usize>().map_err(|_| format!("`{text}`: expected WIDTHxHEIGHT, e.g. 512x512"));
     Ok((parse(w)?, parse(h)?))
-}
-
-pub fn parse_sampler(text: &str) -> Result<SamplerKind, String> {
-    text.parse()
 }
 
 /// The best device this build can use: the first CUDA GPU when built with

@@ -16,30 +16,38 @@ pub enum BaseModel {
     Path(PathBuf),
 }
 
+/// Why a `model.base` string names no model Easel can load.
+#[derive(Debug, thiserror::Error)]
+pub enum BaseModelError {
+    #[error("unknown built-in model `builtin:{0}` (available: {tiny})", tiny = BaseModel::BUILTIN_TINY)]
+    UnknownBuiltin(String),
+    #[error("empty base model: give a diffusers folder, a .safetensors file or {}", BaseModel::BUILTIN_TINY)]
+    Empty,
+    #[error(
+        "`{text}` is a pickle file (.{extension}), which can run arbitrary code when loaded; \
+         Easel only loads .safetensors (convert it first, e.g. with diffusers' conversion scripts)"
+    )]
+    Pickle { text: String, extension: String },
+}
+
 impl BaseModel {
     pub const BUILTIN_TINY: &'static str = "builtin:tiny";
 
     /// Parses the `model.base` string; the error explains what would be accepted.
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, BaseModelError> {
         if text == Self::BUILTIN_TINY {
             return Ok(Self::BuiltinTiny);
         }
         if let Some(name) = text.strip_prefix("builtin:") {
-            return Err(format!("unknown built-in model `builtin:{name}` (available: {})", Self::BUILTIN_TINY));
+            return Err(BaseModelError::UnknownBuiltin(name.to_string()));
         }
         if text.trim().is_empty() {
-            return Err(format!(
-                "empty base model: give a diffusers folder, a .safetensors file or {}",
-                Self::BUILTIN_TINY
-            ));
+            return Err(BaseModelError::Empty);
         }
         let path = PathBuf::from(text);
         let extension = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-        if let Some(ext @ ("ckpt" | "pt" | "pth" | "bin" | "pkl")) = extension.as_deref() {
-            return Err(format!(
-                "`{text}` is a pickle file (.{ext}), which can run arbitrary code when loaded; \
-                 Easel only loads .safetensors (convert it first, e.g. with diffusers' conversion scripts)"
-            ));
+        if let Some(extension @ ("ckpt" | "pt" | "pth" | "bin" | "pkl")) = extension.as_deref() {
+            return Err(BaseModelError::Pickle { text: text.to_string(), extension: extension.to_string() });
         }
         Ok(Self::Path(path))
     }

@@ -20,13 +20,18 @@ pub enum SamplerKind {
     EulerAncestral,
 }
 
+/// A scheduler name Easel does not know.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown scheduler `{0}` (use ddim or euler-a)")]
+pub struct UnknownSampler(String);
+
 impl FromStr for SamplerKind {
-    type Err = String;
-    fn from_str(text: &str) -> Result<Self, String> {
+    type Err = UnknownSampler;
+    fn from_str(text: &str) -> Result<Self, UnknownSampler> {
         match text {
             "ddim" => Ok(Self::Ddim),
             "euler-a" | "euler_a" | "euler-ancestral" => Ok(Self::EulerAncestral),
-            other => Err(format!("unknown scheduler `{other}` (use ddim or euler-a)")),
+            other => Err(UnknownSampler(other.to_string())),
         }
     }
 }

@@ -33,8 +33,12 @@ pub struct App {
     /// The theme name that project.toml (or `--theme`) set; differs from
     /// `theme.name` after the user tried another theme without saving it.
     saved_theme: String,
-    /// Saving on the way out: each save that succeeds moves the quit on.
+    /// Saving on the way out: each write that succeeds moves the quit on.
     quitting: bool,
+    /// The last save the quit asked a pane for: asked again, it did not take.
+    quit_save: Option<Effect>,
+    /// Writes to the project (captions, decisions, the theme) started and not yet done.
+    writes: usize,
 }
 
 impl App {
@@ -53,6 +57,8 @@ impl App {
             message,
             keymap,
             quitting: false,
+            quit_save: None,
+            writes: 0,
         }
     }
 
@@ -78,9 +84,14 @@ impl App {
         })
     }
 
-    /// Why quitting needs a confirmation: work quitting would end, or unsaved changes.
+    /// Why quitting needs a confirmation: work quitting would end, a write
+    /// still running, or unsaved changes.
     pub fn quit_warning(&self) -> Option<String> {
-        self.panes.iter().find_map(|p| p.quit_warning()).or_else(|| self.unsaved())
+        self.panes
+            .iter()
+            .find_map(|p| p.quit_warning())
+            .or_else(|| (self.writes > 0).then(|| "a change is still being written to the project".to_string()))
+            .or_else(|| self.unsaved())
     }
 
     /// Work running in the panes, a word each ("training"), for the tab bar.
@@ -143,11 +154,15 @@ impl App {
         match action {
             Action::Quit => return self.request_quit(),
             Action::SaveAndQuit => {
-                self.quitting = true;
-                return self.continue_quit();
+                (self.quitting, self.quit_save) = (true, None);
+                let effects = self.continue_quit();
+                return self.absorb(effects);
             }
             Action::DiscardAndQuit => return vec![Effect::Quit],
-            Action::Close if self.overlay.is_some() => self.overlay = None,
+            Action::Close if self.overlay.is_some() => {
+                self.overlay = None;
+                self.quitting = false;
+            }
             Action::ToggleHelp => self.overlay = Some(Overlay::Help { scroll: 0 }),
             Action::NextPane => self.pane = self.pane.next(),
             Action::PreviousPane => self.pane = self.pane.previous(),
@@ -158,7 +173,8 @@ impl App {
                 self.info(format!("Theme: {}{hint}", self.shared.theme.name));
             }
             Action::Save if self.shared.theme.name != self.saved_theme => {
-                return vec![Effect::SaveTheme(self.shared.theme.name.clone())];
+                let save = vec![Effect::SaveTheme(self.shared.theme.name.clone())];
+                return self.absorb(save);
             }
             Action::Save => self.info("Nothing to save.".to_string()),
             Action::Refresh => {
@@ -177,8 +193,13 @@ impl App {
     pub fn done(&mut self, done: Done) -> Vec<Effect> {
         match done {
             Done::Files(files) => self.files_loaded(*files),
-            Done::Metrics(metrics) => {
-                (self.shared.files.metrics, self.shared.files.compare_metrics) = *metrics;
+            Done::Metrics(read) => {
+                let (of, metrics, compare) = *read;
+                // Read for runs no longer shown: the read for the shown ones follows it.
+                if of == self.shared.metrics_wanted() {
+                    (self.shared.files.metrics, self.shared.files.compare_metrics) = (metrics, compare);
+                    self.shared.files.metrics_of = of;
+                }
                 Vec::new()
             }
             Done::Preview(path, result) => {
@@ -190,32 +211,36 @@ impl App {
                 Vec::new()
             }
             Done::ThemeSaved(Ok(project)) => {
+                self.writes = self.writes.saturating_sub(1);
                 self.shared.project = *project;
                 self.saved_theme = self.shared.theme.name.clone();
                 self.message = StatusMessage::new(
                     Level::Success,
                     format!("Saved theme `{}` to project.toml.", self.shared.theme.name),
                 );
-                if self.quitting { self.continue_quit() } else { Vec::new() }
+                self.quit_on()
             }
             Done::ThemeSaved(Err(error)) => {
-                self.save_failed(format!("Not saved: {error}"));
+                self.writes = self.writes.saturating_sub(1);
+                self.stop_quitting(format!("Not saved: {error}"));
                 Vec::new()
             }
             done => {
                 let shared = &self.shared;
                 let effects: Vec<Effect> = self.panes.iter_mut().flat_map(|p| p.done(&done, shared)).collect();
                 let mut effects = self.absorb(effects);
-                if let Done::Caption(_, result) = &done
-                    && self.quitting
-                {
-                    match result {
-                        Ok(_) => effects.extend(self.continue_quit()),
-                        // The editor is back with the text; the workbench stays open.
-                        Err(_) => {
-                            self.quitting = false;
-                            self.overlay = None;
-                        }
+                let failed = match &done {
+                    Done::Caption(_, result) => Some(result.is_err()),
+                    Done::Decided { result, .. } => Some(result.is_err()),
+                    _ => None,
+                };
+                if let Some(failed) = failed {
+                    self.writes = self.writes.saturating_sub(1);
+                    if !failed {
+                        effects.extend(self.quit_on());
+                    } else if self.quitting {
+                        // A failed write keeps the workbench open, with what the pane said about it.
+                        (self.quitting, self.overlay) = (false, None);
                     }
                 }
                 effects
@@ -237,11 +262,22 @@ impl App {
             files.captions = self.shared.files.captions.take();
             files.caption_context = self.shared.files.caption_context.take();
         }
-        let previous = std::mem::replace(&mut self.shared.files, files);
+        let mut previous = std::mem::replace(&mut self.shared.files, files);
         self.shared.loading = false;
         let shared = &self.shared;
         let effects = self.panes.iter_mut().flat_map(|p| p.files_loaded(&previous, shared)).collect();
-        self.absorb(effects)
+        let mut effects = self.absorb(effects);
+        // Metrics of runs no longer shown (the selection moved while the files
+        // were read): the ones shown stay until a read of the right runs.
+        let wanted = self.shared.metrics_wanted();
+        let files = &mut self.shared.files;
+        if files.metrics_of != wanted {
+            files.metrics = previous.metrics.take();
+            files.compare_metrics = previous.compare_metrics.take();
+            files.metrics_of = previous.metrics_of;
+            effects.push(Effect::ReadMetrics);
+        }
+        effects
     }
 
     fn on_current(&mut self, f: impl FnOnce(&mut dyn Pane, &Shared) -> Vec<Effect>) -> Vec<Effect> {
@@ -250,7 +286,7 @@ impl App {
     }
 
     /// Keeps the effects that are the app's own (messages, which runs are
-    /// shown) and passes on the jobs.
+    /// shown) and passes on the jobs, counting the writes among them.
     fn absorb(&mut self, effects: Vec<Effect>) -> Vec<Effect> {
         let mut jobs = Vec::new();
         for effect in effects {
@@ -259,6 +295,10 @@ impl App {
                 Effect::ShowRuns { shown, compare } => {
                     (self.shared.shown_run, self.shared.compare_run) = (shown, compare);
                     jobs.push(Effect::ReadMetrics);
+                }
+                write @ (Effect::Caption(_) | Effect::Decide(_) | Effect::SaveTheme(_)) => {
+                    self.writes += 1;
+                    jobs.push(write);
                 }
                 job => jobs.push(job),
             }
@@ -275,10 +315,30 @@ impl App {
         }
     }
 
-    /// The next step of saving on the way out: a pane's unsaved work, then
-    /// the theme, then leaving. Each save's `done` calls this again.
+    /// A write finished: when quitting, the next step.
+    fn quit_on(&mut self) -> Vec<Effect> {
+        if !self.quitting {
+            return Vec::new();
+        }
+        let effects = self.continue_quit();
+        self.absorb(effects)
+    }
+
+    /// The next step of saving on the way out: writes still running finish
+    /// (each one's `done` comes back here), then a pane's unsaved work, then
+    /// the theme, then leaving.
     fn continue_quit(&mut self) -> Vec<Effect> {
+        if self.writes > 0 {
+            return Vec::new();
+        }
         if let Some(save) = self.panes.iter().find_map(|p| p.save_unsaved()) {
+            // Saved, and still unsaved: asking again would not end.
+            if self.quit_save.as_ref() == Some(&save) {
+                let what = self.unsaved().unwrap_or_default();
+                self.stop_quitting(format!("Not quitting: {what} after saving it."));
+                return Vec::new();
+            }
+            self.quit_save = Some(save.clone());
             return vec![save];
         }
         if self.shared.theme.name != self.saved_theme {
@@ -287,7 +347,7 @@ impl App {
         vec![Effect::Quit]
     }
 
-    fn save_failed(&mut self, text: String) {
+    fn stop_quitting(&mut self, text: String) {
         self.overlay = None;
         self.quitting = false;
         self.message = StatusMessage::new(Level::Error, text);
@@ -352,6 +412,62 @@ mod tests {
         assert_eq!(app.done(Done::ThemeSaved(Err("read-only".into()))), []);
         assert_eq!(app.overlay, None);
         assert!(app.message.text.contains("read-only"));
+    }
+
+    #[test]
+    fn keeping_on_working_while_the_save_runs_cancels_the_quit() {
+        let mut app = app();
+        app.apply(Action::CycleTheme);
+        app.handle_key(Key::char('q'));
+        assert!(matches!(app.handle_key(Key::char('s')).as_slice(), [Effect::SaveTheme(_)]));
+        app.handle_key(Key::plain(KeyCode::Esc));
+        let project = Box::new(app.shared.project.clone());
+        assert_eq!(app.done(Done::ThemeSaved(Ok(project))), [], "saved, and still open");
+    }
+
+    #[test]
+    fn quitting_waits_for_a_write_still_running() {
+        let mut app = app();
+        app.apply(Action::CycleTheme);
+        assert!(matches!(app.apply(Action::Save).as_slice(), [Effect::SaveTheme(_)]));
+        assert_eq!(app.handle_key(Key::char('q')), [], "asks: the theme is being written");
+        assert!(app.quit_warning().is_some_and(|why| why.contains("being written")));
+        assert_eq!(app.handle_key(Key::char('s')), [], "waits for the write");
+        let project = Box::new(app.shared.project.clone());
+        assert_eq!(app.done(Done::ThemeSaved(Ok(project))), [Effect::Quit]);
+    }
+
+    #[test]
+    fn metrics_of_a_run_no_longer_shown_are_not_drawn() {
+        use crate::train::{RunMetrics, RunSummary};
+        let mut app = app();
+        let run = |id: &str| RunSummary {
+            id: id.into(),
+            dir: format!("runs/{id}").into(),
+            last_step: None,
+            checkpoints: 0,
+            sample_images: 0,
+        };
+        let runs = vec![run("a"), run("b")];
+        let metrics = |step: u64| Some(RunMetrics { loss: vec![(step, 1.0)], ..RunMetrics::default() });
+        let files = ProjectFiles { runs: runs.clone(), metrics_of: (None, None), ..ProjectFiles::default() };
+        app.files_loaded(files);
+        assert_eq!(app.shared.shown_run.as_deref(), Some("a"), "the Train pane shows the first run");
+        app.done(Done::Metrics(Box::new(((Some("runs/a".into()), None), metrics(1), None))));
+        app.apply(Action::ShowPane(PaneId::Train));
+        assert_eq!(app.apply(Action::Down), [Effect::ReadMetrics]);
+        // A read of the files started while `a` was shown lands after the move to `b`.
+        let late = ProjectFiles {
+            runs,
+            metrics: metrics(2),
+            metrics_of: (Some("runs/a".into()), None),
+            ..ProjectFiles::default()
+        };
+        assert_eq!(app.files_loaded(late), [Effect::ReadMetrics]);
+        app.done(Done::Metrics(Box::new(((Some("runs/a".into()), None), metrics(3), None))));
+        assert_eq!(app.shared.files.metrics, metrics(1), "neither late read of `a` replaced what was shown");
+        app.done(Done::Metrics(Box::new(((Some("runs/b".into()), None), metrics(4), None))));
+        assert_eq!(app.shared.files.metrics, metrics(4));
     }
 
     #[test]

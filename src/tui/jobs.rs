@@ -5,6 +5,7 @@
 //! channels and what is in flight; the event loop only starts effects and
 //! waits for `next`.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,8 @@ pub struct ScanResult {
 #[derive(Debug)]
 pub enum Done {
     Files(Box<ProjectFiles>),
-    Metrics(Box<(Option<RunMetrics>, Option<RunMetrics>)>),
+    /// The shown and compared runs' metrics, and the folders they were read from.
+    Metrics(Box<(MetricsRequest, Option<RunMetrics>, Option<RunMetrics>)>),
     ScanProgress(usize, usize),
     Scanned(ScanResult),
     Preview(PathBuf, Result<image::DynamicImage, String>),
@@ -75,7 +77,14 @@ pub struct Jobs {
     scan_next: bool,
     previews: usize,
     trainer: Option<std::sync::mpsc::Sender<Command>>,
+    /// Writes to the project (captions, keep/reject/restore, the theme) run
+    /// one at a time, in order: each reads what the one before wrote.
+    writing: bool,
+    writes: VecDeque<Job>,
 }
+
+/// A job's work, run on a blocking thread.
+type Job = Box<dyn FnOnce() -> Done + Send>;
 
 impl Default for Jobs {
     fn default() -> Self {
@@ -92,6 +101,8 @@ impl Default for Jobs {
             scan_next: false,
             previews: 0,
             trainer: None,
+            writing: false,
+            writes: VecDeque::new(),
         }
     }
 }
@@ -108,12 +119,13 @@ impl Jobs {
             }
             Effect::Refresh { captions } => {
                 self.reading = true;
+                let (shown, compare) = shared.metrics_wanted();
                 let request = ReadFiles {
                     project: shared.project.clone(),
                     previous: shared.files.inventory.clone(),
                     captions: captions || shared.files.captions.is_none(),
-                    shown: shared.run_dir(shared.shown_run.as_ref()),
-                    compare: shared.run_dir(shared.compare_run.as_ref()),
+                    shown,
+                    compare,
                 };
                 self.spawn(move || Done::Files(Box::new(read_files(request))));
             }
@@ -156,21 +168,21 @@ impl Jobs {
             }
             Effect::Decide(decision) => {
                 let project = shared.project.clone();
-                self.spawn(move || decide(&project, &decision));
+                self.write(Box::new(move || decide(&project, &decision)));
             }
             Effect::Caption(job) => {
                 let project = shared.project.clone();
-                self.spawn(move || {
+                self.write(Box::new(move || {
                     let result = write_captions(&project, &job);
                     Done::Caption(job, result)
-                });
+                }));
             }
             Effect::SaveTheme(name) => {
                 let mut project = shared.project.clone();
-                self.spawn(move || {
+                self.write(Box::new(move || {
                     let result = project.save_theme(&name).map(|()| Box::new(project)).map_err(|e| e.to_string());
                     Done::ThemeSaved(result)
-                });
+                }));
             }
             Effect::Say(_) | Effect::ShowRuns { .. } | Effect::Quit => {}
         }
@@ -203,9 +215,28 @@ impl Jobs {
             Done::Metrics(_) => self.reading_metrics = false,
             Done::Scanned(_) => self.scanning = false,
             Done::Preview(..) => self.previews -= 1,
+            Done::Caption(..) | Done::Decided { .. } | Done::ThemeSaved(_) => match self.writes.pop_front() {
+                Some(next) => self.spawn(next),
+                None => self.writing = false,
+            },
             _ => {}
         }
         done
+    }
+
+    /// Whether a read of the files runs now.
+    pub fn reading_files(&self) -> bool {
+        self.reading
+    }
+
+    /// Starts a write, or queues it behind the one running.
+    fn write(&mut self, job: Job) {
+        if self.writing {
+            self.writes.push_back(job);
+        } else {
+            self.writing = true;
+            self.spawn(job);
+        }
     }
 
     /// When the waiting metrics read may start: once none runs, at most every `METRICS_EVERY`.
@@ -221,7 +252,8 @@ impl Jobs {
         self.reading_metrics = true;
         self.metrics_read_at = Some(Instant::now());
         self.spawn(move || {
-            Done::Metrics(Box::new((shown.as_deref().map(read_metrics), compare.as_deref().map(read_metrics))))
+            let (metrics, compare_metrics) = (shown.as_deref().map(read_metrics), compare.as_deref().map(read_metrics));
+            Done::Metrics(Box::new(((shown, compare), metrics, compare_metrics)))
         });
     }
 
@@ -253,7 +285,7 @@ impl Jobs {
 }
 
 /// The shown and compared runs' folders, whose metrics are read.
-type MetricsRequest = (Option<PathBuf>, Option<PathBuf>);
+pub type MetricsRequest = (Option<PathBuf>, Option<PathBuf>);
 
 /// What a read of the project's files needs.
 pub struct ReadFiles {
@@ -283,6 +315,7 @@ pub fn read_files(request: ReadFiles) -> ProjectFiles {
         runs: list_runs(&project.runs_dir()),
         metrics: shown.as_deref().map(read_metrics),
         compare_metrics: compare.as_deref().map(read_metrics),
+        metrics_of: (shown, compare),
         captions,
         caption_context,
     }

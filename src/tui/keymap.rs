@@ -108,10 +108,13 @@ pub struct ModeKeys {
 }
 
 impl ModeKeys {
-    /// A mode's keys, with the two that work in every mode added: help and quit.
+    /// A mode's keys, with the two that work in every mode added: help (F1,
+    /// and `?` where it is not text) and quit.
     pub fn new(name: &'static str, title: &'static str, takes_text: bool, mut bindings: Vec<Binding>) -> Self {
+        let help: &[Key] =
+            if takes_text { &[Key::plain(KeyCode::F(1))] } else { &[Key::char('?'), Key::plain(KeyCode::F(1))] };
         bindings.extend([
-            Binding::new(&[Key::plain(KeyCode::F(1))], Action::ToggleHelp, "show or hide this help"),
+            Binding::new(help, Action::ToggleHelp, "show or hide this help"),
             Binding::new(&[Key::ctrl('c')], Action::Quit, "quit (asks if something is unsaved)"),
         ]);
         Self { name, title, bindings, takes_text }

@@ -135,6 +135,8 @@ async fn event_loop(guard: &mut terminal::TerminalGuard, mut app: App) -> anyhow
                 Wake::Key(key) => app.handle_key(key),
                 Wake::Redraw => Vec::new(),
                 Wake::Done(done) => app.done(done),
+                // A tick while a read runs is skipped, not queued: the files are being read.
+                Wake::Tick if jobs.reading_files() => Vec::new(),
                 Wake::Tick => vec![Effect::Refresh { captions: false }],
                 Wake::Exit(exit) => return Ok(exit),
             };

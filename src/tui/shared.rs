@@ -19,6 +19,8 @@ pub struct ProjectFiles {
     /// The shown run's metrics, and the compared run's.
     pub metrics: Option<RunMetrics>,
     pub compare_metrics: Option<RunMetrics>,
+    /// The folders those metrics were read from (they may no longer be the shown runs').
+    pub metrics_of: (Option<PathBuf>, Option<PathBuf>),
     /// Lint, suggestions and normalization of the captions; `None` in a
     /// refresh that found nothing changed (the previous report stands).
     pub captions: Option<CaptionReport>,
@@ -90,6 +92,11 @@ impl Shared {
     pub fn run_dir(&self, id: Option<&String>) -> Option<PathBuf> {
         let id = id?;
         self.files.runs.iter().find(|run| &run.id == id).map(|run| run.dir.clone())
+    }
+
+    /// The folders of the shown and compared runs, whose metrics should be shown.
+    pub fn metrics_wanted(&self) -> (Option<PathBuf>, Option<PathBuf>) {
+        (self.run_dir(self.shown_run.as_ref()), self.run_dir(self.compare_run.as_ref()))
     }
 
     /// The sampling steps of the shown run, ascending.

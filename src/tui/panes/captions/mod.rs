@@ -250,10 +250,13 @@ impl CaptionsPane {
         };
         match (result, saved) {
             (Ok(text), saved) => {
-                if let (Some((_, file, _, after)), Mode::Edit(editor)) = (saved, &mut self.mode)
+                if let (Some((_, file, _, after)), Mode::Edit(editor) | Mode::Conflict(editor)) =
+                    (saved, &mut self.mode)
                     && &editor.file == file
                 {
                     editor.loaded = Some(after.clone());
+                    // Written after all: nothing is left to decide.
+                    self.mode = Mode::Edit(editor.clone());
                 }
                 Effect::say(Level::Success, text)
             }
@@ -459,5 +462,34 @@ mod tests {
         let error = JournalError::Io("disk full".into());
         app.done(Done::Caption(job, Err(error)));
         assert!(pane(&app).editing().is_some_and(|e| e.text() == "zeltmug, a cup!" && e.dirty()), "text kept");
+    }
+
+    #[test]
+    fn saving_on_the_way_out_from_the_conflict_question_ends_in_quitting() {
+        let (_dir, mut app) = app_with_captions();
+        app.apply(Action::EditCaption);
+        app.handle_key(Key::char('!'));
+        let saved = app.handle_key(Key::plain(KeyCode::Esc));
+        let [Effect::Caption(job)] = saved.as_slice() else { panic!("Esc saves") };
+        let conflict = JournalError::Conflict { path: "a.txt".into() };
+        app.done(Done::Caption(job.clone(), Err(conflict)));
+        assert_eq!(pane(&app).mode(), Some(modes::CONFLICT));
+        app.handle_key(Key::ctrl('c'));
+        let saved = app.handle_key(Key::char('s'));
+        let [Effect::Caption(job)] = saved.as_slice() else { panic!("quitting saves the text: {saved:?}") };
+        let effects = app.done(Done::Caption(job.clone(), Ok("Saved a.txt".into())));
+        assert!(effects.contains(&Effect::Quit), "saved once, then leaves: {effects:?}");
+    }
+
+    #[test]
+    fn saving_twice_in_a_row_replaces_what_the_first_save_wrote() {
+        let (_dir, mut app) = app_with_captions();
+        app.apply(Action::EditCaption);
+        app.handle_key(Key::char('!'));
+        app.handle_key(Key::ctrl('s'));
+        app.handle_key(Key::char('?'));
+        let saved = app.handle_key(Key::ctrl('s'));
+        let [Effect::Caption(CaptionJob::Save { before, after, .. })] = saved.as_slice() else { panic!("{saved:?}") };
+        assert_eq!((before.as_deref(), after.as_str()), (Some("zeltmug, a mug!"), "zeltmug, a mug!?"));
     }
 }

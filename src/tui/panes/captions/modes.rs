@@ -19,7 +19,7 @@ use crate::tui::shared::Shared;
 const EDITING: &str = "caption editor";
 const REVIEW: &str = "normalization review";
 const TAG_PROMPT: &str = "tag edit";
-const CONFLICT: &str = "caption changed elsewhere";
+pub(super) const CONFLICT: &str = "caption changed elsewhere";
 
 /// What the pane is doing.
 #[derive(Debug, Clone, Default)]
@@ -116,7 +116,13 @@ impl CaptionsPane {
                 None => vec![Effect::info("Closed; nothing changed.")],
             },
             // `loaded` follows once the save succeeded (see `done`).
-            Action::SaveCaption => editor.dirty().then(|| save(editor, false)).into_iter().collect(),
+            Action::SaveCaption if editor.dirty() => {
+                let saving = save(editor, false);
+                // What is being written is what the next save replaces (saves run in
+                // order); a failed one brings the editor back dirty (see `job_done`).
+                editor.loaded = Some(editor.text());
+                vec![saving]
+            }
             Action::NextImage | Action::PreviousImage => self.edit_next(shared, action == Action::NextImage),
             Action::CompleteWord => {
                 if let Some(word) = completion(editor, shared.files.captions.as_ref()) {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::evaluate::EvaluateConfig;
 pub use crate::model::base::BaseModel;
 pub use crate::model::lora::LoraTargets;
 
@@ -29,6 +30,7 @@ pub struct ProjectConfig {
     pub train: TrainConfig,
     pub scan: ScanConfig,
     pub samples: Vec<SamplePrompt>,
+    pub evaluate: EvaluateConfig,
 }
 
 /// Thresholds of the dataset scan (`easel scan`, the Dataset pane).
@@ -86,6 +88,7 @@ impl Default for ProjectConfig {
             train: TrainConfig::default(),
             scan: ScanConfig::default(),
             samples: Vec::new(),
+            evaluate: EvaluateConfig::default(),
         }
     }
 }
@@ -385,6 +388,7 @@ impl ProjectConfig {
                 return fail(&key("guidance"), format!("guidance {} is outside 0..=50", sample.guidance));
             }
         }
+        self.evaluate.validate()?;
         Ok(())
     }
 }

@@ -2,6 +2,7 @@
 
 mod config;
 mod error;
+mod evaluate;
 mod init;
 pub mod locate;
 
@@ -13,6 +14,7 @@ pub use config::{
     SamplePrompt, ScanConfig, TrainConfig,
 };
 pub use error::{ConfigError, ProjectError};
+pub use evaluate::{CheckpointSet, Checkpoints, EvalPrompt, EvaluateConfig, PromptKind};
 pub use init::{VOCABULARY_FILE, VOCABULARY_TEMPLATE, init, template};
 
 use crate::fsutil::atomic_write;

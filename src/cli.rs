@@ -42,6 +42,23 @@ pub enum Command {
         trigger: String,
     },
     /// Train the project's LoRA without the workbench (progress on a terminal, plain lines in logs).
+    /// Render the evaluation grid of a run (prompt × seed × LoRA scale × checkpoint) into contact sheets and eval.json
+    Eval {
+        /// The project folder.
+        project: PathBuf,
+        /// The run to evaluate (default: the newest).
+        #[arg(long)]
+        run: Option<String>,
+        /// Checkpoints: all, last, best (lowest validation loss) or steps like 200,400 (default: project.toml's).
+        #[arg(long, value_parser = crate::evaluate::command::parse_checkpoints)]
+        checkpoints: Option<crate::project::Checkpoints>,
+        /// LoRA scales, like 0,0.5,1 (default: project.toml's).
+        #[arg(long, value_delimiter = ',')]
+        scales: Option<Vec<f64>>,
+        /// Seeds, like 1,2,3 (default: project.toml's).
+        #[arg(long, value_delimiter = ',')]
+        seeds: Option<Vec<u64>>,
+    },
     Train {
         /// The project folder.
         project: PathBuf,
@@ -253,6 +270,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Scan { project, json }) => scan(&project, json),
         Some(Command::Captions { project, action }) => {
             crate::captions::command::run(&project, action)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Eval { project, run, checkpoints, scales, seeds }) => {
+            let overrides = crate::evaluate::plan::Overrides { checkpoints, scales, seeds };
+            crate::evaluate::command::run(crate::evaluate::command::EvalArgs { project, run, overrides })?;
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Train { project, steps, resume, show_samples, report_every }) => {

@@ -135,7 +135,7 @@ impl EvaluateConfig {
         if !(self.guidance.is_finite() && (0.0..=50.0).contains(&self.guidance)) {
             return fail("guidance", format!("guidance {} is outside 0..=50", self.guidance));
         }
-        if self.size != 0 && (self.size % 8 != 0 || !(64..=2048).contains(&self.size)) {
+        if self.size != 0 && (!self.size.is_multiple_of(8) || !(64..=2048).contains(&self.size)) {
             return fail("size", format!("size {} must be 0 or a multiple of 8 in 64..=2048", self.size));
         }
         for (i, prompt) in self.prompts.iter().enumerate() {

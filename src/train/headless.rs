@@ -21,7 +21,7 @@ pub struct HeadlessOptions {
     pub report_every: u64,
 }
 
-fn duration(seconds: f64) -> String {
+pub fn duration(seconds: f64) -> String {
     let seconds = seconds.max(0.0).round() as u64;
     if seconds >= 3600 {
         format!("{}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)

@@ -1,0 +1,92 @@
+//! `easel eval`: the plan for a run, rendered with a progress line (a
+//! terminal) or plain lines (a log), then where the sheets are.
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+
+use super::plan::{Overrides, Plan};
+use super::render::{Progress, evaluate};
+use crate::project::{CheckpointSet, Checkpoints, Project};
+use crate::train::headless::duration;
+
+pub struct EvalArgs {
+    pub project: PathBuf,
+    /// The run's id; the newest when absent.
+    pub run: Option<String>,
+    pub overrides: Overrides,
+}
+
+/// `all`, `last`, `best`, or steps `200,400`.
+pub fn parse_checkpoints(text: &str) -> Result<Checkpoints, String> {
+    match text {
+        "all" => Ok(Checkpoints::Named(CheckpointSet::All)),
+        "last" => Ok(Checkpoints::Named(CheckpointSet::Last)),
+        "best" => Ok(Checkpoints::Named(CheckpointSet::Best)),
+        steps => steps
+            .split(',')
+            .map(|s| s.trim().parse().map_err(|_| format!("`{text}`: expected all, last, best or steps like 200,400")))
+            .collect::<Result<Vec<u64>, String>>()
+            .map(Checkpoints::Steps),
+    }
+}
+
+pub fn run(args: EvalArgs) -> Result<()> {
+    let project = Project::open(&args.project)?;
+    let runs = crate::train::list_runs(&project.runs_dir());
+    let run = match &args.run {
+        Some(id) => runs.iter().find(|run| &run.id == id).ok_or_else(|| {
+            let have: Vec<&str> = runs.iter().map(|r| r.id.as_str()).collect();
+            anyhow!("no run `{id}` in {} (runs: {})", project.runs_dir().display(), have.join(", "))
+        })?,
+        None => runs.last().ok_or_else(|| anyhow!("no runs in {} yet: train first", project.runs_dir().display()))?,
+    };
+    let plan = Plan::new(&project, &run.dir, &args.overrides)?;
+    let config = &project.config.evaluate;
+    println!(
+        "evaluating run {}: {} checkpoints × {} scales × {} prompts × {} seeds → {}",
+        run.id,
+        plan.checkpoints.len(),
+        plan.scales.len(),
+        plan.prompts.len(),
+        plan.seeds.len(),
+        plan.out_dir.display()
+    );
+    if config.clip_model.as_os_str().is_empty() || config.dino_model.as_os_str().is_empty() {
+        println!(
+            "images only: set evaluate.clip_model and evaluate.dino_model in {} to transformers model folders \
+             (a CLIPModel such as openai/clip-vit-base-patch32, a Dinov2Model such as facebook/dinov2-small) for scores",
+            project.config_path().display()
+        );
+    }
+    let tty = std::io::stdout().is_terminal();
+    let mut out = std::io::stdout();
+    let mut report_progress = |p: Progress| {
+        let per_cell = (p.rendered > 0).then(|| p.seconds / p.rendered as f64);
+        let eta = per_cell.map_or_else(|| "—".to_string(), |s| duration(s * (p.total - p.done) as f64));
+        let rate = per_cell.map_or_else(String::new, |s| format!(" · {s:.1} s/cell"));
+        let line = format!("cells {}/{}{rate} · ETA {eta}", p.done, p.total);
+        let _ = if tty { write!(out, "\r\x1b[2K{line}") } else { writeln!(out, "{line}") };
+        let _ = out.flush();
+    };
+    let device = crate::device::default_device();
+    let report =
+        crate::device::on_compute_threads(&device, || evaluate(&project, &plan, &device, &mut report_progress))
+            .with_context(|| format!("evaluating {}", run.dir.display()))?;
+    if tty {
+        println!();
+    }
+    for sheet in &report.sheets {
+        println!("sheet {}", plan.out_dir.join(sheet).display());
+    }
+    let seconds: f64 = report.cells.iter().map(|c| c.seconds).sum();
+    println!(
+        "{} cells in {} ({:.1} s per cell to render); {}",
+        report.cells.len(),
+        duration(seconds),
+        seconds / report.cells.len().max(1) as f64,
+        plan.out_dir.join("eval.json").display()
+    );
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `eval.json`: every cell's inputs, image and scores, and the summary per
+//! checkpoint × scale. Rewritten atomically after each cell, so a killed
+//! evaluation continues where it stopped.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::project::PromptKind;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EvalReport {
+    pub cells: Vec<CellRecord>,
+    /// Per checkpoint × scale (the base model as step `null`, scale 0).
+    pub summaries: Vec<Summary>,
+    /// The contact sheets, relative to the report's folder.
+    pub sheets: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CellRecord {
+    pub prompt: String,
+    pub kind: PromptKind,
+    pub seed: u64,
+    pub scale: f64,
+    /// The checkpoint's step; `None` for the base model (scale 0).
+    pub step: Option<u64>,
+    /// The image, relative to the report's folder.
+    pub file: PathBuf,
+    /// The hash of everything that decided the pixels.
+    pub key: String,
+    pub seconds: f64,
+    #[serde(default)]
+    pub scores: BTreeMap<String, f32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub step: Option<u64>,
+    pub scale: f64,
+    pub cells: usize,
+    #[serde(default)]
+    pub scores: BTreeMap<String, f32>,
+}
+
+impl EvalReport {
+    /// The report in `folder`; none yet is an empty one, a broken one an error naming it.
+    pub fn read(folder: &Path) -> Result<Self> {
+        let path = folder.join("eval.json");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an evaluation report (delete it to start over)", path.display())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+
+    pub fn write(&self, folder: &Path) -> Result<()> {
+        let path = folder.join("eval.json");
+        let text = serde_json::to_string_pretty(self)?;
+        crate::fsutil::atomic_write(&path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// The record of the image at `file` when it was made from `key` and is still there.
+    pub fn done(&self, folder: &Path, file: &Path, key: &str) -> bool {
+        self.cells.iter().any(|c| c.file == file && c.key == key) && folder.join(file).is_file()
+    }
+
+    /// Adds a cell's record, replacing an older one of the same image.
+    pub fn record(&mut self, record: CellRecord) {
+        self.cells.retain(|c| c.file != record.file);
+        self.cells.push(record);
+    }
+}

@@ -61,6 +61,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         );
     }
     let tty = std::io::stdout().is_terminal();
+    let mut rendered = 0;
     let mut out = std::io::stdout();
     let mut report_progress = |p: Progress| {
         let per_cell = (p.rendered > 0).then(|| p.seconds / p.rendered as f64);
@@ -69,6 +70,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
         let line = format!("cells {}/{}{rate} · ETA {eta}", p.done, p.total);
         let _ = if tty { write!(out, "\r\x1b[2K{line}") } else { writeln!(out, "{line}") };
         let _ = out.flush();
+        rendered = p.rendered;
+        true
     };
     let device = crate::device::default_device();
     let report =
@@ -82,9 +85,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let seconds: f64 = report.cells.iter().map(|c| c.seconds).sum();
     println!(
-        "{} cells in {} ({:.1} s per cell to render); {}",
+        "{} cells ({rendered} rendered now, the rest unchanged); {:.1} s per cell to render; {}",
         report.cells.len(),
-        duration(seconds),
         seconds / report.cells.len().max(1) as f64,
         plan.out_dir.join("eval.json").display()
     );

@@ -31,12 +31,14 @@ pub struct Progress {
     pub seconds: f64,
 }
 
-/// Renders what is missing of `plan`, writes the sheets and eval.json, and returns the report.
+/// Renders what is missing of `plan`, writes the sheets and eval.json, and
+/// returns the report. `progress` hears of each cell; returning false stops
+/// the evaluation there (what is rendered stays, and a rerun continues).
 pub fn evaluate(
     project: &Project,
     plan: &Plan,
     device: &Device,
-    progress: &mut dyn FnMut(Progress),
+    progress: &mut dyn FnMut(Progress) -> bool,
 ) -> Result<EvalReport> {
     std::fs::create_dir_all(&plan.out_dir).with_context(|| format!("cannot create {}", plan.out_dir.display()))?;
     let mut report = EvalReport::read(&plan.out_dir)?;
@@ -49,7 +51,9 @@ pub fn evaluate(
         }
     }
     let mut state = Progress { done: cells.len() - todo.len(), total: cells.len(), rendered: 0, seconds: 0.0 };
-    progress(state);
+    if !progress(state) {
+        return Ok(report);
+    }
     if !todo.is_empty() {
         let mut model = load_model(project, device)?;
         let mut attached: Option<(Option<u64>, f64)> = None;
@@ -80,7 +84,9 @@ pub fn evaluate(
             state.done += 1;
             state.rendered += 1;
             state.seconds += seconds;
-            progress(state);
+            if !progress(state) {
+                return Ok(report);
+            }
         }
     }
     write_sheets(plan, &mut report)?;

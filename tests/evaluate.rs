@@ -1,0 +1,105 @@
+//! `easel eval` on the built-in tiny model and the demo dataset: a run with
+//! two checkpoints gives a 2 prompts × 2 seeds × scales {0, 1} × 2
+//! checkpoints grid (the base model's cells once), its sheets and eval.json;
+//! a rerun renders nothing; scale 0 is the base model's image exactly; an
+//! evaluation stopped half-way continues where it stopped.
+
+use std::path::Path;
+
+use candle_core::Device;
+use easel::evaluate::plan::{Overrides, Plan};
+use easel::evaluate::render::{Progress, evaluate};
+use easel::model::pipeline::{LoadOptions, StableDiffusion};
+use easel::model::sampling::{self, SampleRequest, SeededNoise};
+use easel::project::Project;
+use easel::train::trainer::{self, TrainOptions};
+
+mod common;
+
+/// A demo copy trained 4 steps at 64 px with a checkpoint every 2, and a small evaluation plan.
+fn trained_project() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = common::demo_copy();
+    let config = "name = \"demo\"\ndataset = \"dataset\"\ntrigger = \"zeltmug\"\n\n[model]\nbase = \"builtin:tiny\"\n\n\
+         [lora]\nrank = 4\nalpha = 4.0\n\n[train]\nsteps = 4\nbatch_size = 2\nlearning_rate = 1e-2\n\
+         schedule = \"constant\"\nwarmup_steps = 0\nseed = 42\nresolution = 64\nprecision = \"f32\"\n\
+         save_every = 2\nsample_every = 0\nvalidate_every = 0\nvalidation_fraction = 0.1\n\n\
+         [evaluate]\nclass = \"mug\"\nseeds = [1, 2]\nscales = [0.0, 1.0]\nsteps = 3\nguidance = 5.0\n\n\
+         [[evaluate.prompts]]\nprompt = \"a photo of {trigger}\"\n\n\
+         [[evaluate.prompts]]\nprompt = \"{trigger} on a beach\"\nkind = \"out\"\n";
+    std::fs::write(dir.path().join("project.toml"), config).unwrap();
+    let project = Project::open(dir.path()).unwrap();
+    let (_commands, command_rx) = std::sync::mpsc::channel();
+    let (events, _event_rx) = std::sync::mpsc::channel();
+    let run = trainer::run(&project, &TrainOptions::default(), &command_rx, &events).unwrap();
+    let run_dir = run.parent().unwrap().to_path_buf();
+    (dir, run_dir)
+}
+
+/// Evaluates, stopping after `stop_after` newly rendered cells; returns how many were rendered.
+fn run_eval(project: &Project, plan: &Plan, stop_after: Option<usize>) -> usize {
+    let mut rendered = 0;
+    let mut progress = |p: Progress| {
+        rendered = p.rendered;
+        stop_after.is_none_or(|n| p.rendered < n)
+    };
+    evaluate(project, plan, &Device::Cpu, &mut progress).unwrap();
+    rendered
+}
+
+#[test]
+fn a_grid_renders_once_continues_after_a_stop_and_scale_zero_is_the_base_model() {
+    let (dir, run_dir) = trained_project();
+    let project = Project::open(dir.path()).unwrap();
+    let plan = Plan::new(&project, &run_dir, &Overrides::default()).unwrap();
+    assert_eq!(plan.checkpoints.iter().map(|c| c.step).collect::<Vec<_>>(), [2, 4]);
+    // 2 prompts × 2 seeds: 4 base-model cells, shared by both checkpoints, and 4 per checkpoint at scale 1.
+    assert_eq!(plan.cells().len(), 4 + 2 * 4);
+
+    // Stopped after 5 cells (a kill between cells leaves the same state: each
+    // image and eval.json are written atomically), then continued.
+    assert_eq!(run_eval(&project, &plan, Some(5)), 5);
+    assert_eq!(run_eval(&project, &plan, None), 7, "the rest, and only the rest");
+    assert_eq!(run_eval(&project, &plan, None), 0, "nothing changed: nothing rendered");
+
+    let report = easel::evaluate::report::EvalReport::read(&plan.out_dir).unwrap();
+    assert_eq!(report.cells.len(), 12);
+    assert_eq!(report.sheets.len(), 3, "the base model, then each checkpoint at scale 1: {:?}", report.sheets);
+    for sheet in &report.sheets {
+        let image = image::open(plan.out_dir.join(sheet)).unwrap();
+        assert!(image.width() > 2 * 64 && image.height() > 2 * 64, "{sheet:?}");
+    }
+
+    // Scale 0 is the base model: the same pixels `easel generate` draws for that seed.
+    let options = LoadOptions { device: Device::Cpu, ..LoadOptions::default() };
+    let base = StableDiffusion::load(&project.base_model_path(&project.config.model.base).unwrap(), &options).unwrap();
+    let request = SampleRequest {
+        prompt: "a photo of zeltmug".into(),
+        negative: String::new(),
+        width: 64,
+        height: 64,
+        steps: 3,
+        guidance: 5.0,
+        sampler: plan.sampler,
+        seed: 2,
+        initial_latents: None,
+    };
+    let latents = sampling::sample(&base, &request, &mut SeededNoise::new(2), &mut |_, _, _| {}).unwrap();
+    let expected = sampling::decode_image(&base, &latents).unwrap();
+    let cell = plan.out_dir.join("cells/base/p00-seed2.png");
+    assert_eq!(image::open(&cell).unwrap().to_rgb8(), expected, "{}", cell.display());
+    // The trained LoRA at scale 1 changes the image.
+    let trained = plan.out_dir.join("cells/step-000004-scale-1/p00-seed2.png");
+    assert_ne!(image::open(trained).unwrap().to_rgb8(), expected);
+}
+
+#[test]
+fn a_changed_setting_renders_only_the_cells_it_touches() {
+    let (dir, run_dir) = trained_project();
+    let project = Project::open(dir.path()).unwrap();
+    let plan = Plan::new(&project, &run_dir, &Overrides { seeds: Some(vec![1]), ..Overrides::default() }).unwrap();
+    assert_eq!(run_eval(&project, &plan, None), 2 + 2 * 2);
+    // A second seed adds its cells; the first seed's are kept.
+    let plan = Plan::new(&project, &run_dir, &Overrides { seeds: Some(vec![1, 2]), ..Overrides::default() }).unwrap();
+    assert_eq!(run_eval(&project, &plan, None), 6);
+    assert!(Path::new(&plan.out_dir.join("sheet-base.png")).is_file());
+}

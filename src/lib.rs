@@ -10,6 +10,7 @@ pub mod captions;
 pub mod cli;
 pub mod dataset;
 pub mod device;
+pub mod evaluate;
 pub mod fsutil;
 pub mod generate;
 pub mod model;

@@ -139,8 +139,8 @@ mod tests {
         let same = vec![v(&X), v(&X), v(&X)];
         let orthogonal = vec![v(&X), v(&Y)];
         let single = vec![v(&X)];
-        close(diversity(&[same.clone()]), 0.0);
-        close(diversity(&[orthogonal.clone()]), 1.0);
+        close(diversity(std::slice::from_ref(&same)), 0.0);
+        close(diversity(std::slice::from_ref(&orthogonal)), 1.0);
         // The single-image group has no pairs and is left out of the mean.
         close(diversity(&[same, orthogonal, single.clone()]), 0.5);
         // Three images: pairs (X,Y)=0, (X,X)=1, (Y,X)=0 → 1 − 1/3.

@@ -107,7 +107,7 @@ impl Clip {
         if (height, width) != (expected, expected) {
             bail!("CLIP takes {expected}×{expected} pixels (its position embeddings are fixed), got {width}×{height}");
         }
-        let features = self.visual_projection.forward(&self.vision.forward(&pixels.to_dtype(DType::F32)?)?)?;
+        let features = self.visual_projection.forward(&self.vision.forward(&model_input(pixels, &self.device)?)?)?;
         normalized_rows(&features)
     }
 
@@ -123,7 +123,7 @@ impl Clip {
         if ids.dim(0)? == 0 {
             return Ok(Vec::new());
         }
-        normalized_rows(&self.text.forward(&ids.to_dtype(DType::U32)?)?.pooled)
+        normalized_rows(&self.text.forward(&ids.to_dtype(DType::U32)?.to_device(&self.device)?)?.pooled)
     }
 }
 
@@ -157,7 +157,7 @@ impl Dino {
 
     /// Embeds prepared pixels `[N, 3, H, W]`, any size of at least one patch.
     pub fn pixel_embeddings(&self, pixels: &Tensor) -> anyhow::Result<Vec<Vec<f32>>> {
-        normalized_rows(&self.vision.forward(&pixels.to_dtype(DType::F32)?)?)
+        normalized_rows(&self.vision.forward(&model_input(pixels, &self.device)?)?)
     }
 }
 
@@ -198,6 +198,12 @@ fn embed_in_batches(
         embeddings.extend(embed(batch)?);
     }
     Ok(embeddings)
+}
+
+/// Pixels as the models take them: f32 (the weights are loaded in f32) on
+/// the model's device, wherever the caller made them.
+fn model_input(pixels: &Tensor, device: &Device) -> candle_core::Result<Tensor> {
+    pixels.to_dtype(DType::F32)?.to_device(device)
 }
 
 /// The rows of `[N, D]` as vectors of length 1 (a zero row stays zero).

@@ -9,6 +9,7 @@ use std::path::Path;
 use candle_core::Device;
 use easel::evaluate::plan::{Overrides, Plan};
 use easel::evaluate::render::{Progress, evaluate};
+use easel::evaluate::scoring::Scorers;
 use easel::model::pipeline::{LoadOptions, StableDiffusion};
 use easel::model::sampling::{self, SampleRequest, SeededNoise};
 use easel::project::Project;
@@ -16,17 +17,19 @@ use easel::train::trainer::{self, TrainOptions};
 
 mod common;
 
-/// A demo copy trained 4 steps at 64 px with a checkpoint every 2, and a small evaluation plan.
-fn trained_project() -> (tempfile::TempDir, std::path::PathBuf) {
+/// A demo copy trained 4 steps at 64 px with a checkpoint every 2, and a
+/// small evaluation plan (`evaluate`: more of its keys).
+fn trained_project(evaluate: &str) -> (tempfile::TempDir, std::path::PathBuf) {
     let dir = common::demo_copy();
     let config = "name = \"demo\"\ndataset = \"dataset\"\ntrigger = \"zeltmug\"\n\n[model]\nbase = \"builtin:tiny\"\n\n\
          [lora]\nrank = 4\nalpha = 4.0\n\n[train]\nsteps = 4\nbatch_size = 2\nlearning_rate = 1e-2\n\
          schedule = \"constant\"\nwarmup_steps = 0\nseed = 42\nresolution = 64\nprecision = \"f32\"\n\
          save_every = 2\nsample_every = 0\nvalidate_every = 0\nvalidation_fraction = 0.1\n\n\
-         [evaluate]\nclass = \"mug\"\nseeds = [1, 2]\nscales = [0.0, 1.0]\nsteps = 3\nguidance = 5.0\n\n\
+         [evaluate]\nclass = \"mug\"\nseeds = [1, 2]\nscales = [0.0, 1.0]\nsteps = 3\nguidance = 5.0\n@EVALUATE@\n\
          [[evaluate.prompts]]\nprompt = \"a photo of {trigger}\"\n\n\
-         [[evaluate.prompts]]\nprompt = \"{trigger} on a beach\"\nkind = \"out\"\n";
-    std::fs::write(dir.path().join("project.toml"), config).unwrap();
+         [[evaluate.prompts]]\nprompt = \"{trigger} on a beach\"\nkind = \"out\"\n\n\
+         [[evaluate.prompts]]\nprompt = \"a photo of a {class}\"\nkind = \"prior\"\n";
+    std::fs::write(dir.path().join("project.toml"), config.replace("@EVALUATE@", evaluate)).unwrap();
     let project = Project::open(dir.path()).unwrap();
     let (_commands, command_rx) = std::sync::mpsc::channel();
     let (events, _event_rx) = std::sync::mpsc::channel();
@@ -48,21 +51,22 @@ fn run_eval(project: &Project, plan: &Plan, stop_after: Option<usize>) -> usize 
 
 #[test]
 fn a_grid_renders_once_continues_after_a_stop_and_scale_zero_is_the_base_model() {
-    let (dir, run_dir) = trained_project();
+    let (dir, run_dir) = trained_project("");
     let project = Project::open(dir.path()).unwrap();
     let plan = Plan::new(&project, &run_dir, &Overrides::default()).unwrap();
     assert_eq!(plan.checkpoints.iter().map(|c| c.step).collect::<Vec<_>>(), [2, 4]);
-    // 2 prompts × 2 seeds: 4 base-model cells, shared by both checkpoints, and 4 per checkpoint at scale 1.
-    assert_eq!(plan.cells().len(), 4 + 2 * 4);
+    assert_eq!(plan.prompts[2].prompt, "a photo of a mug");
+    // 3 prompts × 2 seeds: 6 base-model cells, shared by both checkpoints, and 6 per checkpoint at scale 1.
+    assert_eq!(plan.cells().len(), 6 + 2 * 6);
 
     // Stopped after 5 cells (a kill between cells leaves the same state: each
     // image and eval.json are written atomically), then continued.
     assert_eq!(run_eval(&project, &plan, Some(5)), 5);
-    assert_eq!(run_eval(&project, &plan, None), 7, "the rest, and only the rest");
+    assert_eq!(run_eval(&project, &plan, None), 13, "the rest, and only the rest");
     assert_eq!(run_eval(&project, &plan, None), 0, "nothing changed: nothing rendered");
 
     let report = easel::evaluate::report::EvalReport::read(&plan.out_dir).unwrap();
-    assert_eq!(report.cells.len(), 12);
+    assert_eq!(report.cells.len(), 18);
     assert_eq!(report.sheets.len(), 3, "the base model, then each checkpoint at scale 1: {:?}", report.sheets);
     for sheet in &report.sheets {
         let image = image::open(plan.out_dir.join(sheet)).unwrap();
@@ -94,12 +98,54 @@ fn a_grid_renders_once_continues_after_a_stop_and_scale_zero_is_the_base_model()
 
 #[test]
 fn a_changed_setting_renders_only_the_cells_it_touches() {
-    let (dir, run_dir) = trained_project();
+    let (dir, run_dir) = trained_project("");
     let project = Project::open(dir.path()).unwrap();
     let plan = Plan::new(&project, &run_dir, &Overrides { seeds: Some(vec![1]), ..Overrides::default() }).unwrap();
-    assert_eq!(run_eval(&project, &plan, None), 2 + 2 * 2);
+    assert_eq!(run_eval(&project, &plan, None), 3 + 2 * 3);
     // A second seed adds its cells; the first seed's are kept.
     let plan = Plan::new(&project, &run_dir, &Overrides { seeds: Some(vec![1, 2]), ..Overrides::default() }).unwrap();
-    assert_eq!(run_eval(&project, &plan, None), 6);
+    assert_eq!(run_eval(&project, &plan, None), 9);
     assert!(Path::new(&plan.out_dir.join("sheet-base.png")).is_file());
+}
+
+#[test]
+fn scores_come_from_the_configured_models_and_a_missing_one_is_named() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/eval");
+    let models = format!(
+        "checkpoints = \"last\"\nclip_model = \"{}\"\ndino_model = \"{}\"\n",
+        fixtures.join("clip-tiny").display(),
+        fixtures.join("dinov2-tiny").display()
+    );
+    let (dir, run_dir) = trained_project(&models);
+    let project = Project::open(dir.path()).unwrap();
+    let plan = Plan::new(&project, &run_dir, &Overrides { seeds: Some(vec![1]), ..Overrides::default() }).unwrap();
+    run_eval(&project, &plan, None);
+    let (scorers, notes) = Scorers::load(&project, &Device::Cpu);
+    assert!(notes.is_empty(), "{notes:?}");
+    let mut report = easel::evaluate::report::EvalReport::read(&plan.out_dir).unwrap();
+    easel::evaluate::scoring::score(&project, &plan, &scorers, &mut report).unwrap();
+    assert_eq!(report.summaries.len(), 2, "the base model, and step 4 at scale 1");
+    for summary in &report.summaries {
+        for score in ["dino_fidelity", "clip_i", "clip_t", "memorisation"] {
+            let value = summary.scores.get(score).unwrap_or_else(|| panic!("no {score}: {summary:?}"));
+            assert!(value.is_finite() && (-1.0..=1.0).contains(value), "{score} {value}");
+        }
+    }
+    assert!(report.summaries[1].scores.contains_key("prior_drift"), "the class prompt against the base model");
+    let verdict = report.verdict.expect("scores give a verdict");
+    assert_eq!((verdict.recommended_step, verdict.recommended_scale), (Some(4), Some(1.0)));
+    assert!(report.cells.iter().all(|cell| cell.scores.contains_key("dino_fidelity")));
+
+    // A scoring model that is not there: named by its setting; the grid stays.
+    let broken = project.config_path();
+    let text = std::fs::read_to_string(&broken).unwrap().replace("dinov2-tiny", "no-such-model");
+    std::fs::write(&broken, text).unwrap();
+    let project = Project::open(dir.path()).unwrap();
+    let (scorers, notes) = Scorers::load(&project, &Device::Cpu);
+    assert!(scorers.clip.is_some() && scorers.dino.is_none());
+    assert!(
+        notes.len() == 1 && notes[0].starts_with("evaluate.dino_model") && notes[0].contains("no-such-model"),
+        "{notes:?}"
+    );
+    assert!(plan.out_dir.join("sheet-base.png").is_file());
 }

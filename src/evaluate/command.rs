@@ -43,7 +43,6 @@ pub fn run(args: EvalArgs) -> Result<()> {
         None => runs.last().ok_or_else(|| anyhow!("no runs in {} yet: train first", project.runs_dir().display()))?,
     };
     let plan = Plan::new(&project, &run.dir, &args.overrides)?;
-    let config = &project.config.evaluate;
     println!(
         "evaluating run {}: {} checkpoints × {} scales × {} prompts × {} seeds → {}",
         run.id,
@@ -53,11 +52,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
         plan.seeds.len(),
         plan.out_dir.display()
     );
-    if config.clip_model.as_os_str().is_empty() || config.dino_model.as_os_str().is_empty() {
+    if plan.class.is_none() {
         println!(
-            "images only: set evaluate.clip_model and evaluate.dino_model in {} to transformers model folders \
-             (a CLIPModel such as openai/clip-vit-base-patch32, a Dinov2Model such as facebook/dinov2-small) for scores",
-            project.config_path().display()
+            "no class noun: set evaluate.class (e.g. \"mug\"); CLIP-T keeps the prompts without the trigger and the prior check is left out"
         );
     }
     let tty = std::io::stdout().is_terminal();
@@ -80,6 +77,16 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if tty {
         println!();
     }
+    let (scorers, notes) = crate::evaluate::scoring::Scorers::load(&project, &device);
+    for note in notes {
+        println!("{note}");
+    }
+    let mut report = report;
+    if scorers.any() {
+        crate::evaluate::scoring::score(&project, &plan, &scorers, &mut report)?;
+        report.write(&plan.out_dir)?;
+        print!("{}", summary_table(&report));
+    }
     for sheet in &report.sheets {
         println!("sheet {}", plan.out_dir.join(sheet).display());
     }
@@ -91,4 +98,38 @@ pub fn run(args: EvalArgs) -> Result<()> {
         plan.out_dir.join("eval.json").display()
     );
     Ok(())
+}
+
+/// The summary per checkpoint × scale, one row each, and the verdict.
+pub fn summary_table(report: &super::report::EvalReport) -> String {
+    let columns = [
+        ("dino", "dino_fidelity"),
+        ("clip-i", "clip_i"),
+        ("clip-t", "clip_t"),
+        ("memo", "memorisation"),
+        ("divers", "diversity"),
+        ("gap-t", "clip_t_gap"),
+        ("prior", "prior_drift"),
+    ];
+    let mut text = format!("{:>6} {:>5}", "step", "scale");
+    for (label, _) in columns {
+        text.push_str(&format!(" {label:>7}"));
+    }
+    text.push('\n');
+    for summary in &report.summaries {
+        let step = summary.step.map_or_else(|| "base".to_string(), |s| s.to_string());
+        text.push_str(&format!("{step:>6} {:>5}", summary.scale));
+        for (_, key) in columns {
+            let value = summary.scores.get(key).map_or_else(|| "—".to_string(), |v| format!("{v:.3}"));
+            text.push_str(&format!(" {value:>7}"));
+        }
+        text.push('\n');
+    }
+    if let Some(verdict) = &report.verdict {
+        if let (Some(step), Some(scale)) = (verdict.recommended_step, verdict.recommended_scale) {
+            text.push_str(&format!("recommended: step {step} at scale {scale}\n"));
+        }
+        text.push_str(&format!("{}\n", verdict.words));
+    }
+    text
 }

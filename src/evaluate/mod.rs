@@ -8,4 +8,5 @@ pub mod plan;
 pub mod render;
 pub mod report;
 pub mod scores;
+pub mod scoring;
 pub mod sheet;

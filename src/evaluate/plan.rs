@@ -32,7 +32,10 @@ pub struct Plan {
     /// Where cells, sheets and eval.json go: `runs/<id>/eval/default/`.
     pub out_dir: PathBuf,
     pub checkpoints: Vec<Checkpoint>,
+    /// With `{trigger}` and `{class}` filled in.
     pub prompts: Vec<EvalPrompt>,
+    /// The class noun: configured, or taken from the captions (`None`: neither).
+    pub class: Option<String>,
     pub seeds: Vec<u64>,
     pub scales: Vec<f64>,
     pub sampler: SamplerKind,
@@ -60,10 +63,19 @@ impl Plan {
         let choice = overrides.checkpoints.as_ref().unwrap_or(&config.checkpoints);
         let checkpoints = choose_checkpoints(run_dir, choice)?;
         let trigger = &project.config.trigger;
+        let class = match config.class.trim() {
+            "" => derive_class(&captions(project), trigger),
+            class => Some(class.to_string()),
+        };
+        // Without a class noun, the prompts that need one are left out.
         let prompts = config
             .prompts_or_default()
             .into_iter()
-            .map(|p| EvalPrompt { prompt: p.prompt.replace("{trigger}", trigger), kind: p.kind })
+            .filter(|p| class.is_some() || !p.prompt.contains("{class}"))
+            .map(|p| EvalPrompt {
+                prompt: p.prompt.replace("{trigger}", trigger).replace("{class}", class.as_deref().unwrap_or("")),
+                kind: p.kind,
+            })
             .collect();
         let size = if config.size == 0 { project.config.train.resolution } else { config.size };
         Ok(Self {
@@ -71,6 +83,7 @@ impl Plan {
             out_dir: run_dir.join("eval").join("default"),
             checkpoints,
             prompts,
+            class,
             seeds: overrides.seeds.clone().unwrap_or_else(|| config.seeds.clone()),
             scales: overrides.scales.clone().unwrap_or_else(|| config.scales.clone()),
             sampler: config.sampler.parse()?,
@@ -191,7 +204,73 @@ fn choose_checkpoints(run_dir: &Path, choice: &Checkpoints) -> Result<Vec<Checkp
     })
 }
 
-/// Whether a prompt is like the captions.
-pub fn in_distribution(prompt: &EvalPrompt) -> bool {
-    prompt.kind == PromptKind::In
+/// The row label of a prompt on the sheets.
+pub fn prompt_label(prompt: &EvalPrompt) -> String {
+    let kind = match prompt.kind {
+        PromptKind::In => "",
+        PromptKind::Out => " (new)",
+        PromptKind::Prior => " (prior)",
+    };
+    format!("{}{kind}", prompt.prompt)
+}
+
+/// The readable captions of the dataset.
+pub fn captions(project: &Project) -> Vec<String> {
+    let inventory = crate::dataset::Inventory::read(&project.dataset_dir(), &project.config.caption_extension, None);
+    inventory
+        .entries
+        .iter()
+        .filter_map(|entry| match &entry.caption {
+            crate::dataset::CaptionState::Text(text) => Some(text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The class noun the captions use most: in each caption, the first part
+/// that starts with "a"/"an" names the thing, and its head noun is the word
+/// before "with", "on", "in" or "and", or its last word ("a teal ceramic mug
+/// with a star" → "mug").
+pub fn derive_class(captions: &[String], trigger: &str) -> Option<String> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for caption in captions {
+        let Some(part) = caption.split(',').map(str::trim).find(|part| {
+            let lower = part.to_lowercase();
+            (lower.starts_with("a ") || lower.starts_with("an ")) && !lower.contains(&trigger.to_lowercase())
+        }) else {
+            continue;
+        };
+        let words: Vec<String> = part.split_whitespace().map(|w| w.to_lowercase()).collect();
+        let end = words.iter().position(|w| ["with", "on", "in", "and", "of"].contains(&w.as_str()));
+        let Some(head) = words[..end.unwrap_or(words.len())].last() else { continue };
+        let head: String = head.chars().filter(|c| c.is_alphanumeric() || *c == '-').collect();
+        if head.len() < 2 || head == "a" || head == "an" {
+            continue;
+        }
+        match counts.iter_mut().find(|(word, _)| *word == head) {
+            Some((_, count)) => *count += 1,
+            None => counts.push((head, 1)),
+        }
+    }
+    // The commonest; among equals, the first seen.
+    let most = counts.iter().map(|(_, count)| *count).max()?;
+    counts.into_iter().find(|(_, count)| *count == most).map(|(word, _)| word)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_class_is_the_head_noun_the_captions_use_most() {
+        let captions = [
+            "zeltmug, a teal ceramic mug with an orange star emblem, on a wooden table",
+            "zeltmug, a mug on a marble counter",
+            "a photo of zeltmug, a small cup",
+            "zeltmug, studio light",
+        ]
+        .map(String::from);
+        assert_eq!(derive_class(&captions, "zeltmug").as_deref(), Some("mug"));
+        assert_eq!(derive_class(&["zeltmug, studio light".into()], "zeltmug"), None);
+    }
 }

@@ -161,11 +161,7 @@ fn write_sheets(plan: &Plan, report: &mut EvalReport) -> Result<()> {
                     .collect()
             })
             .collect();
-        let labels: Vec<String> = plan
-            .prompts
-            .iter()
-            .map(|p| format!("{}{}", p.prompt, if super::plan::in_distribution(p) { "" } else { " (new)" }))
-            .collect();
+        let labels: Vec<String> = plan.prompts.iter().map(super::plan::prompt_label).collect();
         let rows: Vec<SheetRow> = labels
             .iter()
             .zip(&images)

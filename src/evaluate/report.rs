@@ -17,6 +17,19 @@ pub struct EvalReport {
     pub summaries: Vec<Summary>,
     /// The contact sheets, relative to the report's folder.
     pub sheets: Vec<PathBuf>,
+    /// What the scores say, when there are scores.
+    #[serde(default)]
+    pub verdict: Option<Verdict>,
+}
+
+/// The checkpoint and scale to use, and where overfitting began.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    pub recommended_step: Option<u64>,
+    pub recommended_scale: Option<f64>,
+    pub overfitting_began: Option<u64>,
+    /// The same, in words.
+    pub words: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -26,7 +26,8 @@ pub struct EvaluateConfig {
     pub clip_model: PathBuf,
     /// A transformers Dinov2Model folder (ViT-S/14); empty: no DINO scores.
     pub dino_model: PathBuf,
-    /// The prompts, `{trigger}` standing for the trigger; none: a default set.
+    /// The prompts, `{trigger}` standing for the trigger and `{class}` for
+    /// the class noun; none: a default set.
     pub prompts: Vec<EvalPrompt>,
 }
 
@@ -82,6 +83,9 @@ pub enum PromptKind {
     #[default]
     In,
     Out,
+    /// The class without the trigger ("a photo of a mug"): should stay an
+    /// ordinary one at every scale (the prior check).
+    Prior,
 }
 
 impl EvalPrompt {
@@ -91,8 +95,8 @@ impl EvalPrompt {
 }
 
 impl EvaluateConfig {
-    /// The prompts to render: the configured ones, or one like the captions
-    /// and four new contexts and styles.
+    /// The prompts to render: the configured ones, or one like the captions,
+    /// four new contexts and styles, and the class alone.
     pub fn prompts_or_default(&self) -> Vec<EvalPrompt> {
         if !self.prompts.is_empty() {
             return self.prompts.clone();
@@ -103,6 +107,7 @@ impl EvaluateConfig {
             EvalPrompt::new("{trigger} in the snow, seen from above", PromptKind::Out),
             EvalPrompt::new("a watercolor painting of {trigger}", PromptKind::Out),
             EvalPrompt::new("a pencil sketch of {trigger}", PromptKind::Out),
+            EvalPrompt::new("a photo of a {class}", PromptKind::Prior),
         ]
     }
 

@@ -11,10 +11,11 @@ pub enum PaneId {
     Captions,
     Train,
     Samples,
+    Evaluate,
 }
 
 impl PaneId {
-    pub const ALL: [PaneId; 4] = [PaneId::Dataset, PaneId::Captions, PaneId::Train, PaneId::Samples];
+    pub const ALL: [PaneId; 5] = [PaneId::Dataset, PaneId::Captions, PaneId::Train, PaneId::Samples, PaneId::Evaluate];
 
     pub fn title(self) -> &'static str {
         match self {
@@ -22,6 +23,7 @@ impl PaneId {
             Self::Captions => "Captions",
             Self::Train => "Train",
             Self::Samples => "Samples",
+            Self::Evaluate => "Evaluate",
         }
     }
 
@@ -32,6 +34,7 @@ impl PaneId {
             Self::Captions => "the caption of each image",
             Self::Train => "settings and runs",
             Self::Samples => "sample prompts and images",
+            Self::Evaluate => "evaluation grids and scores",
         }
     }
 
@@ -151,4 +154,7 @@ pub enum Action {
     /// Caption changed elsewhere: write the typed text over it, or keep the file's.
     Overwrite,
     KeepTheirs,
+    /// Evaluate pane: render (the rest of) the shown run's evaluation grid, or stop it.
+    StartEvaluation,
+    StopEvaluation,
 }

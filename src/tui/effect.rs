@@ -15,12 +15,17 @@ pub enum Effect {
     /// Show this on the status line.
     Say(StatusMessage),
     /// The Train pane now shows these runs: their metrics are read.
-    ShowRuns { shown: Option<String>, compare: Option<String> },
+    ShowRuns {
+        shown: Option<String>,
+        compare: Option<String>,
+    },
     /// Leave the workbench.
     Quit,
     /// Re-read the project's files; `captions`: lint the captions again even
     /// when no file changed (the vocabulary or the journal did).
-    Refresh { captions: bool },
+    Refresh {
+        captions: bool,
+    },
     /// Re-read the shown runs' metrics only.
     ReadMetrics,
     /// Scan the dataset (a scan asked for while one runs follows it).
@@ -28,7 +33,9 @@ pub enum Effect {
     /// Decode an image for drawing.
     Preview(PathBuf),
     /// Start training: a new run, or continue the named one.
-    StartTraining { resume: Option<String> },
+    StartTraining {
+        resume: Option<String>,
+    },
     /// Pass a command to the running trainer.
     Trainer(Command),
     /// Carry out a keep/reject/restore.
@@ -37,6 +44,11 @@ pub enum Effect {
     Caption(CaptionJob),
     /// Write this theme's name to project.toml.
     SaveTheme(String),
+    /// Read a run's evaluation report (`eval/default/eval.json`).
+    ReadEvaluation(PathBuf),
+    /// Render and score the run's evaluation grid; `StopEvaluation` ends it after the cell in hand.
+    StartEvaluation(PathBuf),
+    StopEvaluation,
 }
 
 impl Effect {

@@ -21,6 +21,8 @@ use crate::train::{Command, Event, Resume, RunMetrics, TrainOptions, list_runs, 
 use super::effect::{CaptionJob, Effect};
 use super::preview;
 use super::shared::{ProjectFiles, Shared, SharedContext};
+use crate::evaluate::render::Progress;
+use crate::evaluate::report::EvalReport;
 
 /// Re-reading the shown run's metrics while a run trains: at most this often.
 const METRICS_EVERY: Duration = Duration::from_millis(300);
@@ -60,6 +62,11 @@ pub enum Done {
     },
     /// The theme was written; the project as it now reads.
     ThemeSaved(Result<Box<Project>, String>),
+    /// A run's evaluation report, as read (`None`: none yet).
+    Evaluation(PathBuf, Result<Option<Box<EvalReport>>, String>),
+    EvaluationProgress(Progress),
+    /// An evaluation ended (finished or stopped): the report, and the scoring notes.
+    EvaluationEnded(PathBuf, Result<(Box<EvalReport>, Vec<String>), String>),
 }
 
 pub struct Jobs {
@@ -81,6 +88,8 @@ pub struct Jobs {
     /// one at a time, in order: each reads what the one before wrote.
     writing: bool,
     writes: VecDeque<Job>,
+    /// Set to stop the running evaluation after the cell in hand.
+    evaluation_stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// A job's work, run on a blocking thread.
@@ -103,6 +112,7 @@ impl Default for Jobs {
             trainer: None,
             writing: false,
             writes: VecDeque::new(),
+            evaluation_stop: None,
         }
     }
 }
@@ -184,6 +194,31 @@ impl Jobs {
                     Done::ThemeSaved(result)
                 }));
             }
+            Effect::ReadEvaluation(run_dir) => {
+                self.spawn(move || {
+                    let folder = run_dir.join("eval").join("default");
+                    let report = match folder.join("eval.json").is_file() {
+                        true => EvalReport::read(&folder).map(|r| Some(Box::new(r))).map_err(|e| format!("{e:#}")),
+                        false => Ok(None),
+                    };
+                    Done::Evaluation(run_dir, report)
+                });
+            }
+            Effect::StartEvaluation(_) if self.evaluation_stop.is_some() => {}
+            Effect::StartEvaluation(run_dir) => {
+                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                self.evaluation_stop = Some(stop.clone());
+                let (project, sender) = (shared.project.clone(), self.sender.clone());
+                std::thread::spawn(move || {
+                    let result = evaluate_run(&project, &run_dir, &sender, &stop).map_err(|e| format!("{e:#}"));
+                    let _ = sender.send(Done::EvaluationEnded(run_dir, result));
+                });
+            }
+            Effect::StopEvaluation => {
+                if let Some(stop) = &self.evaluation_stop {
+                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
             Effect::Say(_) | Effect::ShowRuns { .. } | Effect::Quit => {}
         }
         None
@@ -215,6 +250,7 @@ impl Jobs {
             Done::Metrics(_) => self.reading_metrics = false,
             Done::Scanned(_) => self.scanning = false,
             Done::Preview(..) => self.previews -= 1,
+            Done::EvaluationEnded(..) => self.evaluation_stop = None,
             Done::Caption(..) | Done::Decided { .. } | Done::ThemeSaved(_) => match self.writes.pop_front() {
                 Some(next) => self.spawn(next),
                 None => self.writing = false,
@@ -319,6 +355,33 @@ pub fn read_files(request: ReadFiles) -> ProjectFiles {
         captions,
         caption_context,
     }
+}
+
+/// Renders the rest of a run's evaluation grid on this thread (inside the
+/// compute pool), reporting each cell, then scores it.
+fn evaluate_run(
+    project: &Project,
+    run_dir: &std::path::Path,
+    sender: &mpsc::UnboundedSender<Done>,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<(Box<EvalReport>, Vec<String>)> {
+    use crate::evaluate::{plan, render, scoring};
+    let plan = plan::Plan::new(project, run_dir, &plan::Overrides::default())?;
+    let device = crate::device::default_device();
+    crate::device::on_compute_threads(&device, || {
+        let mut progress = |p: Progress| {
+            let _ = sender.send(Done::EvaluationProgress(p));
+            !stop.load(std::sync::atomic::Ordering::Relaxed)
+        };
+        let mut report = render::evaluate(project, &plan, &device, &mut progress)?;
+        let (scorers, notes) = scoring::Scorers::load(project, &device);
+        let finished = report.cells.len() == plan.cells().len();
+        if scorers.any() && finished {
+            scoring::score(project, &plan, &scorers, &mut report)?;
+            report.write(&plan.out_dir)?;
+        }
+        Ok((Box::new(report), notes))
+    })
 }
 
 /// Scans the dataset (rayon inside), after completing a reject or restore

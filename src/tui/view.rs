@@ -57,8 +57,13 @@ fn render_tabs(app: &App, frame: &mut Frame, area: Rect) {
     notes.push(Span::styled("? help ", theme.muted()));
     let notes = Line::from(notes).right_aligned();
     let notes_width = if area.width >= 70 { notes.width() as u16 } else { 0 };
+    // The name gives way before the tabs do.
+    let tabs_width: usize =
+        PaneId::ALL.iter().enumerate().map(|(i, p)| format!("{} {}", i + 1, p.title()).len() + 3).sum();
+    let name_width = if 7 + tabs_width as u16 + notes_width <= area.width { 7 } else { 0 };
     let [name, tab_area, notes_area] =
-        Layout::horizontal([Constraint::Length(7), Constraint::Min(0), Constraint::Length(notes_width)]).areas(area);
+        Layout::horizontal([Constraint::Length(name_width), Constraint::Min(0), Constraint::Length(notes_width)])
+            .areas(area);
     frame.render_widget(Paragraph::new(Span::styled(" Easel ", theme.accent())), name);
     frame.render_widget(tabs, tab_area);
     frame.render_widget(Paragraph::new(notes), notes_area);

@@ -3,6 +3,7 @@
 
 mod captions;
 mod dataset;
+mod evaluate;
 mod samples;
 mod train;
 
@@ -15,6 +16,7 @@ pub fn all() -> Vec<Box<dyn Pane>> {
         Box::<captions::CaptionsPane>::default(),
         Box::<train::TrainPane>::default(),
         Box::<samples::SamplesPane>::default(),
+        Box::<evaluate::EvaluatePane>::default(),
     ]
 }
 

@@ -1,0 +1,149 @@
+//! Drawing the Evaluate pane: the summary (or the running evaluation's
+//! gauge), the grid of the shown checkpoint × scale, and the score table.
+
+use ratatui::Frame;
+use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Borders, Cell, LineGauge, Paragraph, Row};
+
+use super::EvaluatePane;
+use crate::evaluate::report::EvalReport;
+use crate::tui::shared::Shared;
+use crate::tui::widgets::{draw_image, frame_pane, render_empty, render_table};
+
+pub(super) fn render(pane: &EvaluatePane, shared: &Shared, frame: &mut Frame, area: Rect) {
+    let theme = &shared.theme;
+    let (summary, body) = frame_pane(frame, area, theme, "Evaluate".to_string());
+    match pane.running {
+        Some(progress) if progress.total > 0 => {
+            let ratio = progress.done as f64 / progress.total as f64;
+            let gauge = LineGauge::default()
+                .ratio(ratio.clamp(0.0, 1.0))
+                .label(format!("Evaluating {}/{} cells (x stops) ", progress.done, progress.total))
+                .filled_style(theme.accent())
+                .unfilled_style(theme.muted());
+            frame.render_widget(gauge, summary);
+        }
+        _ => frame.render_widget(Paragraph::new(summary_line(pane, shared)), summary),
+    }
+    let Some(report) = pane.report() else {
+        let run = shared.shown_run.as_deref().unwrap_or("no run yet");
+        return render_empty(
+            frame,
+            body,
+            theme,
+            vec![
+                Line::from(format!("No evaluation of {run} yet.")),
+                Line::from(
+                    "e renders its grid of prompts × seeds × LoRA scales × checkpoints (easel eval does the same).",
+                ),
+                Line::from(
+                    "[evaluate] in project.toml says which; the run shown is the one selected in the Train pane.",
+                ),
+            ],
+        );
+    };
+    if pane.full
+        && let (Some(cell), Some(out)) = (pane.selected_cell(), pane.out_dir())
+    {
+        return draw_image(shared, frame, body, &out.join(&cell.file));
+    }
+    let (grid, table) = if body.width >= 90 {
+        let [grid, table] = Layout::horizontal([Constraint::Min(40), Constraint::Length(46)]).areas(body);
+        (grid, Some(table))
+    } else {
+        (body, None)
+    };
+    render_grid(pane, shared, frame, grid);
+    if let Some(table) = table {
+        render_scores(pane, report, shared, frame, table);
+    }
+}
+
+fn summary_line(pane: &EvaluatePane, shared: &Shared) -> Line<'static> {
+    let theme = &shared.theme;
+    let Some(report) = pane.report() else { return Line::from(Span::styled("e: evaluate", theme.muted())) };
+    let shown = match pane.shown_group() {
+        Some((None, _)) => "base model".to_string(),
+        Some((Some(step), scale)) => format!("step {step} · scale {scale}"),
+        None => "—".to_string(),
+    };
+    let mut spans = vec![
+        Span::styled(shown, theme.accent()),
+        Span::raw(format!(" · {} cells · ←/→ checkpoint or scale", report.cells.len())),
+    ];
+    if let Some(verdict) = &report.verdict {
+        spans.push(Span::styled(format!(" · {}", verdict.words), theme.base().fg(theme.warning)));
+    }
+    Line::from(spans)
+}
+
+/// The shown checkpoint × scale: a row per prompt (its label on top), a column per seed.
+fn render_grid(pane: &EvaluatePane, shared: &Shared, frame: &mut Frame, area: Rect) {
+    let theme = &shared.theme;
+    let (prompts, seeds, cells) = pane.grid();
+    let (Some(out), false) = (pane.out_dir(), prompts.is_empty()) else {
+        return render_empty(
+            frame,
+            area,
+            theme,
+            vec![Line::from("No cells rendered for this checkpoint and scale yet.")],
+        );
+    };
+    let selected = pane.selection.get(prompts.len() * seeds.len());
+    let rows = Layout::vertical(vec![Constraint::Ratio(1, prompts.len() as u32); prompts.len()]).split(area);
+    for (r, (prompt, row)) in prompts.iter().zip(rows.iter()).enumerate() {
+        let columns = Layout::horizontal(vec![Constraint::Ratio(1, seeds.len() as u32); seeds.len()]).split(*row);
+        for (c, (seed, column)) in seeds.iter().zip(columns.iter()).enumerate() {
+            let style = if selected == Some(r * seeds.len() + c) { theme.selection() } else { theme.muted() };
+            let title = if c == 0 { format!(" {prompt} · seed {seed} ") } else { format!(" seed {seed} ") };
+            let block = Block::default()
+                .borders(Borders::TOP)
+                .border_style(theme.border(false))
+                .title(Span::styled(title, style));
+            let inner = block.inner(*column);
+            frame.render_widget(block, *column);
+            if let Some(cell) = cells.iter().find(|cell| &cell.prompt == prompt && cell.seed == *seed) {
+                draw_image(shared, frame, inner, &out.join(&cell.file));
+            }
+        }
+    }
+}
+
+/// One row per checkpoint × scale, the shown one selected, the recommended one starred.
+fn render_scores(pane: &EvaluatePane, report: &EvalReport, shared: &Shared, frame: &mut Frame, area: Rect) {
+    let theme = &shared.theme;
+    let block = Block::default().borders(Borders::LEFT).border_style(theme.border(false));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let recommended = report.verdict.as_ref().map(|v| (v.recommended_step, v.recommended_scale));
+    let score = |s: &crate::evaluate::report::Summary, key: &str| {
+        s.scores.get(key).map_or_else(|| "—".to_string(), |v| format!("{v:.3}"))
+    };
+    let rows = report
+        .summaries
+        .iter()
+        .map(|s| {
+            let star = if recommended == Some((s.step, Some(s.scale))) { "★" } else { " " };
+            let step = s.step.map_or_else(|| "base".to_string(), |step| step.to_string());
+            Row::new(vec![
+                Cell::from(format!("{star}{step}")),
+                Cell::from(s.scale.to_string()),
+                Cell::from(score(s, "dino_fidelity")),
+                Cell::from(score(s, "clip_t")),
+                Cell::from(score(s, "memorisation")),
+                Cell::from(score(s, "diversity")),
+            ])
+        })
+        .collect();
+    let widths = [
+        Constraint::Length(7),
+        Constraint::Length(5),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
+        Constraint::Length(6),
+    ];
+    let header = Row::new(["step", "scale", "dino", "clip-t", "memo", "div"]);
+    render_table(frame, inner, theme, Some(pane.group), (header, rows), &widths);
+}

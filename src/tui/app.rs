@@ -463,7 +463,8 @@ mod tests {
             metrics_of: (Some("runs/a".into()), None),
             ..ProjectFiles::default()
         };
-        assert_eq!(app.files_loaded(late), [Effect::ReadMetrics]);
+        // (The Evaluate pane reads the shown run's report with every read of the files.)
+        assert_eq!(app.files_loaded(late), [Effect::ReadEvaluation("runs/b".into()), Effect::ReadMetrics]);
         app.done(Done::Metrics(Box::new(((Some("runs/a".into()), None), metrics(3), None))));
         assert_eq!(app.shared.files.metrics, metrics(1), "neither late read of `a` replaced what was shown");
         app.done(Done::Metrics(Box::new(((Some("runs/b".into()), None), metrics(4), None))));
@@ -485,7 +486,7 @@ mod tests {
     fn panes_cycle_both_ways() {
         let mut app = app();
         app.apply(Action::PreviousPane);
-        assert_eq!(app.pane, PaneId::Samples);
+        assert_eq!(app.pane, PaneId::Evaluate);
         app.apply(Action::NextPane);
         app.apply(Action::NextPane);
         assert_eq!(app.pane, PaneId::Captions);

@@ -44,8 +44,10 @@ pub fn overfit_alarm(training: &[(u64, f64)], validation: &[(u64, f64)], checkpo
         let logged = training.partition_point(|&(s, _)| s <= step);
         logged.checked_sub(1).map(|index| smoothed[index])
     };
-    // Both rising together is divergence (too high a learning rate), not overfitting.
-    if !(at(last)? < at(rising_since)?) {
+    // Both rising together is divergence (too high a learning rate), not
+    // overfitting; a NaN training loss is not falling either.
+    let training_falls = at(last)? < at(rising_since)?;
+    if !training_falls {
         return None;
     }
     let &(best_step, best_loss) =

@@ -66,6 +66,7 @@ fn every_line_of_an_existing_log_reads_as_a_record_and_writes_back_the_same() {
     assert_eq!(metrics.loss.iter().map(|p| p.0).collect::<Vec<_>>(), [1, 2, 3, 4]);
     assert_eq!(metrics.validation.iter().map(|p| p.0).collect::<Vec<_>>(), [2, 4]);
     assert_eq!(metrics.samples.iter().map(|p| p.0).collect::<Vec<_>>(), [0, 2, 4]);
+    assert_eq!(metrics.checkpoints, [2, 4]);
     assert_eq!((metrics.total, metrics.finished), (Some(4), true));
     assert_eq!(metrics.last.map(|m| m.step), Some(4));
 }

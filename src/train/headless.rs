@@ -1,14 +1,17 @@
 //! `easel train`: a run without the workbench. On a terminal, one progress
 //! line redrawn in place (step, loss, smoothed loss, lr, it/s, ETA) with
 //! events printed above it; in a log (stdout not a TTY), a plain line every
-//! few steps. Ctrl-C or SIGTERM stops the run with a checkpoint.
+//! few steps. Ctrl-C or SIGTERM stops the run with a checkpoint. The overfit
+//! alarm is printed as a warning line when it first sounds.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Result, anyhow};
 
+use super::overfit::overfit_alarm;
 use super::records::StepMetrics;
+use super::runs::{RunMetrics, read_metrics};
 use super::smoothing::Ema;
 use super::trainer::{Command, Event, TrainOptions, spawn};
 use crate::project::Project;
@@ -49,6 +52,18 @@ pub fn progress_line(m: &StepMetrics, smoothed: f64, width: usize) -> String {
     )
 }
 
+/// The overfit warning, when the alarm first sounds or names another best
+/// checkpoint than last time (`warned`: the one last named), so a log is not
+/// repeated at every validation.
+fn overfit_warning(history: &RunMetrics, warned: &mut Option<Option<u64>>) -> Option<String> {
+    let alarm = overfit_alarm(&history.loss, &history.validation, &history.checkpoints)?;
+    if *warned == Some(alarm.best_checkpoint) {
+        return None;
+    }
+    *warned = Some(alarm.best_checkpoint);
+    Some(format!("warning: {}", alarm.message()))
+}
+
 /// Stops the trainer on Ctrl-C, SIGTERM or SIGHUP, so it saves a checkpoint.
 fn forward_signals(commands: std::sync::mpsc::Sender<Command>) {
     std::thread::spawn(move || {
@@ -75,6 +90,9 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
     let mut out = std::io::stdout().lock();
     let mut ema = Ema::new(0.9);
     let mut bar = String::new();
+    // What the overfit alarm needs: the run's losses and checkpoints so far.
+    let mut history = RunMetrics::default();
+    let mut warned = None;
     // On a terminal, an event line replaces the progress line, which is then redrawn.
     let say = |out: &mut std::io::StdoutLock, bar: &str, line: String| {
         if tty {
@@ -87,6 +105,8 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
     for event in handle.events.iter() {
         match event {
             Event::Started { run_id, dir, start_step, total, train_images, validation_images, skipped } => {
+                // A resumed run's log already holds its history up to `start_step`.
+                history = read_metrics(&dir);
                 let from = if start_step > 0 { format!(", resuming at step {start_step}") } else { String::new() };
                 say(
                     &mut out,
@@ -107,6 +127,7 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
             Event::Preparing { .. } => {}
             Event::Step(metrics) => {
                 let smoothed = ema.push(metrics.loss);
+                history.loss.push((metrics.step, metrics.loss));
                 if tty {
                     bar = progress_line(&metrics, smoothed, 24);
                     let _ = write!(out, "\r\x1b[2K{bar}");
@@ -129,7 +150,13 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
                     );
                 }
             }
-            Event::Validation { step, loss } => say(&mut out, &bar, format!("step {step}: validation loss {loss:.4}")),
+            Event::Validation { step, loss } => {
+                say(&mut out, &bar, format!("step {step}: validation loss {loss:.4}"));
+                history.validation.push((step, loss));
+                if let Some(warning) = overfit_warning(&history, &mut warned) {
+                    say(&mut out, &bar, warning);
+                }
+            }
             Event::Samples { step, paths } => {
                 say(
                     &mut out,
@@ -158,7 +185,11 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
                 }
             }
             Event::Checkpoint { step, path } => {
-                say(&mut out, &bar, format!("step {step}: checkpoint {}", path.display()))
+                say(&mut out, &bar, format!("step {step}: checkpoint {}", path.display()));
+                history.checkpoints.push(step);
+                if let Some(warning) = overfit_warning(&history, &mut warned) {
+                    say(&mut out, &bar, warning);
+                }
             }
             Event::Paused { step } => say(&mut out, &bar, format!("paused at step {step}")),
             Event::Resumed { step } => say(&mut out, &bar, format!("resumed at step {step}")),
@@ -173,4 +204,34 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
         let _ = writeln!(out);
     }
     handle.thread.join().map_err(|_| anyhow!("the trainer thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_overfit_warning_is_printed_once_per_best_checkpoint() {
+        let mut history = RunMetrics {
+            loss: (1..=800).map(|step| (step, 1.0 / step as f64)).collect(),
+            validation: vec![(100, 0.3), (200, 0.2), (300, 0.15), (400, 0.12), (500, 0.13), (600, 0.14)],
+            checkpoints: vec![300],
+            ..RunMetrics::default()
+        };
+        let mut warned = None;
+        assert_eq!(overfit_warning(&history, &mut warned), None, "two rises");
+        history.validation.push((700, 0.16));
+        let warning = overfit_warning(&history, &mut warned).expect("the alarm");
+        assert!(warning.starts_with("warning: validation loss has risen 3 validations in a row since step 400"));
+        assert!(warning.contains("the best checkpoint so far is step 300"), "{warning}");
+        history.validation.push((800, 0.17));
+        assert_eq!(overfit_warning(&history, &mut warned), None, "the same best checkpoint");
+        // The loss falls to a new best, saved, then rises again: the new checkpoint is named.
+        history.loss = (1..=1200).map(|step| (step, 1.0 / step as f64)).collect();
+        history.validation.push((900, 0.10));
+        history.checkpoints.push(900);
+        assert_eq!(overfit_warning(&history, &mut warned), None, "falling again");
+        history.validation.extend([(1000, 0.11), (1100, 0.12), (1200, 0.13)]);
+        assert!(overfit_warning(&history, &mut warned).unwrap().contains("is step 900 (val 0.1000)"));
+    }
 }

@@ -7,6 +7,7 @@ pub mod faults;
 pub mod headless;
 pub mod latents;
 pub mod optim;
+pub mod overfit;
 pub mod records;
 pub mod run_dir;
 mod runs;

@@ -60,6 +60,8 @@ pub struct RunMetrics {
     pub validation: Vec<(u64, f64)>,
     /// Step → sample image paths.
     pub samples: Vec<(u64, Vec<PathBuf>)>,
+    /// Steps at which a checkpoint was completed (some may since have been pruned).
+    pub checkpoints: Vec<u64>,
     pub last: Option<StepMetrics>,
     pub finished: bool,
     /// `train.steps` from the run's frozen project.toml, when readable.
@@ -80,7 +82,7 @@ pub fn read_metrics(dir: &Path) -> RunMetrics {
             MetricsRecord::Validation { step, val_loss } => metrics.validation.push((step, val_loss)),
             MetricsRecord::Samples { paths, step } => metrics.samples.push((step, paths)),
             MetricsRecord::Finished { .. } => metrics.finished = true,
-            MetricsRecord::Checkpoint { .. } => {}
+            MetricsRecord::Checkpoint { step, .. } => metrics.checkpoints.push(step),
         }
     }
     // Runs logged before steps recorded their total have 0 there.

@@ -11,6 +11,7 @@ use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, Gauge, GraphT
 use super::{ChartView, TrainPane};
 use crate::project::ProjectConfig;
 use crate::train::RunMetrics;
+use crate::train::overfit::overfit_alarm;
 use crate::train::smoothing::smooth;
 use crate::tui::shared::Shared;
 use crate::tui::theme::Theme;
@@ -106,11 +107,21 @@ fn render_latest_samples(shared: &Shared, frame: &mut Frame, area: Rect) {
     }
 }
 
+/// The first row: the live training state, the shown run's overfit alarm
+/// (which takes the place of the live status: the gauge below still shows
+/// the step), or the run count and settings.
 fn summary_line(pane: &TrainPane, shared: &Shared) -> Line<'static> {
     let theme = &shared.theme;
+    let alarm = shared.files.metrics.as_ref().and_then(|m| overfit_alarm(&m.loss, &m.validation, &m.checkpoints));
+    let alarm =
+        alarm.map(|alarm| Span::styled(alarm.short(), Style::new().fg(theme.warning).add_modifier(Modifier::BOLD)));
     if let Some(live) = pane.live.as_ref().filter(|live| live.running) {
         let state = if live.paused { "⏸ paused" } else { "● training" };
-        return Line::from(vec![Span::styled(format!("{state} "), theme.accent()), Span::raw(live.status.clone())]);
+        let status = alarm.unwrap_or_else(|| Span::raw(live.status.clone()));
+        return Line::from(vec![Span::styled(format!("{state} "), theme.accent()), status]);
+    }
+    if let Some(alarm) = alarm {
+        return Line::from(alarm);
     }
     let config = &shared.project.config;
     let runs = shared.files.runs.len();
@@ -298,4 +309,42 @@ fn settings_lines(config: &ProjectConfig, theme: &Theme) -> Vec<Line<'static>> {
             format!("{}, {:.0}% held out", every(train.validate_every), train.validation_fraction * 100.0),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    use super::super::LiveTraining;
+    use super::*;
+
+    fn summary_row(pane: &TrainPane, shared: &Shared) -> String {
+        let mut terminal = Terminal::new(TestBackend::new(80, 24)).unwrap();
+        terminal.draw(|frame| render(pane, shared, frame, frame.area())).unwrap();
+        let buffer = terminal.backend().buffer();
+        (0..buffer.area.width).map(|x| buffer[(x, 1)].symbol()).collect()
+    }
+
+    #[test]
+    fn a_rising_validation_loss_shows_the_overfit_warning() {
+        let mut shared = Shared::for_tests();
+        let loss = (1..=700).map(|step| (step, 1.0 / step as f64)).collect();
+        let validation = vec![(100, 0.3), (200, 0.2), (300, 0.15), (400, 0.12), (500, 0.13), (600, 0.14), (700, 0.16)];
+        let metrics = RunMetrics { loss, validation, checkpoints: vec![200, 400, 600], ..RunMetrics::default() };
+        shared.files.metrics = Some(metrics.clone());
+        let mut pane = TrainPane::default();
+        let warning = "⚠ overfitting since step 400: best checkpoint step 400 (val 0.1200)";
+        assert!(summary_row(&pane, &shared).contains(warning), "{}", summary_row(&pane, &shared));
+
+        // While training, beside the state.
+        pane.live = Some(LiveTraining { running: true, paused: false, status: "step 700/1000".into() });
+        let row = summary_row(&pane, &shared);
+        assert!(row.contains(&format!("● training {warning}")), "{row}");
+
+        // Still falling: the usual line.
+        shared.files.metrics = Some(RunMetrics { validation: metrics.validation[..4].to_vec(), ..metrics });
+        let row = summary_row(&pane, &shared);
+        assert!(row.contains("● training step 700/1000") && !row.contains("overfitting"), "{row}");
+    }
 }

@@ -3,8 +3,10 @@
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
+use ratatui::style::Style;
+use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, LineGauge, Paragraph, Row};
+use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, GraphType, LineGauge, Paragraph, Row};
 
 use super::EvaluatePane;
 use crate::evaluate::report::EvalReport;
@@ -55,9 +57,101 @@ pub(super) fn render(pane: &EvaluatePane, shared: &Shared, frame: &mut Frame, ar
         (body, None)
     };
     render_grid(pane, shared, frame, grid);
-    if let Some(table) = table {
-        render_scores(pane, report, shared, frame, table);
+    let Some(side) = table else { return };
+    let charts = if side.height >= 24 { report.summaries.len() as u16 + 2 } else { side.height };
+    let [table, chart] = Layout::vertical([Constraint::Length(charts), Constraint::Min(0)]).areas(side);
+    render_scores(pane, report, shared, frame, table);
+    if chart.height >= 10 {
+        render_charts(pane, report, shared, frame, chart);
     }
+}
+
+/// A named, coloured line of (step, value) points.
+type Series<'a> = (&'a str, ratatui::style::Color, Vec<(f64, f64)>);
+
+/// The scores per checkpoint at the shown scale, and the validation loss
+/// below, on the same steps; the recommended checkpoint as a vertical line.
+fn render_charts(pane: &EvaluatePane, report: &EvalReport, shared: &Shared, frame: &mut Frame, area: Rect) {
+    let theme = &shared.theme;
+    let block = Block::default().borders(Borders::LEFT).border_style(theme.border(false));
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let scale = match pane.shown_group() {
+        Some((_, scale)) if scale > 0.0 => scale,
+        _ => report.summaries.iter().map(|s| s.scale).fold(0.0, f64::max),
+    };
+    let series = |key: &str| -> Vec<(f64, f64)> {
+        let at = report.summaries.iter().filter(|s| s.scale == scale);
+        at.filter_map(|s| Some((s.step? as f64, f64::from(*s.scores.get(key)?)))).collect()
+    };
+    let lines = [
+        ("dino", "dino_fidelity", theme.accent),
+        ("clip-t", "clip_t", theme.ok),
+        ("memo", "memorisation", theme.warning),
+    ];
+    let points: Vec<Series> = lines.iter().map(|(name, key, colour)| (*name, *colour, series(key))).collect();
+    let validation: Vec<(f64, f64)> = shared
+        .files
+        .metrics
+        .iter()
+        .flat_map(|m| m.validation.iter().map(|&(step, loss)| (step as f64, loss)))
+        .collect();
+    let all_x = points.iter().flat_map(|(_, _, p)| p.iter().map(|p| p.0)).chain(validation.iter().map(|p| p.0));
+    let x = bounds(all_x);
+    let recommended = report.verdict.as_ref().and_then(|v| v.recommended_step).map(|s| s as f64);
+    let [scores_area, loss_area] =
+        Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(inner);
+    let y = bounds(points.iter().flat_map(|(_, _, p)| p.iter().map(|p| p.1)));
+    let marker = recommended.map(|step| vec![(step, y[0]), (step, y[1])]).unwrap_or_default();
+    let mut datasets: Vec<Dataset> = points
+        .iter()
+        .map(|(name, colour, p)| {
+            Dataset::default()
+                .name(*name)
+                .marker(Marker::Braille)
+                .graph_type(GraphType::Line)
+                .style(Style::new().fg(*colour))
+                .data(p)
+        })
+        .collect();
+    datasets.push(
+        Dataset::default()
+            .name("★")
+            .marker(Marker::Braille)
+            .graph_type(GraphType::Line)
+            .style(theme.muted())
+            .data(&marker),
+    );
+    let title = format!("scores at scale {scale} per checkpoint");
+    let chart = Chart::new(datasets)
+        .block(Block::default().title(Span::styled(title, theme.muted())))
+        .x_axis(Axis::default().bounds(x))
+        .y_axis(Axis::default().style(theme.muted()).bounds(y).labels(labels(y, 2)));
+    frame.render_widget(chart, scores_area);
+    let loss_y = bounds(validation.iter().map(|p| p.1));
+    let loss_marker = recommended.map(|step| vec![(step, loss_y[0]), (step, loss_y[1])]).unwrap_or_default();
+    let chart = Chart::new(vec![
+        Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(theme.accent()).data(&validation),
+        Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(theme.muted()).data(&loss_marker),
+    ])
+    .block(Block::default().title(Span::styled("validation loss", theme.muted())))
+    .x_axis(Axis::default().style(theme.muted()).bounds(x).labels(labels(x, 0)))
+    .y_axis(Axis::default().style(theme.muted()).bounds(loss_y).labels(labels(loss_y, 3)));
+    frame.render_widget(chart, loss_area);
+}
+
+/// The range of `values`, widened a little (and made non-empty).
+fn bounds(values: impl Iterator<Item = f64>) -> [f64; 2] {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if !lo.is_finite() {
+        return [0.0, 1.0];
+    }
+    let pad = ((hi - lo) * 0.05).max(1e-3);
+    [lo - pad, hi + pad]
+}
+
+fn labels(bounds: [f64; 2], decimals: usize) -> Vec<Span<'static>> {
+    bounds.iter().map(|v| Span::raw(format!("{v:.decimals$}"))).collect()
 }
 
 fn summary_line(pane: &EvaluatePane, shared: &Shared) -> Line<'static> {

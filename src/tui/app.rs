@@ -295,6 +295,9 @@ impl App {
                 Effect::ShowRuns { shown, compare } => {
                     (self.shared.shown_run, self.shared.compare_run) = (shown, compare);
                     jobs.push(Effect::ReadMetrics);
+                    let shared = &self.shared;
+                    let told: Vec<Effect> = self.panes.iter_mut().flat_map(|p| p.shown_runs_changed(shared)).collect();
+                    jobs.extend(self.absorb(told));
                 }
                 write @ (Effect::Caption(_) | Effect::Decide(_) | Effect::SaveTheme(_)) => {
                     self.writes += 1;
@@ -455,7 +458,7 @@ mod tests {
         assert_eq!(app.shared.shown_run.as_deref(), Some("a"), "the Train pane shows the first run");
         app.done(Done::Metrics(Box::new(((Some("runs/a".into()), None), metrics(1), None))));
         app.apply(Action::ShowPane(PaneId::Train));
-        assert_eq!(app.apply(Action::Down), [Effect::ReadMetrics]);
+        assert_eq!(app.apply(Action::Down), [Effect::ReadMetrics, Effect::ReadEvaluation("runs/b".into())]);
         // A read of the files started while `a` was shown lands after the move to `b`.
         let late = ProjectFiles {
             runs,

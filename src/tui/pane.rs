@@ -46,6 +46,11 @@ pub trait Pane: std::any::Any {
         Vec::new()
     }
 
+    /// The runs shown (`Shared::shown_run`, `compare_run`) changed.
+    fn shown_runs_changed(&mut self, _shared: &Shared) -> Vec<Effect> {
+        Vec::new()
+    }
+
     fn render(&self, shared: &Shared, frame: &mut Frame, area: Rect);
 
     /// What it holds unsaved, in words.

@@ -175,6 +175,12 @@ impl Pane for EvaluatePane {
         Self::run_dir(shared).map(Effect::ReadEvaluation).into_iter().collect()
     }
 
+    fn shown_runs_changed(&mut self, shared: &Shared) -> Vec<Effect> {
+        // Another run's grid: none until its report is read.
+        self.report = None;
+        Self::run_dir(shared).map(Effect::ReadEvaluation).into_iter().collect()
+    }
+
     fn render(&self, shared: &Shared, frame: &mut Frame, area: Rect) {
         render::render(self, shared, frame, area);
     }

@@ -41,7 +41,6 @@ pub enum Command {
         #[arg(long, default_value = "")]
         trigger: String,
     },
-    /// Train the project's LoRA without the workbench (progress on a terminal, plain lines in logs).
     /// Render the evaluation grid of a run (prompt × seed × LoRA scale × checkpoint) into contact sheets and eval.json
     Eval {
         /// The project folder.
@@ -59,6 +58,7 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         seeds: Option<Vec<u64>>,
     },
+    /// Train the project's LoRA without the workbench (progress on a terminal, plain lines in logs).
     Train {
         /// The project folder.
         project: PathBuf,

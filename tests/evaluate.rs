@@ -149,3 +149,32 @@ fn scores_come_from_the_configured_models_and_a_missing_one_is_named() {
     );
     assert!(plan.out_dir.join("sheet-base.png").is_file());
 }
+
+#[test]
+fn an_evaluation_killed_with_sigkill_continues_where_it_stopped() {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+    let (dir, run_dir) = trained_project("");
+    let project = Project::open(dir.path()).unwrap();
+    let plan = Plan::new(&project, &run_dir, &Overrides::default()).unwrap();
+    let total = plan.cells().len();
+    let recorded = || easel::evaluate::report::EvalReport::read(&plan.out_dir).map_or(0, |r| r.cells.len());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .arg("eval")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while recorded() < 3 {
+        assert!(child.try_wait().unwrap().is_none(), "the evaluation ended before it could be killed");
+        assert!(started.elapsed() < Duration::from_secs(300), "no cells rendered");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let done = recorded();
+    assert!((3..total).contains(&done), "{done} of {total}");
+    assert_eq!(run_eval(&project, &plan, None), total - done, "only the cells not recorded");
+}

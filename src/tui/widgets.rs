@@ -92,3 +92,24 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
     let [cell] = Layout::horizontal([Constraint::Length(width.min(area.width))]).flex(Flex::Center).areas(row);
     cell
 }
+
+/// Chart bounds with a little headroom; a flat series still gets a span.
+/// The headroom never crosses zero: a series that is never negative (a
+/// learning rate, a loss) gets no negative axis label.
+pub fn chart_bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> ([f64; 2], [f64; 2]) {
+    let (mut x, mut y) = ([f64::MAX, f64::MIN], [f64::MAX, f64::MIN]);
+    for &(px, py) in points.filter(|(_, v)| v.is_finite()) {
+        (x[0], x[1]) = (x[0].min(px), x[1].max(px));
+        (y[0], y[1]) = (y[0].min(py), y[1].max(py));
+    }
+    if x[0] > x[1] {
+        return ([0.0, 1.0], [0.0, 1.0]);
+    }
+    let pad = ((y[1] - y[0]) * 0.05).max(1e-6);
+    let low = if y[0] >= 0.0 { (y[0] - pad).max(0.0) } else { y[0] - pad };
+    ([x[0], x[1].max(x[0] + 1.0)], [low, y[1] + pad])
+}
+
+pub fn axis_labels(bounds: [f64; 2], format: impl Fn(f64) -> String) -> Vec<Span<'static>> {
+    vec![Span::raw(format(bounds[0])), Span::raw(format((bounds[0] + bounds[1]) / 2.0)), Span::raw(format(bounds[1]))]
+}

@@ -11,7 +11,7 @@ use ratatui::widgets::{Axis, Block, Borders, Cell, Chart, Dataset, GraphType, Li
 use super::EvaluatePane;
 use crate::evaluate::report::EvalReport;
 use crate::tui::shared::Shared;
-use crate::tui::widgets::{draw_image, frame_pane, render_empty, render_table};
+use crate::tui::widgets::{axis_labels, chart_bounds, draw_image, frame_pane, render_empty, render_table};
 
 pub(super) fn render(pane: &EvaluatePane, shared: &Shared, frame: &mut Frame, area: Rect) {
     let theme = &shared.theme;
@@ -96,12 +96,12 @@ fn render_charts(pane: &EvaluatePane, report: &EvalReport, shared: &Shared, fram
         .iter()
         .flat_map(|m| m.validation.iter().map(|&(step, loss)| (step as f64, loss)))
         .collect();
-    let all_x = points.iter().flat_map(|(_, _, p)| p.iter().map(|p| p.0)).chain(validation.iter().map(|p| p.0));
-    let x = bounds(all_x);
+    // One step axis for both charts: the checkpoints and the validations.
+    let (x, _) = chart_bounds(points.iter().flat_map(|(_, _, p)| p.iter()).chain(&validation));
+    let y = chart_bounds(points.iter().flat_map(|(_, _, p)| p.iter())).1;
     let recommended = report.verdict.as_ref().and_then(|v| v.recommended_step).map(|s| s as f64);
     let [scores_area, loss_area] =
         Layout::vertical([Constraint::Percentage(60), Constraint::Percentage(40)]).areas(inner);
-    let y = bounds(points.iter().flat_map(|(_, _, p)| p.iter().map(|p| p.1)));
     let marker = recommended.map(|step| vec![(step, y[0]), (step, y[1])]).unwrap_or_default();
     let mut datasets: Vec<Dataset> = points
         .iter()
@@ -126,32 +126,18 @@ fn render_charts(pane: &EvaluatePane, report: &EvalReport, shared: &Shared, fram
     let chart = Chart::new(datasets)
         .block(Block::default().title(Span::styled(title, theme.muted())))
         .x_axis(Axis::default().bounds(x))
-        .y_axis(Axis::default().style(theme.muted()).bounds(y).labels(labels(y, 2)));
+        .y_axis(Axis::default().style(theme.muted()).bounds(y).labels(axis_labels(y, |v| format!("{v:.2}"))));
     frame.render_widget(chart, scores_area);
-    let loss_y = bounds(validation.iter().map(|p| p.1));
+    let loss_y = chart_bounds(validation.iter()).1;
     let loss_marker = recommended.map(|step| vec![(step, loss_y[0]), (step, loss_y[1])]).unwrap_or_default();
     let chart = Chart::new(vec![
         Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(theme.accent()).data(&validation),
         Dataset::default().marker(Marker::Braille).graph_type(GraphType::Line).style(theme.muted()).data(&loss_marker),
     ])
     .block(Block::default().title(Span::styled("validation loss", theme.muted())))
-    .x_axis(Axis::default().style(theme.muted()).bounds(x).labels(labels(x, 0)))
-    .y_axis(Axis::default().style(theme.muted()).bounds(loss_y).labels(labels(loss_y, 3)));
+    .x_axis(Axis::default().style(theme.muted()).bounds(x).labels(axis_labels(x, |v| format!("{v:.0}"))))
+    .y_axis(Axis::default().style(theme.muted()).bounds(loss_y).labels(axis_labels(loss_y, |v| format!("{v:.3}"))));
     frame.render_widget(chart, loss_area);
-}
-
-/// The range of `values`, widened a little (and made non-empty).
-fn bounds(values: impl Iterator<Item = f64>) -> [f64; 2] {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
-    if !lo.is_finite() {
-        return [0.0, 1.0];
-    }
-    let pad = ((hi - lo) * 0.05).max(1e-3);
-    [lo - pad, hi + pad]
-}
-
-fn labels(bounds: [f64; 2], decimals: usize) -> Vec<Span<'static>> {
-    bounds.iter().map(|v| Span::raw(format!("{v:.decimals$}"))).collect()
 }
 
 fn summary_line(pane: &EvaluatePane, shared: &Shared) -> Line<'static> {

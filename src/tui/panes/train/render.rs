@@ -15,7 +15,9 @@ use crate::train::overfit::overfit_alarm;
 use crate::train::smoothing::smooth;
 use crate::tui::shared::Shared;
 use crate::tui::theme::Theme;
-use crate::tui::widgets::{draw_image, field, frame_pane, render_detail, render_empty, render_table};
+use crate::tui::widgets::{
+    axis_labels, chart_bounds as bounds, draw_image, field, frame_pane, render_detail, render_empty, render_table,
+};
 
 pub(super) fn render(pane: &TrainPane, shared: &Shared, frame: &mut Frame, area: Rect) {
     let theme = &shared.theme;
@@ -251,27 +253,6 @@ fn gauge(metrics: &RunMetrics, theme: &Theme) -> Gauge<'static> {
         .gauge_style(Style::new().fg(theme.accent).bg(theme.background))
         .ratio((step as f64 / total as f64).clamp(0.0, 1.0))
         .label(Span::styled(label, Style::new().fg(theme.foreground)))
-}
-
-/// Chart bounds with a little headroom; a flat series still gets a span.
-/// The headroom never crosses zero: a series that is never negative (a
-/// learning rate, a loss) gets no negative axis label.
-fn bounds<'a>(points: impl Iterator<Item = &'a (f64, f64)>) -> ([f64; 2], [f64; 2]) {
-    let (mut x, mut y) = ([f64::MAX, f64::MIN], [f64::MAX, f64::MIN]);
-    for &(px, py) in points.filter(|(_, v)| v.is_finite()) {
-        (x[0], x[1]) = (x[0].min(px), x[1].max(px));
-        (y[0], y[1]) = (y[0].min(py), y[1].max(py));
-    }
-    if x[0] > x[1] {
-        return ([0.0, 1.0], [0.0, 1.0]);
-    }
-    let pad = ((y[1] - y[0]) * 0.05).max(1e-6);
-    let low = if y[0] >= 0.0 { (y[0] - pad).max(0.0) } else { y[0] - pad };
-    ([x[0], x[1].max(x[0] + 1.0)], [low, y[1] + pad])
-}
-
-fn axis_labels(bounds: [f64; 2], format: impl Fn(f64) -> String) -> Vec<Span<'static>> {
-    vec![Span::raw(format(bounds[0])), Span::raw(format((bounds[0] + bounds[1]) / 2.0)), Span::raw(format(bounds[1]))]
 }
 
 fn settings_lines(config: &ProjectConfig, theme: &Theme) -> Vec<Line<'static>> {

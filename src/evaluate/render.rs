@@ -15,7 +15,7 @@ use super::report::{CellRecord, EvalReport, Summary};
 use super::sheet::{SheetRow, contact_sheet};
 use crate::model::lora_file::LoraFile;
 use crate::model::pipeline::{LoadOptions, StableDiffusion};
-use crate::model::sampling::{self, SampleRequest, SeededNoise};
+use crate::model::sampling::{self, SampleRequest};
 use crate::project::Project;
 
 const LABEL: &str = "eval";
@@ -58,34 +58,39 @@ pub fn evaluate(
         let mut model = load_model(project, device)?;
         let mut attached: Option<(Option<u64>, f64)> = None;
         let mut loras: HashMap<u64, LoraFile> = HashMap::new();
-        for (cell, key) in todo {
-            if attached != Some((cell.step, cell.scale)) {
-                attach(plan, &mut model, &mut loras, &cell)?;
-                attached = Some((cell.step, cell.scale));
+        // The seeds of one prompt at one checkpoint and scale are one batch.
+        for batch in todo.chunk_by(|(a, _), (b, _)| (a.step, a.scale, a.prompt) == (b.step, b.scale, b.prompt)) {
+            let first = &batch[0].0;
+            if attached != Some((first.step, first.scale)) {
+                attach(plan, &mut model, &mut loras, first)?;
+                attached = Some((first.step, first.scale));
             }
             let started = Instant::now();
-            let image = render(plan, &model, &cell)?;
-            let file = plan.cell_file(&cell);
-            write_png(&plan.out_dir.join(&file), &image)?;
-            let seconds = started.elapsed().as_secs_f64();
-            let prompt = &plan.prompts[cell.prompt];
-            report.record(CellRecord {
-                prompt: prompt.prompt.clone(),
-                kind: prompt.kind,
-                seed: cell.seed,
-                scale: cell.scale,
-                step: cell.step,
-                file,
-                key,
-                seconds,
-                scores: Default::default(),
-            });
-            report.write(&plan.out_dir)?;
-            state.done += 1;
-            state.rendered += 1;
-            state.seconds += seconds;
-            if !progress(state) {
-                return Ok(report);
+            let seeds: Vec<u64> = batch.iter().map(|(cell, _)| cell.seed).collect();
+            let images = render(plan, &model, first, &seeds)?;
+            let seconds = started.elapsed().as_secs_f64() / batch.len() as f64;
+            for ((cell, key), image) in batch.iter().zip(images) {
+                let file = plan.cell_file(cell);
+                write_png(&plan.out_dir.join(&file), &image)?;
+                let prompt = &plan.prompts[cell.prompt];
+                report.record(CellRecord {
+                    prompt: prompt.prompt.clone(),
+                    kind: prompt.kind,
+                    seed: cell.seed,
+                    scale: cell.scale,
+                    step: cell.step,
+                    file,
+                    key: key.clone(),
+                    seconds,
+                    scores: Default::default(),
+                });
+                report.write(&plan.out_dir)?;
+                state.done += 1;
+                state.rendered += 1;
+                state.seconds += seconds;
+                if !progress(state) {
+                    return Ok(report);
+                }
             }
         }
     }
@@ -113,7 +118,8 @@ fn attach(plan: &Plan, model: &mut StableDiffusion, loras: &mut HashMap<u64, Lor
     loras[&step].apply(model, cell.scale, LABEL)
 }
 
-fn render(plan: &Plan, model: &StableDiffusion, cell: &Cell) -> Result<image::RgbImage> {
+/// The cell's prompt at each of `seeds`, in one batch (classifier-free guidance doubles it).
+fn render(plan: &Plan, model: &StableDiffusion, cell: &Cell, seeds: &[u64]) -> Result<Vec<image::RgbImage>> {
     let request = SampleRequest {
         prompt: plan.prompts[cell.prompt].prompt.clone(),
         negative: String::new(),
@@ -125,8 +131,8 @@ fn render(plan: &Plan, model: &StableDiffusion, cell: &Cell) -> Result<image::Rg
         seed: cell.seed,
         initial_latents: None,
     };
-    let latents = sampling::sample(model, &request, &mut SeededNoise::new(cell.seed), &mut |_, _, _| {})?;
-    sampling::decode_image(model, &latents)
+    let latents = sampling::sample_seeds(model, &request, seeds)?;
+    latents.iter().map(|latents| sampling::decode_image(model, latents)).collect()
 }
 
 fn write_png(path: &std::path::Path, image: &image::RgbImage) -> Result<()> {

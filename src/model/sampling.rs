@@ -216,8 +216,9 @@ impl NoiseSource for SeededNoise {
     }
 }
 
-/// The model's noise prediction with classifier-free guidance: the batch is
-/// [unconditional, conditional] when guidance is above 1.
+/// The model's noise prediction with classifier-free guidance for a batch
+/// of `n` images of one prompt: the UNet sees every conditioning row for
+/// every image, `[unconditional × n, conditional × n]` when guidance is above 1.
 fn guided_prediction(
     model: &StableDiffusion,
     x: &Tensor,
@@ -225,18 +226,36 @@ fn guided_prediction(
     conditioning: &Conditioning,
     guidance: f64,
 ) -> Result<Tensor> {
-    let batch = conditioning.context.dim(0)?;
-    let input = Tensor::cat(&vec![x; batch], 0)?;
-    let timesteps = Tensor::full(t as f32, batch, x.device())?;
-    let output = model
-        .unet
-        .forward(&input, &timesteps, &conditioning.context, conditioning.added.as_ref())?
-        .to_dtype(DType::F32)?;
-    if batch == 1 {
+    let (n, rows) = (x.dim(0)?, conditioning.context.dim(0)?);
+    let input = Tensor::cat(&vec![x; rows], 0)?;
+    let timesteps = Tensor::full(t as f32, rows * n, x.device())?;
+    let context = each_row_n_times(&conditioning.context, n)?;
+    let added = conditioning
+        .added
+        .as_ref()
+        .map(|added| -> candle_core::Result<_> {
+            Ok(AddedConditioning {
+                text_embeds: each_row_n_times(&added.text_embeds, n)?,
+                time_ids: each_row_n_times(&added.time_ids, n)?,
+            })
+        })
+        .transpose()?;
+    let output = model.unet.forward(&input, &timesteps, &context, added.as_ref())?.to_dtype(DType::F32)?;
+    if rows == 1 {
         return Ok(output);
     }
-    let (unconditional, conditional) = (output.narrow(0, 0, 1)?, output.narrow(0, 1, 1)?);
+    let (unconditional, conditional) = (output.narrow(0, 0, n)?, output.narrow(0, n, n)?);
     Ok((&unconditional + ((conditional - &unconditional)? * guidance)?)?)
+}
+
+/// `[a, b]` → `[a × n, b × n]` along the batch.
+fn each_row_n_times(rows: &Tensor, n: usize) -> candle_core::Result<Tensor> {
+    if n == 1 {
+        return Ok(rows.clone());
+    }
+    let repeated: Vec<Tensor> =
+        (0..rows.dim(0)?).map(|r| rows.narrow(0, r, 1)?.repeat(n)).collect::<candle_core::Result<_>>()?;
+    Tensor::cat(&repeated, 0)
 }
 
 /// The UNet's conditioning for a prompt: `[negative, prompt]` when guidance
@@ -273,6 +292,26 @@ pub fn sample(
     noise: &mut dyn NoiseSource,
     on_step: &mut dyn FnMut(usize, usize, &Tensor),
 ) -> Result<Tensor> {
+    run(model, request, &mut [noise], on_step)
+}
+
+/// `request` once per seed, in one batch: each image starts from (and, with
+/// a stochastic sampler, is stirred by) its own seed's noise, so each is the
+/// image `sample` draws for that seed alone. The latents, one per seed.
+pub fn sample_seeds(model: &StableDiffusion, request: &SampleRequest, seeds: &[u64]) -> Result<Vec<Tensor>> {
+    let mut noises: Vec<SeededNoise> = seeds.iter().map(|&seed| SeededNoise::new(seed)).collect();
+    let mut sources: Vec<&mut dyn NoiseSource> = noises.iter_mut().map(|n| n as &mut dyn NoiseSource).collect();
+    let latents = run(model, request, &mut sources, &mut |_, _, _| {})?;
+    Ok((0..seeds.len()).map(|i| latents.narrow(0, i, 1)).collect::<candle_core::Result<_>>()?)
+}
+
+/// The sampler over a batch of one image per noise source.
+fn run(
+    model: &StableDiffusion,
+    request: &SampleRequest,
+    noises: &mut [&mut dyn NoiseSource],
+    on_step: &mut dyn FnMut(usize, usize, &Tensor),
+) -> Result<Tensor> {
     if request.steps == 0 {
         bail!("steps must be at least 1");
     }
@@ -281,12 +320,17 @@ pub fn sample(
     let size = (request.height, request.width);
     let conditioning = guidance_conditioning(model, &request.prompt, &request.negative, request.guidance, size)?;
     let channels = model.unet.config.in_channels;
+    let one = [1, channels, latent_h, latent_w];
+    // Each image's noise comes from its own source, as if drawn alone.
+    let draw = |noises: &mut [&mut dyn NoiseSource]| -> Result<Tensor> {
+        let parts: Vec<Tensor> = noises.iter_mut().map(|n| n.next(&one, device)).collect::<candle_core::Result<_>>()?;
+        Ok(Tensor::cat(&parts, 0)?)
+    };
     let mut x = match &request.initial_latents {
         Some(latents) => {
-            let expected = [1, channels, latent_h, latent_w];
-            if latents.dims() != expected {
+            if latents.dims() != one {
                 bail!(
-                    "the given latents have shape {:?}, expected {expected:?} for {}×{}",
+                    "the given latents have shape {:?}, expected {one:?} for {}×{}",
                     latents.dims(),
                     request.width,
                     request.height
@@ -294,7 +338,7 @@ pub fn sample(
             }
             latents.to_device(device)?.to_dtype(DType::F32)?
         }
-        None => noise.next(&[1, channels, latent_h, latent_w], device)?,
+        None => draw(noises)?,
     };
     match request.sampler {
         SamplerKind::Ddim => {
@@ -310,7 +354,7 @@ pub fn sample(
             x = (x * f64::from(euler.init_noise_sigma()))?;
             for (i, &t) in euler.timesteps.iter().enumerate() {
                 let output = guided_prediction(model, &euler.scale_input(i, &x)?, t, &conditioning, request.guidance)?;
-                let step_noise = noise.next(x.dims(), device)?;
+                let step_noise = draw(noises)?;
                 x = euler.step(i, &output, &x, &step_noise)?;
                 on_step(i + 1, request.steps, &x);
             }

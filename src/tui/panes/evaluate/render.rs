@@ -84,10 +84,14 @@ fn render_charts(pane: &EvaluatePane, report: &EvalReport, shared: &Shared, fram
         let at = report.summaries.iter().filter(|s| s.scale == scale);
         at.filter_map(|s| Some((s.step? as f64, f64::from(*s.scores.get(key)?)))).collect()
     };
+    // Every score of the summary that is a level (the gaps are differences of these).
     let lines = [
         ("dino", "dino_fidelity", theme.accent),
+        ("clip-i", "clip_i", theme.border_focused),
         ("clip-t", "clip_t", theme.ok),
         ("memo", "memorisation", theme.warning),
+        ("div", "diversity", theme.error),
+        ("prior", "prior_drift", theme.muted),
     ];
     let points: Vec<Series> = lines.iter().map(|(name, key, colour)| (*name, *colour, series(key))).collect();
     let validation: Vec<(f64, f64)> = shared

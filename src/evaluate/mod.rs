@@ -5,8 +5,10 @@
 pub mod command;
 pub mod embed;
 pub mod plan;
+mod preprocess;
 pub mod render;
 pub mod report;
 pub mod scores;
 pub mod scoring;
 pub mod sheet;
+mod vit;

@@ -71,20 +71,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
         true
     };
     let device = crate::device::default_device();
-    let report =
-        crate::device::on_compute_threads(&device, || evaluate(&project, &plan, &device, &mut report_progress))
-            .with_context(|| format!("evaluating {}", run.dir.display()))?;
+    let (report, notes) = crate::device::on_compute_threads(&device, || {
+        let mut report = evaluate(&project, &plan, &device, &mut report_progress)?;
+        let notes = crate::evaluate::scoring::score_finished(&project, &plan, &device, &mut report)?;
+        anyhow::Ok((report, notes))
+    })
+    .with_context(|| format!("evaluating {}", run.dir.display()))?;
     if tty {
         println!();
     }
-    let (scorers, notes) = crate::evaluate::scoring::Scorers::load(&project, &device);
     for note in notes {
         println!("{note}");
     }
-    let mut report = report;
-    if scorers.any() {
-        crate::evaluate::scoring::score(&project, &plan, &scorers, &mut report)?;
-        report.write(&plan.out_dir)?;
+    if report.verdict.is_some() {
         print!("{}", summary_table(&report));
     }
     for sheet in &report.sheets {

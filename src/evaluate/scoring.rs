@@ -87,6 +87,18 @@ fn training_images(project: &Project) -> Vec<RgbImage> {
         .collect()
 }
 
+/// Scores the report and writes it when its grid is complete (a stopped
+/// evaluation is scored when it is continued) and a scoring model is set;
+/// the notes on the models left out.
+pub fn score_finished(project: &Project, plan: &Plan, device: &Device, report: &mut EvalReport) -> Result<Vec<String>> {
+    let (scorers, notes) = Scorers::load(project, device);
+    if scorers.any() && report.cells.len() == plan.cells().len() {
+        score(project, plan, &scorers, report)?;
+        report.write(&plan.out_dir)?;
+    }
+    Ok(notes)
+}
+
 /// Fills in the report's cell and summary scores and its verdict.
 pub fn score(project: &Project, plan: &Plan, scorers: &Scorers, report: &mut EvalReport) -> Result<()> {
     let training = embed(scorers, &training_images(project))?;

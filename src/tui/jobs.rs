@@ -374,12 +374,7 @@ fn evaluate_run(
             !stop.load(std::sync::atomic::Ordering::Relaxed)
         };
         let mut report = render::evaluate(project, &plan, &device, &mut progress)?;
-        let (scorers, notes) = scoring::Scorers::load(project, &device);
-        let finished = report.cells.len() == plan.cells().len();
-        if scorers.any() && finished {
-            scoring::score(project, &plan, &scorers, &mut report)?;
-            report.write(&plan.out_dir)?;
-        }
+        let notes = scoring::score_finished(project, &plan, &device, &mut report)?;
         Ok((Box::new(report), notes))
     })
 }

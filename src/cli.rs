@@ -90,6 +90,11 @@ pub enum Command {
         #[command(subcommand)]
         action: crate::captions::command::CaptionsCommand,
     },
+    /// LoRA files: inspect, convert, merge, resize, bake into a model, extract from two models.
+    Lora {
+        #[command(subcommand)]
+        action: crate::lora::command::LoraCommand,
+    },
     /// Benchmarks: `easel bench train` times a LoRA training step against the forward pass.
     Bench {
         #[command(subcommand)]
@@ -268,6 +273,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Scan { project, json }) => scan(&project, json),
+        Some(Command::Lora { action }) => {
+            crate::lora::command::run(action)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Captions { project, action }) => {
             crate::captions::command::run(&project, action)?;
             Ok(ExitCode::SUCCESS)

@@ -152,7 +152,7 @@ fn loras_written_by_easel_read_back_identically() {
     let kohya = dir.path().join("zeltmug.safetensors");
     lora_file::save_kohya(&kohya, &network, &model, metadata).unwrap();
     let peft = dir.path().join("pytorch_lora_weights.safetensors");
-    lora_file::save_peft(&peft, &network).unwrap();
+    lora_file::save_peft(&peft, &network, &model).unwrap();
 
     for (path, format) in [(&kohya, LoraFormat::Kohya), (&peft, LoraFormat::Peft)] {
         let mut reloaded = model.clone();

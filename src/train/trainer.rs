@@ -606,6 +606,7 @@ impl<'a> Trainer<'a> {
             learning_rate: self.config.train.learning_rate,
             started_at: self.started_at,
             finished_at: unix_seconds(),
+            trigger: self.config.trigger.clone(),
         };
         let metadata =
             lora_file::kohya_metadata(&self.network, self.model.family, self.model.scheduler.prediction_type, &info);

@@ -1,0 +1,209 @@
+//! `easel lora …`: conversion round trips, metadata hygiene, merges, resizes,
+//! extraction and bad input, on the fixture model's LoRA files.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use common::{fixture, max_abs_diff, refs};
+use easel::model::lora_file::{self, ExportOptions, LoraFile, LoraFormat};
+use easel::model::pipeline::{LoadOptions, StableDiffusion};
+
+mod common;
+
+/// Every tensor of a safetensors file as (dtype, shape, bytes), and its metadata.
+type Stored = (BTreeMap<String, (String, Vec<usize>, Vec<u8>)>, BTreeMap<String, String>);
+
+fn stored(path: &Path) -> Stored {
+    let bytes = std::fs::read(path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let tensors = file
+        .tensors()
+        .into_iter()
+        .map(|(name, view)| (name, (format!("{:?}", view.dtype()), view.shape().to_vec(), view.data().to_vec())))
+        .collect();
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    (tensors, header.metadata().clone().unwrap_or_default().into_iter().collect())
+}
+
+fn export(source: &Path, out: &Path, format: LoraFormat) {
+    lora_file::export(source, out, &ExportOptions { format, title: None, strip_metadata: false }).unwrap();
+}
+
+fn model() -> StableDiffusion {
+    StableDiffusion::load(&fixture("diffusers"), &LoadOptions::default()).unwrap()
+}
+
+fn unet_output(model: &StableDiffusion) -> Tensor {
+    let refs = refs();
+    let timesteps = refs["unet_timesteps"].to_dtype(DType::F32).unwrap();
+    model.unet.forward(&refs["unet_sample"], &timesteps, &refs["unet_encoder_hidden_states"], None).unwrap()
+}
+
+fn output_with(paths: &[(&Path, f64)]) -> Tensor {
+    let mut model = model();
+    for (index, (path, weight)) in paths.iter().enumerate() {
+        LoraFile::read(path, &mut model).unwrap().apply(&mut model, *weight, &format!("lora{index}")).unwrap();
+    }
+    unet_output(&model)
+}
+
+#[test]
+fn conversions_round_trip_bit_identically_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["lora_attn", "lora_kohya_default"] {
+        for (start, there, back) in
+            [("kohya", LoraFormat::Peft, LoraFormat::Kohya), ("diffusers", LoraFormat::Kohya, LoraFormat::Peft)]
+        {
+            let original = fixture(&format!("lora/{name}.{start}.safetensors"));
+            let converted = dir.path().join(format!("{name}.{start}.there.safetensors"));
+            let returned = dir.path().join(format!("{name}.{start}.back.safetensors"));
+            export(&original, &converted, there);
+            export(&converted, &returned, back);
+            let (tensors, metadata) = stored(&original);
+            let (back_tensors, back_metadata) = stored(&returned);
+            assert_eq!(tensors, back_tensors, "{name}.{start}: tensors changed on the way");
+            if start == "kohya" {
+                assert_eq!(metadata, back_metadata, "{name}.{start}: metadata changed on the way");
+            }
+            // Every version applies identically (alpha 8 carried in PEFT's header).
+            let reference = output_with(&[(&original, 1.0)]);
+            for path in [&converted, &returned] {
+                assert_eq!(max_abs_diff(&output_with(&[(path, 1.0)]), &reference), 0.0, "{}", path.display());
+            }
+        }
+    }
+}
+
+fn sdxl_kohya_file(path: &Path) {
+    let names = [
+        "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q",
+        "lora_unet_middle_block_1_proj_in",
+        "lora_unet_output_blocks_5_1_transformer_blocks_1_ff_net_0_proj",
+        "lora_te1_text_model_encoder_layers_0_self_attn_k_proj",
+        "lora_te2_text_model_encoder_layers_31_mlp_fc2",
+    ];
+    let mut tensors = HashMap::new();
+    for (i, name) in names.iter().enumerate() {
+        let rank = 2 + i;
+        let down = Tensor::randn(0f32, 1.0, (rank, 8), &Device::Cpu).unwrap().to_dtype(DType::F16).unwrap();
+        let up = Tensor::randn(0f32, 1.0, (6, rank), &Device::Cpu).unwrap().to_dtype(DType::F16).unwrap();
+        tensors.insert(format!("{name}.lora_down.weight"), down);
+        tensors.insert(format!("{name}.lora_up.weight"), up);
+        let alpha = Tensor::new(rank as f32 / 2.0, &Device::Cpu).unwrap().to_dtype(DType::F16).unwrap();
+        tensors.insert(format!("{name}.alpha"), alpha);
+    }
+    candle_core::safetensors::save(&tensors, path).unwrap();
+}
+
+#[test]
+fn sdxl_names_and_mixed_ranks_survive_the_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("sdxl.safetensors");
+    sdxl_kohya_file(&original);
+    let peft = dir.path().join("sdxl.peft.safetensors");
+    let back = dir.path().join("sdxl.back.safetensors");
+    export(&original, &peft, LoraFormat::Peft);
+    export(&peft, &back, LoraFormat::Kohya);
+    assert_eq!(stored(&original).0, stored(&back).0);
+
+    let file = LoraFile::open(&peft).unwrap();
+    assert_eq!(file.family.family, easel::model::Family::Sdxl);
+    let paths: Vec<&str> = file.modules.iter().map(|m| m.path.as_str()).collect();
+    assert!(paths.contains(&"unet.down_blocks.1.attentions.0.transformer_blocks.0.attn1.to_q"), "{paths:?}");
+    assert!(paths.contains(&"text_encoder_2.text_model.encoder.layers.31.mlp.fc2"), "{paths:?}");
+    // Ranks 2…6 with alpha rank/2: PEFT keeps them in rank_pattern and alpha_pattern.
+    let alphas: Vec<(usize, f64)> = file.modules.iter().map(|m| (m.rank(), m.alpha)).collect();
+    assert!(alphas.iter().all(|(rank, alpha)| *alpha == *rank as f64 / 2.0), "{alphas:?}");
+}
+
+#[test]
+fn exports_drop_local_paths_and_can_strip_the_training_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("mine.safetensors");
+    let mut file = LoraFile::open(&fixture("lora/lora_attn.kohya.safetensors")).unwrap();
+    file.metadata = BTreeMap::from([
+        ("ss_sd_model_name".into(), "/home/operator/models/realistic-v5.safetensors".into()),
+        ("ss_tag_frequency".into(), r#"{"/home/operator/mug/dataset": {"zeltmug": 4}}"#.into()),
+        ("ss_seed".into(), "3".into()),
+        ("modelspec.architecture".into(), "stable-diffusion-v1/lora".into()),
+    ]);
+    file.save(&original, LoraFormat::Kohya).unwrap();
+
+    let shared = dir.path().join("shared.safetensors");
+    let options = ExportOptions { format: LoraFormat::Kohya, title: Some("Zelt mug".into()), strip_metadata: false };
+    lora_file::export(&original, &shared, &options).unwrap();
+    let (_, metadata) = stored(&shared);
+    assert_eq!(metadata["ss_sd_model_name"], "realistic-v5.safetensors");
+    assert_eq!(metadata["ss_tag_frequency"], r#"{"dataset":{"zeltmug":4}}"#);
+    assert_eq!(metadata["modelspec.title"], "Zelt mug");
+    assert!(metadata.values().all(|v| !v.contains("/home/")), "{metadata:?}");
+
+    let stripped = dir.path().join("stripped.safetensors");
+    let options = ExportOptions { format: LoraFormat::Peft, title: None, strip_metadata: true };
+    lora_file::export(&original, &stripped, &options).unwrap();
+    let (_, metadata) = stored(&stripped);
+    let keys: Vec<&str> = metadata.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["format", "lora_adapter_metadata", "modelspec.architecture"]);
+}
+
+fn easel(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_easel")).args(args).output().unwrap()
+}
+
+fn text(path: &Path) -> String {
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn info_describes_a_file_and_its_problems() {
+    let output = easel(&["lora", "info", &text(&fixture("lora/lora_kohya_default.kohya.safetensors")), "--json"]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let info: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(info["format"], "kohya");
+    assert_eq!(info["modules"], 72);
+    assert_eq!(info["rank_alpha"], serde_json::json!([[4, 8.0, 72]]));
+    assert_eq!(info["problems"], serde_json::json!([]));
+
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.safetensors");
+    let mut file = LoraFile::open(&fixture("lora/lora_attn.kohya.safetensors")).unwrap();
+    let nan = Tensor::full(f32::NAN, file.modules[0].up.dims(), &Device::Cpu).unwrap();
+    file.modules[0].up = nan;
+    file.modules[1].up = file.modules[1].up.zeros_like().unwrap();
+    file.save(&broken, LoraFormat::Kohya).unwrap();
+    let output = easel(&["lora", "info", &text(&broken)]);
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(report.contains("1 modules hold NaN"), "{report}");
+    assert!(report.contains("1 modules have an all-zero up matrix"), "{report}");
+}
+
+#[test]
+fn bad_input_is_named_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    let not_safetensors = dir.path().join("notes.safetensors");
+    std::fs::write(&not_safetensors, "hello").unwrap();
+    let pickle = dir.path().join("old.ckpt");
+    std::fs::write(&pickle, "x").unwrap();
+    let model_file = fixture("tiny-sd15.single_file.safetensors");
+    for (input, expected) in [
+        (not_safetensors.clone(), "not a safetensors file"),
+        (pickle, "pickle"),
+        (model_file, "a model's weights, not a LoRA"),
+        (dir.path().join("missing.safetensors"), "no such file"),
+    ] {
+        let output = easel(&["lora", "convert", &text(&input), "--to", "peft", "--out", &text(&out)]);
+        let error = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success() && error.contains(expected), "{}: {error}", input.display());
+        assert!(error.contains(&input.display().to_string()), "the error names the file: {error}");
+        assert!(!out.exists());
+    }
+    let kohya = fixture("lora/lora_attn.kohya.safetensors");
+    let output = easel(&["lora", "convert", &text(&kohya), "--to", "kohya", "--out", &text(&kohya)]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("is also an input"));
+    std::fs::write(&out, "keep me").unwrap();
+    let output = easel(&["lora", "convert", &text(&kohya), "--to", "peft", "--out", &text(&out)]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("already exists"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
+}

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use common::{fixture, max_abs_diff, refs};
+use easel::lora::factor::RankRule;
+use easel::lora::merge;
 use easel::model::lora_file::{self, ExportOptions, LoraFile, LoraFormat};
 use easel::model::pipeline::{LoadOptions, StableDiffusion};
 
@@ -206,4 +208,122 @@ fn bad_input_is_named_and_nothing_is_written() {
     let output = easel(&["lora", "convert", &text(&kohya), "--to", "peft", "--out", &text(&out)]);
     assert!(String::from_utf8_lossy(&output.stderr).contains("already exists"));
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "keep me");
+}
+
+fn delta_map(file: &LoraFile, weight: f64) -> HashMap<String, Tensor> {
+    file.modules.iter().map(|m| (m.path.clone(), (m.delta().unwrap() * weight).unwrap())).collect()
+}
+
+fn frobenius(t: &Tensor) -> f64 {
+    t.sqr().unwrap().sum_all().unwrap().to_scalar::<f32>().unwrap().sqrt() as f64
+}
+
+fn names(paths: &[&Path]) -> Vec<String> {
+    paths.iter().map(|p| p.display().to_string()).collect()
+}
+
+#[test]
+fn a_concat_merge_applies_exactly_like_both_loras() {
+    let (a, b) =
+        (fixture("lora/lora_attn.kohya.safetensors"), fixture("lora/lora_kohya_default.diffusers.safetensors"));
+    let inputs = vec![(LoraFile::open(&a).unwrap(), 0.7), (LoraFile::open(&b).unwrap(), -0.5)];
+    let (merged, report) = merge::merge(&inputs, &names(&[&a, &b]), None).unwrap();
+    assert!(report.is_none());
+    assert_eq!(merged.modules.len(), 72, "the union of 48 and 72 modules");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("merged.safetensors");
+    merged.save(&out, LoraFormat::Kohya).unwrap();
+    let expected = output_with(&[(&a, 0.7), (&b, -0.5)]);
+    let diff = max_abs_diff(&output_with(&[(&out, 1.0)]), &expected);
+    assert!(diff < 1e-5, "max |Δ| {diff}");
+    // Ranks add up where both adapt a module.
+    let to_q = merged.modules.iter().find(|m| m.path.ends_with("attn1.to_q")).unwrap();
+    assert_eq!(to_q.rank(), 8);
+}
+
+/// The relative error of each merged module against the exact weighted sum, beside the reported one.
+fn check_reported_errors(inputs: &[(LoraFile, f64)], merged: &LoraFile, report: &merge::ErrorReport) -> f64 {
+    let mut exact: HashMap<String, Tensor> = HashMap::new();
+    for (file, weight) in inputs {
+        for (path, delta) in delta_map(file, *weight) {
+            let sum = match exact.remove(&path) {
+                Some(previous) => (previous + delta).unwrap(),
+                None => delta,
+            };
+            exact.insert(path, sum);
+        }
+    }
+    let approx = delta_map(merged, 1.0);
+    let mut worst: f64 = 0.0;
+    for module in &report.modules {
+        let truth = &exact[&module.path];
+        let measured = frobenius(&(truth - &approx[&module.path]).unwrap()) / frobenius(truth);
+        assert!(
+            (measured - module.error).abs() < 1e-4,
+            "{}: reported {} measured {measured}",
+            module.path,
+            module.error
+        );
+        assert!((frobenius(truth) - module.norm).abs() < 1e-4 * module.norm.max(1.0), "{}: norm", module.path);
+        worst = worst.max(measured);
+    }
+    worst
+}
+
+#[test]
+fn svd_merges_and_resizes_report_their_true_error_and_reach_zero_at_full_rank() {
+    let (a, b) = (fixture("lora/lora_attn.kohya.safetensors"), fixture("lora/lora_kohya_default.kohya.safetensors"));
+    let inputs = vec![(LoraFile::open(&a).unwrap(), 1.0), (LoraFile::open(&b).unwrap(), 0.5)];
+    let names = names(&[&a, &b]);
+    let (merged, report) = merge::merge(&inputs, &names, Some(RankRule::Fixed(3))).unwrap();
+    let report = report.unwrap();
+    assert!(check_reported_errors(&inputs, &merged, &report) > 0.05, "rank 3 of a rank-8 sum loses something");
+    assert!(report.overall() > 0.05);
+
+    let (merged, report) = merge::merge(&inputs, &names, Some(RankRule::Fixed(8))).unwrap();
+    let report = report.unwrap();
+    assert!(check_reported_errors(&inputs, &merged, &report) < 1e-5);
+    assert!(report.overall() < 1e-6, "full rank: {}", report.overall());
+
+    let single = vec![(LoraFile::open(&b).unwrap(), 1.0)];
+    let names = names[1..].to_vec();
+    for (rule, lossless) in [(RankRule::Fixed(2), false), (RankRule::Fixed(4), true), (RankRule::SvFro(0.9), false)] {
+        let (resized, report) = merge::merge(&single, &names, Some(rule)).unwrap();
+        let report = report.unwrap();
+        let worst = check_reported_errors(&single, &resized, &report);
+        if lossless {
+            assert!(worst < 1e-5, "{rule}: {worst}");
+        }
+        if let RankRule::SvFro(kept) = rule {
+            // Keeping ≥ 90 % of the Frobenius norm leaves at most √(1 − 0.9²) of it.
+            assert!(worst <= (1.0 - kept * kept).sqrt() + 1e-6, "{rule}: {worst}");
+        }
+    }
+}
+
+#[test]
+fn merges_refuse_other_families_and_impossible_ranks_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdxl = dir.path().join("sdxl.safetensors");
+    sdxl_kohya_file(&sdxl);
+    let sd1 = fixture("lora/lora_attn.kohya.safetensors");
+    let mut labelled = LoraFile::open(&sd1).unwrap();
+    labelled.metadata.insert("ss_base_model_version".into(), "sd_v1".into());
+    let sd1_labelled = dir.path().join("sd1.safetensors");
+    labelled.save(&sd1_labelled, LoraFormat::Kohya).unwrap();
+    let out = dir.path().join("out.safetensors");
+    let output = easel(&["lora", "merge", &text(&sd1_labelled), &text(&sdxl), "--out", &text(&out)]);
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("different model families") && error.contains("sdxl.safetensors"), "{error}");
+    assert!(!out.exists());
+
+    let output = easel(&["lora", "resize", &text(&sd1), "--rank", "100", "--out", &text(&out)]);
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("rank 100 is larger than") && error.contains("unet."), "{error}");
+    assert!(!out.exists());
+
+    let output = easel(&["lora", "resize", &text(&sd1), "--dynamic", "sv_fro=0.95", "--out", &text(&out)]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("overall:") && table.contains("relative Frobenius error"), "{table}");
 }

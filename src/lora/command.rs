@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Result, bail};
 use clap::Subcommand;
 
-use crate::model::lora_file::{self, ExportOptions, LoraFormat};
+use super::factor::RankRule;
+use super::merge::{self, Method};
+use crate::model::lora_file::{self, ExportOptions, LoraFile, LoraFormat};
 
 #[derive(Debug, Subcommand)]
 pub enum LoraCommand {
@@ -27,6 +29,68 @@ pub enum LoraCommand {
         #[command(flatten)]
         output: OutputArgs,
     },
+    /// Combine LoRAs: `concat` is exact (ranks add up); `svd` re-factorises to --rank or --dynamic and reports the error.
+    Merge {
+        /// Two or more LoRA files, each with an optional weight: `a.safetensors:0.7`.
+        #[arg(num_args = 2.., required = true, value_name = "FILE[:WEIGHT]")]
+        inputs: Vec<super::merge::Weighted>,
+        #[arg(long)]
+        out: PathBuf,
+        /// concat (exact) or svd (default: svd when --rank or --dynamic is given, else concat).
+        #[arg(long, value_enum)]
+        method: Option<super::merge::Method>,
+        #[command(flatten)]
+        rank: RankArgs,
+        /// Output format (default: the first input's).
+        #[arg(long, value_enum)]
+        to: Option<LoraFormat>,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Re-rank one LoRA by SVD, to a fixed rank or a dynamic rule, reporting the error per module.
+    Resize {
+        file: PathBuf,
+        #[command(flatten)]
+        rank: RankArgs,
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+}
+
+/// The rank an SVD keeps.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RankArgs {
+    /// Keep this rank in every module.
+    #[arg(long, conflicts_with = "dynamic", value_parser = parse_fixed_rank)]
+    pub rank: Option<RankRule>,
+    /// Pick each module's rank from its singular values: sv_ratio=T, sv_fro=T or sv_cumulative=T (kohya's rules).
+    #[arg(long, value_parser = parse_dynamic_rank)]
+    pub dynamic: Option<RankRule>,
+}
+
+impl RankArgs {
+    fn rule(&self) -> Option<RankRule> {
+        self.rank.or(self.dynamic)
+    }
+}
+
+fn parse_fixed_rank(text: &str) -> Result<RankRule, String> {
+    match text.parse::<usize>() {
+        Ok(0) | Err(_) => Err(format!("`{text}`: a rank is a whole number of at least 1")),
+        Ok(rank) => Ok(RankRule::Fixed(rank)),
+    }
+}
+
+fn parse_dynamic_rank(text: &str) -> Result<RankRule, String> {
+    match text.parse::<RankRule>() {
+        Ok(RankRule::Fixed(_)) => Err(format!(
+            "`{text}`: use --rank for a fixed rank; --dynamic takes sv_ratio=T, sv_fro=T or sv_cumulative=T"
+        )),
+        Ok(rule) => Ok(rule),
+        Err(e) => Err(format!("{e:#}")),
+    }
 }
 
 /// Options of every command that writes a LoRA file.
@@ -62,9 +126,27 @@ impl OutputArgs {
     }
 }
 
+fn stem(file: &Path) -> String {
+    file.file_stem().map_or_else(|| "lora".into(), |s| s.to_string_lossy().into_owned())
+}
+
 fn default_out(file: &Path, suffix: &str) -> PathBuf {
-    let stem = file.file_stem().map_or_else(|| "lora".into(), |s| s.to_string_lossy().into_owned());
-    file.with_file_name(format!("{stem}.{suffix}.safetensors"))
+    file.with_file_name(format!("{}.{suffix}.safetensors", stem(file)))
+}
+
+/// Writes a made file with the output options' metadata and says so.
+fn write(file: &LoraFile, out: &Path, format: LoraFormat, output: &OutputArgs) -> Result<()> {
+    let mut file = file.clone();
+    file.metadata = output.export(format).header(&file.metadata);
+    file.save(out, format)?;
+    let ranks: std::collections::BTreeSet<usize> = file.modules.iter().map(|m| m.rank()).collect();
+    let ranks = match (ranks.first(), ranks.last()) {
+        (Some(low), Some(high)) if low != high => format!("ranks {low}–{high}"),
+        (Some(rank), _) => format!("rank {rank}"),
+        _ => "no modules".into(),
+    };
+    println!("wrote {} ({}, {} modules, {ranks})", out.display(), format.label(), file.modules.len());
+    Ok(())
 }
 
 pub fn run(command: LoraCommand) -> Result<()> {
@@ -92,6 +174,55 @@ pub fn run(command: LoraCommand) -> Result<()> {
                 written.modules.len(),
                 written.format.label()
             );
+        }
+        LoraCommand::Merge { inputs, out, method, rank, to, output } => {
+            let rule = match (method, rank.rule()) {
+                (Some(Method::Concat), Some(_)) => {
+                    bail!("--method concat keeps every rank; --rank and --dynamic are for svd")
+                }
+                (Some(Method::Svd), None) => bail!("--method svd needs --rank R or --dynamic RULE"),
+                (_, rule) => rule,
+            };
+            let paths: Vec<&Path> = inputs.iter().map(|i| i.path.as_path()).collect();
+            output.check(&out, &paths)?;
+            let files = merge::open_inputs(&inputs)?;
+            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            let (merged, report) = merge::merge(&files, &names, rule)?;
+            let titles: Vec<String> = files.iter().zip(&paths).map(|((f, _), p)| merge::title_of(f, p)).collect();
+            let how = match rule {
+                None => "exact merge (concat)".to_string(),
+                Some(rule) => format!("SVD merge ({rule})"),
+            };
+            let mut merged = merged;
+            let title = output.title.clone().unwrap_or_else(|| stem(&out));
+            merged.metadata = merge::merged_metadata(&files, &titles, &how, &title);
+            let format = to.unwrap_or(merged.format);
+            write(&merged, &out, format, &output)?;
+            if let Some(report) = report {
+                print!("{}", report.table(12));
+            }
+        }
+        LoraCommand::Resize { file, rank, out, output } => {
+            let Some(rule) = rank.rule() else { bail!("resize needs --rank R or --dynamic RULE") };
+            output.check(&out, &[&file])?;
+            let input = LoraFile::open(&file)?;
+            let (mut resized, report) =
+                merge::merge(&[(input.clone(), 1.0)], &[file.display().to_string()], Some(rule))?;
+            let report = report.expect("an SVD merge reports its error");
+            let mut metadata = input.metadata.clone();
+            let comment = format!("resized with Easel ({rule}), overall error {:.3} %", report.overall() * 100.0);
+            metadata.insert("ss_training_comment".into(), comment);
+            let ranks: std::collections::BTreeSet<usize> = resized.modules.iter().map(|m| m.rank()).collect();
+            let dim = if ranks.len() == 1 {
+                ranks.first().map(usize::to_string).unwrap_or_default()
+            } else {
+                "Dynamic".into()
+            };
+            metadata.insert("ss_network_dim".into(), dim.clone());
+            metadata.insert("ss_network_alpha".into(), dim);
+            resized.metadata = metadata;
+            write(&resized, &out, input.format, &output)?;
+            print!("{}", report.table(12));
         }
     }
     Ok(())

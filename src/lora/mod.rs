@@ -3,4 +3,6 @@
 //! works on the files and the weight updates they hold.
 
 pub mod command;
+pub mod factor;
 pub mod info;
+pub mod merge;

@@ -18,7 +18,7 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
 pub use metadata::{ExportOptions, TrainingInfo, kohya_metadata, without_local_paths};
-pub use names::{FamilyGuess, Naming, detect_family};
+pub use names::{ASSUMED, FamilyGuess, Naming, detect_family};
 
 use super::lora::{LoraAdapter, LoraNetwork, StoredAs};
 use super::pipeline::StableDiffusion;

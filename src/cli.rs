@@ -136,6 +136,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 20)]
         steps: usize,
     },
+    /// Merging and resizing LoRAs of SDXL's full shapes (random weights), with the memory each adds; with --python, kohya's way beside it.
+    Lora {
+        /// Rank of the two random LoRAs (the SVD merge keeps it, resize halves it).
+        #[arg(long, default_value_t = 32)]
+        rank: usize,
+        /// Where the random LoRAs are written.
+        #[arg(long, default_value = "target/bench-lora")]
+        dir: PathBuf,
+        /// Also run these operations as kohya's scripts do them (benches/lora_tools.py; `pip install torch safetensors`)
+        /// on the same files and report Easel's speed and memory as ratios to it.
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
     /// One LoRA training step (attention, AdamW) of a random-weight UNet; with --python, diffusers + PEFT beside it.
     Train {
         #[arg(long, value_enum, default_value = "tiny")]
@@ -248,6 +261,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Bench { what: BenchCommand::Conformance { fixtures, arch, steps } }) => {
             crate::bench::conformance::run(&fixtures, &crate::device::default_device(), arch, steps.max(2))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Bench { what: BenchCommand::Lora { rank, dir, python } }) => {
+            let options = crate::bench::lora::BenchLora { rank: rank.max(2), dir, python };
+            for line in crate::bench::lora::run(&options)? {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench {

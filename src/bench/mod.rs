@@ -2,6 +2,7 @@
 //! the dataset scan, each beside a reference where there is one.
 
 pub mod conformance;
+pub mod lora;
 pub mod train;
 
 use std::time::Instant;

@@ -148,6 +148,29 @@ pub fn random_weights(dtype: DType, device: &Device) -> VarBuilder<'static> {
     VarBuilder::from_backend(Box::new(Generator::default()), dtype, device.clone())
 }
 
+/// Weights that take no memory, every tensor a broadcast zero: building
+/// module code with them reads out its structure (layer names and sizes),
+/// e.g. SDXL's LoRA targets, without gigabytes of weights.
+pub fn weightless() -> VarBuilder<'static> {
+    VarBuilder::from_backend(Box::new(Weightless), DType::F32, Device::Cpu)
+}
+
+struct Weightless;
+
+impl SimpleBackend for Weightless {
+    fn get(&self, shape: Shape, _: &str, _: candle_nn::Init, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+        Tensor::zeros((), dtype, device)?.broadcast_as(shape)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("weightless module code needs a shape for `{name}`")
+    }
+
+    fn contains_tensor(&self, _: &str) -> bool {
+        false
+    }
+}
+
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))

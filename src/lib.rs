@@ -13,6 +13,7 @@ pub mod device;
 pub mod evaluate;
 pub mod fsutil;
 pub mod generate;
+pub mod lora;
 pub mod model;
 pub mod project;
 pub mod train;

@@ -1,0 +1,5 @@
+//! LoRA files as artifacts: tools that inspect, convert, merge, resize, bake
+//! and extract them. Training and applying a LoRA live in `model`; this module
+//! works on the files and the weight updates they hold.
+
+pub mod factor;

@@ -445,43 +445,4 @@ mod tests {
             assert!(error.contains(message), "{text}: {error}");
         }
     }
-
-    #[test]
-    #[ignore]
-    fn timing() -> Result<()> {
-        use std::time::Instant;
-        for (rows, cols) in [(10240, 1280), (1280, 1280), (1280, 10240)] {
-            let delta = random(rows, cols, 1)?;
-            for rule in [RankRule::Fixed(64), RankRule::SvFro(0.9)] {
-                let start = Instant::now();
-                let f = factorize_dense(&delta, rule)?;
-                println!(
-                    "dense {rows}x{cols} {rule}: {:.3}s rank {} error {:.4}",
-                    start.elapsed().as_secs_f64(),
-                    f.rank,
-                    f.error
-                );
-            }
-        }
-        let (up, down) = (random(1280, 64, 2)?, random(64, 5120, 3)?);
-        let start = Instant::now();
-        let p = factorize_product(&up, &down, RankRule::Fixed(32))?;
-        println!("product 1280x64·64x5120 Fixed(32): {:.4}s error {:.4}", start.elapsed().as_secs_f64(), p.error);
-        for _ in 0..3 {
-            let start = Instant::now();
-            factorize_product(&up, &down, RankRule::Fixed(32))?;
-            println!("  again: {:.4}s", start.elapsed().as_secs_f64());
-        }
-        let start = Instant::now();
-        let d = factorize_dense(&up.matmul(&down)?, RankRule::Fixed(32))?;
-        println!("same as dense 1280x5120: {:.3}s error {:.4}", start.elapsed().as_secs_f64(), d.error);
-        println!(
-            "product vs dense: rank {} {}, error diff {:.2e}, reconstruction rel diff {:.2e}",
-            p.rank,
-            d.rank,
-            (p.error - d.error).abs(),
-            relative(&rebuilt(&p)?, &rebuilt(&d)?)?
-        );
-        Ok(())
-    }
 }

@@ -9,6 +9,16 @@ use std::path::Path;
 /// in the same folder (same file system, so the rename is atomic), are flushed
 /// to disk, and the temporary file is renamed over the target.
 pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
+    atomic_write_with(path, |file| file.write_all(contents))
+}
+
+/// [`atomic_write`] for contents made while writing (files too large to hold
+/// in memory): `write` fills the temporary file; on any error, its own or
+/// the file system's, the temporary file is removed and the target is untouched.
+pub fn atomic_write_with<E: From<io::Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut File) -> Result<(), E>,
+) -> Result<(), E> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -22,7 +32,7 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
 
     let result = (|| {
         let mut file = File::create(&tmp_path)?;
-        file.write_all(contents)?;
+        write(&mut file)?;
         file.sync_all()?;
         fs::rename(&tmp_path, path)?;
         // The rename itself is only durable once the folder entry is synced.

@@ -20,6 +20,7 @@ pub mod lora_file;
 pub mod nn;
 pub mod pipeline;
 pub mod resnet;
+pub mod rewrite;
 pub mod sampling;
 pub mod schedule;
 pub mod single_file;

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use candle_core::{DType, Device, Tensor};
 
 use super::Family;
-use super::clip::{ClipTextConfig, ClipTextModel};
+use super::clip::{Activation, ClipTextConfig, ClipTextModel};
 use super::lora::{LoraHost, LoraLayers};
 use super::schedule::{PredictionType, SchedulerConfig};
 use super::single_file;
@@ -81,7 +81,7 @@ pub struct StableDiffusion {
 
 /// The files holding a diffusers part's weights, preferring safetensors,
 /// full precision, then fp16 variants, then sharded indexes.
-fn part_weights(folder: &Path, stem: &str) -> Result<Vec<PathBuf>> {
+pub(crate) fn part_weights(folder: &Path, stem: &str) -> Result<Vec<PathBuf>> {
     for name in [format!("{stem}.safetensors"), format!("{stem}.fp16.safetensors")] {
         let path = folder.join(&name);
         if path.is_file() {
@@ -109,6 +109,17 @@ fn part_weights(folder: &Path, stem: &str) -> Result<Vec<PathBuf>> {
         }
     }
     bail!("{}: no {stem}.safetensors", folder.display())
+}
+
+/// A diffusers model's family, from its configs: SDXL has two text encoders,
+/// SD2 a 1024-wide context or OpenCLIP's exact GELU.
+pub(crate) fn diffusers_family(encoders: usize, cross_attention_dim: usize, first_activation: Activation) -> Family {
+    match (encoders, cross_attention_dim) {
+        (2, _) => Family::Sdxl,
+        (_, 1024) => Family::Sd2,
+        _ if first_activation == Activation::Gelu => Family::Sd2,
+        _ => Family::Sd1,
+    }
 }
 
 fn tokenizer_padding(folder: &Path) -> Padding {
@@ -237,12 +248,11 @@ impl StableDiffusion {
         if let Some(prediction) = options.prediction {
             scheduler.prediction_type = prediction;
         }
-        let family = match (text_encoders.len(), unet_config.cross_attention_dim) {
-            (2, _) => Family::Sdxl,
-            (_, 1024) => Family::Sd2,
-            _ if text_encoders[0].model.config.hidden_act == super::clip::Activation::Gelu => Family::Sd2,
-            _ => Family::Sd1,
-        };
+        let family = diffusers_family(
+            text_encoders.len(),
+            unet_config.cross_attention_dim,
+            text_encoders[0].model.config.hidden_act,
+        );
         Ok(Self {
             family,
             text_encoders,
@@ -281,20 +291,12 @@ impl StableDiffusion {
             &vae_config,
         )?;
 
-        let (first, second) = single_file::text_prefixes(family);
         let mut text_encoders = Vec::new();
-        let mut encoders = vec![(first, "text_encoder", "tokenizer")];
-        if let Some(prefix) = second {
-            encoders.push((prefix, "text_encoder_2", "tokenizer_2"));
-        }
-        for (index, (prefix, part, tokenizer_part)) in encoders.into_iter().enumerate() {
-            let open_clip = family == Family::Sd2 || index == 1;
-            let (mut te_config, names) = if open_clip {
-                single_file::open_clip_text(&shapes, prefix, family == Family::Sd2)
-            } else {
-                single_file::clip_text(&shapes, prefix)
-            }
-            .with_context(in_file)?;
+        let encoders = single_file::text_encoders(&shapes, family).with_context(in_file)?;
+        for (encoder, (part, tokenizer_part)) in
+            encoders.into_iter().zip([("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")])
+        {
+            let single_file::TextEncoderNames { prefix, open_clip, config: mut te_config, names } = encoder;
             if let Some(path) = override_config(part, "config.json") {
                 te_config = ClipTextConfig::from_file(&path)?;
             }

@@ -94,7 +94,8 @@ pub enum Stored {
 }
 
 impl Stored {
-    fn key(&self) -> &str {
+    /// The stored tensor's name.
+    pub fn key(&self) -> &str {
         match self {
             Self::Renamed(key) | Self::Rows { key, .. } | Self::Transposed(key) => key,
         }
@@ -158,7 +159,7 @@ impl WeightSource {
 
 /// Shapes that differ only by trailing 1s hold the same weights: a 1×1
 /// convolution `[o, i, 1, 1]` is a linear layer `[o, i]`.
-fn same_up_to_unit_dims(a: &[usize], b: &[usize]) -> bool {
+pub(crate) fn same_up_to_unit_dims(a: &[usize], b: &[usize]) -> bool {
     let strip = |s: &[usize]| {
         let mut s = s.to_vec();
         while s.len() > 2 && s.last() == Some(&1) {

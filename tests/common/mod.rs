@@ -2,6 +2,7 @@
 //! them, so unused ones are expected there.
 #![allow(dead_code)]
 
+pub mod families;
 pub mod sgm;
 
 use std::collections::HashMap;

@@ -111,7 +111,8 @@ fn python(script: &Path, operation: &str, files: &[&Path], rank: &str) -> Result
         bail!("{} {operation} failed: {}", script.display(), String::from_utf8_lossy(&output.stderr));
     }
     let text = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(text.lines().last().unwrap_or("")).with_context(|| format!("{}: output {text}", script.display()))
+    serde_json::from_str(text.lines().last().unwrap_or(""))
+        .with_context(|| format!("{}: output {text}", script.display()))
 }
 
 pub fn run(options: &BenchLora) -> Result<Vec<Value>> {

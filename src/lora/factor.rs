@@ -17,12 +17,14 @@ use faer::linalg::svd::{self, ComputeSvdVectors};
 use faer::linalg::{householder, matmul};
 use faer::{Accum, Conj, Mat, MatRef, Par};
 
-/// How many singular values to keep (kohya's resize_lora rules).
+/// How many singular values to keep (kohya's resize_lora rules; the
+/// dynamic ones keep one more than the smallest rank that meets them, as
+/// kohya's script does).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RankRule {
     /// Exactly this rank (capped at the number of singular values).
     Fixed(usize),
-    /// The singular values of at least s_max / t.
+    /// The singular values above s_max / t.
     SvRatio(f64),
     /// The smallest rank keeping a fraction t of the Frobenius norm.
     SvFro(f64),
@@ -76,13 +78,15 @@ impl fmt::Display for RankRule {
 impl RankRule {
     /// The rank to keep of `s` (non-increasing), at least 1.
     fn rank(self, s: &[f64]) -> usize {
-        let kept = match self {
-            Self::Fixed(rank) => rank,
-            Self::SvRatio(t) => s.iter().take_while(|&&x| x >= s[0] / t).count(),
+        let meeting = match self {
+            Self::Fixed(rank) => return rank.clamp(1, s.len()),
+            Self::SvRatio(t) => s.iter().take_while(|&&x| x > s[0] / t).count(),
             Self::SvFro(t) => smallest_prefix(s.iter().map(|x| x * x), t * t),
             Self::SvCumulative(t) => smallest_prefix(s.iter().copied(), t),
         };
-        kept.clamp(1, s.len())
+        // kohya's resize_lora keeps one singular value more than the rule
+        // needs; doing the same gives its users the ranks they know.
+        meeting.max(1).saturating_add(1).clamp(1, s.len())
     }
 
     /// A fixed rank the layer cannot have is the caller's mistake, not
@@ -373,16 +377,17 @@ mod tests {
         let delta = us.matmul(&vt)?;
         // s² cumulative fractions, square-rooted: .690 .883 .948 .987 .997 …
         // s cumulative fractions: .327 .588 .752 .882 .948 .980 …
+        // Dynamic rules keep one more than the smallest rank meeting them, as kohya does.
         let cases = [
             (RankRule::Fixed(3), 3),
-            (RankRule::SvRatio(1.0), 1),
-            (RankRule::SvRatio(4.5), 4),
-            (RankRule::SvRatio(50.0), 7),
-            (RankRule::SvFro(0.1), 1),
-            (RankRule::SvFro(0.9), 3),
-            (RankRule::SvFro(0.99), 5),
-            (RankRule::SvCumulative(0.75), 3),
-            (RankRule::SvCumulative(0.9), 5),
+            (RankRule::SvRatio(1.0), 2),
+            (RankRule::SvRatio(4.5), 5),
+            (RankRule::SvRatio(50.0), 8),
+            (RankRule::SvFro(0.1), 2),
+            (RankRule::SvFro(0.9), 4),
+            (RankRule::SvFro(0.99), 6),
+            (RankRule::SvCumulative(0.75), 4),
+            (RankRule::SvCumulative(0.9), 6),
         ];
         let energy: f64 = s.iter().map(|x| x * x).sum();
         for (rule, rank) in cases {

@@ -158,7 +158,14 @@ pub fn weightless() -> VarBuilder<'static> {
 struct Weightless;
 
 impl SimpleBackend for Weightless {
-    fn get(&self, shape: Shape, _: &str, _: candle_nn::Init, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    fn get(
+        &self,
+        shape: Shape,
+        _: &str,
+        _: candle_nn::Init,
+        dtype: DType,
+        device: &Device,
+    ) -> candle_core::Result<Tensor> {
         Tensor::zeros((), dtype, device)?.broadcast_as(shape)
     }
 

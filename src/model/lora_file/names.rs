@@ -212,7 +212,7 @@ mod tests {
         let to_k = vec![("unet.mid_block.attentions.0.transformer_blocks.0.attn2.to_k".to_string(), 1024)];
         assert_eq!(
             detect_family(&[], &none, &to_k),
-            FamilyGuess { family: Family::Sd2, evidence: "cross-attention width" }
+            FamilyGuess { family: Family::Sd2, evidence: "its cross-attention width" }
         );
         assert_eq!(detect_family(&[], &none, &[]).evidence, ASSUMED);
     }

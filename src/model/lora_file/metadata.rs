@@ -81,6 +81,26 @@ pub fn without_local_paths(metadata: &BTreeMap<String, String>) -> BTreeMap<Stri
         .collect()
 }
 
+/// What a LoRA for `family` is, in model-spec and kohya terms: the fields
+/// every Easel-written LoRA carries, trained or made by a tool.
+pub fn lora_identity(family: Family, prediction: PredictionType) -> BTreeMap<String, String> {
+    let (version, architecture, implementation) = version_strings(family, prediction);
+    let python_bool = |b: bool| if b { "True" } else { "False" }.to_string();
+    BTreeMap::from([
+        ("modelspec.sai_model_spec".into(), "1.0.1".into()),
+        ("modelspec.architecture".into(), architecture.into()),
+        ("modelspec.implementation".into(), implementation.into()),
+        (
+            "modelspec.prediction_type".into(),
+            if prediction == PredictionType::VPrediction { "v" } else { "epsilon" }.into(),
+        ),
+        ("ss_network_module".into(), "networks.lora".into()),
+        ("ss_base_model_version".into(), version.into()),
+        ("ss_v2".into(), python_bool(family == Family::Sd2)),
+        ("ss_v_parameterization".into(), python_bool(prediction == PredictionType::VPrediction)),
+    ])
+}
+
 /// The header metadata kohya's trainer writes, as far as Easel knows it,
 /// and the model-spec fields.
 pub fn kohya_metadata(
@@ -89,16 +109,10 @@ pub fn kohya_metadata(
     prediction: PredictionType,
     info: &TrainingInfo,
 ) -> BTreeMap<String, String> {
-    let (version, architecture, implementation) = version_strings(family, prediction);
-    let python_bool = |b: bool| if b { "True" } else { "False" }.to_string();
     let resolution = format!("{}x{}", info.resolution.0, info.resolution.1);
     let mut m = BTreeMap::new();
-    m.insert("ss_network_module".into(), "networks.lora".into());
     m.insert("ss_network_dim".into(), network.rank.to_string());
     m.insert("ss_network_alpha".into(), format!("{:?}", network.alpha));
-    m.insert("ss_base_model_version".into(), version.into());
-    m.insert("ss_v2".into(), python_bool(family == Family::Sd2));
-    m.insert("ss_v_parameterization".into(), python_bool(prediction == PredictionType::VPrediction));
     m.insert("ss_sd_model_name".into(), file_name(&info.base_model_name));
     m.insert("ss_resolution".into(), format!("({}, {})", info.resolution.0, info.resolution.1));
     m.insert("ss_steps".into(), info.steps.to_string());
@@ -113,16 +127,10 @@ pub fn kohya_metadata(
     m.insert("ss_training_started_at".into(), format!("{:.6}", info.started_at));
     m.insert("ss_training_finished_at".into(), format!("{:.6}", info.finished_at));
     m.insert("ss_training_comment".into(), "trained with Easel".into());
-    m.insert("modelspec.sai_model_spec".into(), "1.0.1".into());
-    m.insert("modelspec.architecture".into(), architecture.into());
-    m.insert("modelspec.implementation".into(), implementation.into());
+    m.extend(lora_identity(family, prediction));
     m.insert("modelspec.title".into(), info.output_name.clone());
     m.insert("modelspec.resolution".into(), resolution);
     m.insert("modelspec.date".into(), crate::utc::UtcTime::from_unix(info.finished_at as i64).iso());
-    m.insert(
-        "modelspec.prediction_type".into(),
-        if prediction == PredictionType::VPrediction { "v" } else { "epsilon" }.into(),
-    );
     if !info.trigger.is_empty() {
         m.insert("modelspec.trigger_phrase".into(), info.trigger.clone());
     }

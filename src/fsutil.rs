@@ -9,6 +9,20 @@ use std::path::Path;
 /// in the same folder (same file system, so the rename is atomic), are flushed
 /// to disk, and the temporary file is renamed over the target.
 pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
+    through_temporary(path, |file| file.write_all(contents))
+}
+
+/// Copies `from` to `to` the way `atomic_write` writes: a crash leaves the
+/// old `to` or the whole copy. Streams the bytes, so a large file (a
+/// checkpoint's optimizer state) is never held in memory whole.
+pub fn atomic_copy(from: &Path, to: &Path) -> io::Result<()> {
+    let mut source = File::open(from)?;
+    through_temporary(to, |file| io::copy(&mut source, file).map(drop))
+}
+
+/// Fills a temporary file beside `path` with `fill`, flushes it to disk and
+/// renames it over `path`; the temporary file is removed on failure.
+fn through_temporary(path: &Path, fill: impl FnOnce(&mut File) -> io::Result<()>) -> io::Result<()> {
     let folder = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -22,7 +36,7 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
 
     let result = (|| {
         let mut file = File::create(&tmp_path)?;
-        file.write_all(contents)?;
+        fill(&mut file)?;
         file.sync_all()?;
         fs::rename(&tmp_path, path)?;
         // The rename itself is only durable once the folder entry is synced.
@@ -50,6 +64,20 @@ mod tests {
         assert_eq!(fs::read_to_string(&target).unwrap(), "new");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.txt")]);
+    }
+
+    #[test]
+    fn copies_whole_files_over_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        fs::write(&from, &bytes).unwrap();
+        fs::write(&to, b"old").unwrap();
+        atomic_copy(&from, &to).unwrap();
+        assert_eq!(fs::read(&to).unwrap(), bytes);
+        assert!(atomic_copy(&dir.path().join("missing"), &to).is_err());
+        assert_eq!(fs::read(&to).unwrap(), bytes, "a failed copy leaves the old file");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
     }
 
     #[test]

@@ -66,8 +66,11 @@ pub enum Command {
         #[arg(long)]
         steps: Option<u32>,
         /// Continue a run from its last checkpoint: the newest run, or the one named.
-        #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "")]
+        #[arg(long, value_name = "RUN", num_args = 0..=1, default_missing_value = "", conflicts_with = "from")]
         resume: Option<String>,
+        /// Roll back: train on from run RUN's checkpoint at STEP in a new run (RUN is left as it is).
+        #[arg(long, value_name = "RUN@STEP", value_parser = parse_from)]
+        from: Option<crate::train::Resume>,
         /// Print each new sample image below the progress, where the terminal shows images.
         #[arg(long)]
         show_samples: bool,
@@ -306,8 +309,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::evaluate::command::run(crate::evaluate::command::EvalArgs { project, run, overrides })?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Train { project, steps, resume, show_samples, report_every }) => {
-            train(&project, steps, resume, show_samples, report_every)
+        Some(Command::Train { project, steps, resume, from, show_samples, report_every }) => {
+            let resume = resume
+                .map(|run| if run.is_empty() { crate::train::Resume::Latest } else { crate::train::Resume::Run(run) });
+            train(&project, steps, resume.or(from), show_samples, report_every)
         }
         None => workbench(cli.project.as_deref().unwrap_or(Path::new(".")), cli.theme.as_deref()),
     }
@@ -316,13 +321,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 fn train(
     dir: &Path,
     steps: Option<u32>,
-    resume: Option<String>,
+    resume: Option<crate::train::Resume>,
     show_samples: bool,
     report_every: u64,
 ) -> anyhow::Result<ExitCode> {
     let project = Project::open(dir)?;
-    let resume =
-        resume.map(|run| if run.is_empty() { crate::train::Resume::Latest } else { crate::train::Resume::Run(run) });
     let faults = crate::train::faults::Faults::from_env();
     if let Some(announcement) = faults.announcement() {
         eprintln!("warning: {announcement}");
@@ -339,6 +342,18 @@ fn train(
         crate::train::headless::HeadlessOptions { train: options, show_samples, report_every },
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--from RUN@STEP`: a run id and a checkpoint step.
+fn parse_from(text: &str) -> Result<crate::train::Resume, String> {
+    let usage =
+        || format!("`{text}`: expected RUN@STEP, a run id and one of its checkpoint steps (like 20261130-171407@200)");
+    let (run, step) = text.rsplit_once('@').ok_or_else(usage)?;
+    let step = step.parse().map_err(|_| usage())?;
+    if run.is_empty() {
+        return Err(usage());
+    }
+    Ok(crate::train::Resume::Checkpoint { run: run.to_string(), step })
 }
 
 fn scan(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {

@@ -12,6 +12,14 @@ pub fn atomic_write(path: &Path, contents: &[u8]) -> io::Result<()> {
     atomic_write_with(path, |file| file.write_all(contents))
 }
 
+/// Copies `from` to `to` the way `atomic_write` writes: a crash leaves the
+/// old `to` or the whole copy. Streams the bytes, so a large file (a
+/// checkpoint's optimizer state) is never held in memory whole.
+pub fn atomic_copy(from: &Path, to: &Path) -> io::Result<()> {
+    let mut source = File::open(from)?;
+    atomic_write_with(to, |file| io::copy(&mut source, file).map(drop))
+}
+
 /// [`atomic_write`] for contents made while writing (files too large to hold
 /// in memory): `write` fills the temporary file; on any error, its own or
 /// the file system's, the temporary file is removed and the target is untouched.
@@ -60,6 +68,20 @@ mod tests {
         assert_eq!(fs::read_to_string(&target).unwrap(), "new");
         let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("a.txt")]);
+    }
+
+    #[test]
+    fn copies_whole_files_over_old_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let (from, to) = (dir.path().join("a.bin"), dir.path().join("b.bin"));
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| i as u8).collect();
+        fs::write(&from, &bytes).unwrap();
+        fs::write(&to, b"old").unwrap();
+        atomic_copy(&from, &to).unwrap();
+        assert_eq!(fs::read(&to).unwrap(), bytes);
+        assert!(atomic_copy(&dir.path().join("missing"), &to).is_err());
+        assert_eq!(fs::read(&to).unwrap(), bytes, "a failed copy leaves the old file");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "no temporary file left");
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Training on the built-in tiny model and the demo dataset: the loss falls
 //! (and does not at learning rate 0), a run killed with SIGKILL resumes to
 //! the same losses as an uninterrupted one, its LoRA changes what
-//! `easel generate` draws, and a non-finite loss stops the run by name.
+//! `easel generate` draws, a non-finite loss stops the run by name, and a
+//! roll-back trains on from a checkpoint in a new run.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -9,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::demo_copy;
 use easel::project::Project;
+use easel::train::read_metrics;
 use easel::train::records::MetricsRecord;
 use easel::train::trainer::{self, Event, TrainOptions};
 
@@ -242,4 +244,73 @@ fn commands_pause_resume_sample_save_and_stop_a_running_trainer() {
     assert!(stopped && step > paused_at && step < 500, "stopped {stopped} at {step}");
     assert!(lora.is_file());
     assert_eq!(handle.thread.join().unwrap().unwrap(), lora);
+}
+
+/// Every file under `dir` with its bytes, by path.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut found = Vec::new();
+    for item in std::fs::read_dir(dir).unwrap() {
+        let path = item.unwrap().path();
+        if path.is_dir() {
+            found.extend(files(&path));
+        } else {
+            found.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    found.sort();
+    found
+}
+
+#[test]
+fn a_roll_back_trains_on_from_a_checkpoint_in_a_new_run_and_leaves_the_old_one_alone() {
+    let dir = project(4, 2);
+    let path = dir.path().to_str().unwrap();
+    let done = output(easel(&["train", path]));
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    let original = run_folder(dir.path());
+    let id = original.file_name().unwrap().to_str().unwrap().to_string();
+    assert!(original.join("checkpoints/step-000002.state.safetensors").is_file());
+    let before = files(&original);
+
+    // A run or step that is not there, or no step at all: a clear error, and no run made.
+    for (from, error) in [
+        ("nope@2".to_string(), format!("no run `nope` in {}/runs (its runs: {id})", path)),
+        (format!("{id}@3"), format!("run {id} has no checkpoint at step 3 (its checkpoints: 2, 4)")),
+        (id.clone(), format!("`{id}`: expected RUN@STEP")),
+    ] {
+        let refused = output(easel(&["train", path, "--from", &from]));
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success() && stderr.contains(&error), "--from {from}: {stderr}");
+    }
+    assert_eq!(std::fs::read_dir(dir.path().join("runs")).unwrap().count(), 1);
+
+    let rolled = output(easel(&["train", path, "--from", &format!("{id}@2")]));
+    let stdout = String::from_utf8_lossy(&rolled.stdout);
+    assert!(rolled.status.success(), "{}", String::from_utf8_lossy(&rolled.stderr));
+    assert!(stdout.contains(&format!("a new run continuing run {id} from its checkpoint at step 2")), "{stdout}");
+    let new = std::fs::read_dir(dir.path().join("runs"))
+        .unwrap()
+        .map(|item| item.unwrap().path())
+        .find(|run| *run != original)
+        .expect("a new run");
+    assert_eq!(files(&original), before, "the original run's files are byte for byte as they were");
+
+    // It starts from checkpoint 2's LoRA and optimizer state: its copy of them
+    // is the original's, and steps 3 and 4 train as they did the first time.
+    for file in ["step-000002.safetensors", "step-000002.state.safetensors"] {
+        let read = |run: &Path| std::fs::read(run.join("checkpoints").join(file)).unwrap();
+        assert!(read(&new) == read(&original), "{file} differs");
+    }
+    let (first, second) = (logged_losses(&original), logged_losses(&new));
+    assert_eq!(
+        second.iter().map(|(step, _)| *step).collect::<Vec<_>>(),
+        [1, 2, 3, 4],
+        "the history up to 2 comes along"
+    );
+    assert_eq!(second[..2], first[..2]);
+    let worst = second[2..].iter().zip(&first[2..]).map(|((_, a), (_, b))| (a - b).abs()).fold(0.0, f64::max);
+    eprintln!("rolled back at 2 vs the original: max |Δ loss| over steps 3-4 {worst:e}");
+    assert!(worst < 1e-4, "steps after the roll-back differ by {worst}");
+    assert_eq!(read_metrics(&new).resumed_from, Some((id, 2)));
+    assert!(new.join("demo.safetensors").is_file() && new.join("checkpoints/step-000004.safetensors").is_file());
 }

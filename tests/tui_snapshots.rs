@@ -1,5 +1,6 @@
 //! What the workbench draws, as text snapshots at 80×24 (ratatui's
-//! TestBackend + insta), and a sweep of small sizes that must not panic.
+//! TestBackend + insta; some views at a larger size too), and a sweep of
+//! small sizes that must not panic.
 
 use std::fs;
 use std::path::Path;
@@ -64,6 +65,46 @@ fn demo_copy() -> tempfile::TempDir {
     }
     fs::write(run.join("metrics.jsonl"), metrics).unwrap();
     dir
+}
+
+/// The demo copy's run with checkpoints at steps 25 (with its trainer state)
+/// and 50 (its LoRA only), and an evaluation report that recommends 25.
+fn demo_with_checkpoints() -> tempfile::TempDir {
+    let dir = demo_copy();
+    let run = dir.path().join("runs/20261126-101500");
+    for (step, bytes) in [(25u64, 1_572_864u64), (50, 3_145_728)] {
+        // Sparse files: the sizes show, nothing is written.
+        let lora = fs::File::create(run.join(format!("checkpoints/step-{step:06}.safetensors"))).unwrap();
+        lora.set_len(bytes).unwrap();
+    }
+    fs::write(run.join("checkpoints/step-000025.state.safetensors"), b"").unwrap();
+    let summary = |step: Option<u64>, scale: f64, dino: f64, clip_t: f64| {
+        serde_json::json!({"step": step, "scale": scale, "cells": 6,
+            "scores": {"dino_fidelity": dino, "clip_t": clip_t, "memorisation": 0.5, "diversity": 0.2}})
+    };
+    let report = serde_json::json!({
+        "cells": [],
+        "summaries": [summary(None, 0.0, 0.41, 0.262), summary(Some(25), 0.5, 0.52, 0.281),
+            summary(Some(25), 1.0, 0.58, 0.274), summary(Some(50), 0.5, 0.6, 0.27), summary(Some(50), 1.0, 0.66, 0.239)],
+        "sheets": [],
+        "verdict": {"recommended_step": 25, "recommended_scale": 1.0, "overfitting_began": 50,
+            "words": "step 25 at scale 1; overfitting from step 50"}
+    });
+    fs::create_dir_all(run.join("eval/default")).unwrap();
+    fs::write(run.join("eval/default/eval.json"), report.to_string()).unwrap();
+    dir
+}
+
+/// The Train pane's checkpoints view of the shown run, its report read as the
+/// workbench's job reads it.
+fn checkpoints_open(root: &Path) -> App {
+    let mut app = loaded_app(root, "dark");
+    app.apply(Action::ShowPane(PaneId::Train));
+    let effects = app.handle_key(Key::plain(KeyCode::Enter));
+    let [Effect::ReadEvaluation(run)] = effects.as_slice() else { panic!("{effects:?}") };
+    let report = easel::evaluate::report::EvalReport::read(&run.join("eval/default")).unwrap();
+    app.done(Done::Evaluation(run.clone(), Ok(Some(Box::new(report)))));
+    app
 }
 
 fn loaded_app(root: &Path, theme: &str) -> App {
@@ -253,6 +294,59 @@ fn the_train_pane_keeps_charts_and_samples_apart_at_every_size() {
                 }
             }
             assert!(drew_samples || height < 26, "{width}×{height}: the latest samples are not shown");
+        }
+    }
+}
+
+#[test]
+fn the_checkpoints_of_a_run_with_validation_scores_export_and_comparison() {
+    let dir = demo_with_checkpoints();
+    let mut app = checkpoints_open(dir.path());
+    let screen = format!("{:?}", draw(&app, 80, 24).backend());
+    // Step 25's loss is the validation at 20, the nearest before it; its scores are scale 1's.
+    assert!(screen.contains("0.2868 @20") && screen.contains("0.580") && screen.contains("★"), "{screen}");
+    insta::assert_snapshot!("train_checkpoints_80x24", draw(&app, 80, 24).backend());
+    app.handle_key(Key::char('e'));
+    insta::assert_snapshot!("train_export_prompt_80x24", draw(&app, 80, 24).backend());
+    app.handle_key(Key::plain(KeyCode::Esc));
+    // A is step 25, B step 50.
+    app.handle_key(Key::char('m'));
+    app.handle_key(Key::char('j'));
+    app.handle_key(Key::char('m'));
+    app.handle_key(Key::char('v'));
+    insta::assert_snapshot!("train_compare_80x24", draw(&app, 80, 24).backend());
+    insta::assert_snapshot!("train_compare_120x36", draw(&app, 120, 36).backend());
+    app.handle_key(Key::plain(KeyCode::Esc));
+    app.handle_key(Key::plain(KeyCode::F(1)));
+    let screen = format!("{:?}", draw(&app, 80, 200).backend());
+    for heading in [
+        "A run's checkpoints (now)",
+        "Train pane, Exporting a checkpoint",
+        "Train pane, The export's destination holds a file",
+        "Train pane, Comparing two checkpoints' samples",
+    ] {
+        assert!(screen.contains(heading), "no section {heading:?}:\n{screen}");
+    }
+}
+
+#[test]
+fn the_checkpoint_views_draw_at_every_small_size_without_panicking() {
+    let dir = demo_with_checkpoints();
+    let mut app = checkpoints_open(dir.path());
+    let views: [&[Key]; 4] = [
+        &[],
+        &[Key::char('e')],
+        &[Key::plain(KeyCode::Esc), Key::char('m'), Key::char('j'), Key::char('v')],
+        &[Key::plain(KeyCode::Esc), Key::char('G')],
+    ];
+    for keys in views {
+        for key in keys {
+            app.handle_key(*key);
+        }
+        for width in (1..=40).chain((41..=90).step_by(7)) {
+            for height in (1..=16).chain((17..=30).step_by(4)) {
+                draw(&app, width, height);
+            }
         }
     }
 }

@@ -107,7 +107,14 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
             Event::Started { run_id, dir, start_step, total, train_images, validation_images, skipped } => {
                 // A resumed run's log already holds its history up to `start_step`.
                 history = read_metrics(&dir);
-                let from = if start_step > 0 { format!(", resuming at step {start_step}") } else { String::new() };
+                let from = match &history.resumed_from {
+                    // A roll-back's new run: its log was copied up to the checkpoint it starts from.
+                    Some((source, step)) if *step == start_step => {
+                        format!(", a new run continuing run {source} from its checkpoint at step {step}")
+                    }
+                    _ if start_step > 0 => format!(", resuming at step {start_step}"),
+                    _ => String::new(),
+                };
                 say(
                     &mut out,
                     &bar,

@@ -11,9 +11,11 @@ pub mod overfit;
 pub mod records;
 pub mod run_dir;
 mod runs;
+mod setup;
 pub mod smoothing;
 pub mod trainer;
 
 pub use records::StepMetrics;
 pub use runs::{RunMetrics, RunSummary, list_runs, read_metrics};
+pub use setup::file_stem;
 pub use trainer::{Command, Event, Resume, TrainOptions, TrainerHandle, spawn};

@@ -26,6 +26,11 @@ pub enum MetricsRecord {
     Checkpoint { path: PathBuf, step: u64 },
     /// The run ended (`stopped`: by the operator); `lora` is the final adapter.
     Finished { lora: PathBuf, step: u64, stopped: bool },
+    /// This run began as a copy of run `run` up to its checkpoint at `step`
+    /// (the lines before it are that run's). Readers that predate it skip
+    /// the line, as they skip any unknown event.
+    #[serde(rename = "resumed_from")]
+    ResumedFrom { run: String, step: u64 },
     /// An optimizer step: the one kind without an `event` key.
     #[serde(untagged)]
     Step(StepMetrics),
@@ -66,7 +71,8 @@ impl MetricsRecord {
             Self::Validation { step, .. }
             | Self::Samples { step, .. }
             | Self::Checkpoint { step, .. }
-            | Self::Finished { step, .. } => *step,
+            | Self::Finished { step, .. }
+            | Self::ResumedFrom { step, .. } => *step,
             Self::Step(metrics) => metrics.step,
         }
     }
@@ -174,6 +180,7 @@ mod tests {
             MetricsRecord::Samples { paths: vec!["s/0.png".into()], step: 3 },
             MetricsRecord::Checkpoint { path: "c.safetensors".into(), step: 3 },
             MetricsRecord::Finished { lora: "l.safetensors".into(), step: 3, stopped: true },
+            MetricsRecord::ResumedFrom { run: "20261130-163154".into(), step: 3 },
         ];
         for record in records {
             let line = String::from_utf8(record.to_line().unwrap()).unwrap();
@@ -184,6 +191,8 @@ mod tests {
         assert!(
             String::from_utf8(MetricsRecord::Step(step(1)).to_line().unwrap()).unwrap().contains("\"memory_mib\":null")
         );
+        let origin = MetricsRecord::ResumedFrom { run: "a".into(), step: 2 }.to_line().unwrap();
+        assert_eq!(String::from_utf8(origin).unwrap(), "{\"event\":\"resumed_from\",\"run\":\"a\",\"step\":2}\n");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, anyhow, bail};
 
 use super::records::{MetricsRecord, complete_lines};
-use crate::fsutil::atomic_write;
+use crate::fsutil::{atomic_copy, atomic_write};
 
 pub const FROZEN_CONFIG: &str = "project.toml";
 pub const METRICS: &str = "metrics.jsonl";
@@ -26,6 +26,16 @@ pub fn timestamp_id(time: SystemTime) -> String {
 
 pub fn unix_seconds() -> f64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+/// A checkpoint's LoRA file, as listed in its run folder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointFile {
+    pub step: u64,
+    pub lora: PathBuf,
+    pub bytes: u64,
+    /// Its trainer state (optimizer moments) is there too.
+    pub resumable: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -66,11 +76,105 @@ impl RunDir {
                 .map(|run| run.id)
                 .ok_or_else(|| anyhow!("{}: no runs to resume", runs_dir.display()))?,
         };
+        // A run id names a folder of runs/, never a path out of it.
+        if Path::new(&id).file_name() != Some(std::ffi::OsStr::new(&id)) {
+            bail!("`{id}` is not a run id (a folder name in {})", runs_dir.display());
+        }
         let dir = runs_dir.join(&id);
+        if !dir.is_dir() {
+            let ids: Vec<String> = super::list_runs(runs_dir).into_iter().map(|run| run.id).collect();
+            let known = if ids.is_empty() { "none".to_string() } else { ids.join(", ") };
+            bail!("no run `{id}` in {} (its runs: {known})", runs_dir.display());
+        }
         if !dir.join(FROZEN_CONFIG).is_file() {
             bail!("{}: not a run folder (no {FROZEN_CONFIG})", dir.display());
         }
         Ok(Self { id, dir })
+    }
+
+    /// Whether training can continue from the checkpoint at `step`: an
+    /// error naming what is missing (the checkpoint, or its trainer state).
+    pub fn resumable_checkpoint(&self, step: u64) -> Result<()> {
+        let files = self.checkpoint_files();
+        match files.iter().find(|file| file.step == step) {
+            Some(file) if file.resumable => Ok(()),
+            Some(_) => bail!(
+                "run {}: the checkpoint at step {step} has no trainer state ({}), so training cannot continue from it",
+                self.id,
+                self.checkpoint_paths(step).1.display()
+            ),
+            None => {
+                let steps: Vec<String> = files.iter().map(|file| file.step.to_string()).collect();
+                let known = if steps.is_empty() { "none".to_string() } else { steps.join(", ") };
+                bail!("run {} has no checkpoint at step {step} (its checkpoints: {known})", self.id)
+            }
+        }
+    }
+
+    /// A new run in `runs_dir` that continues this one from its checkpoint at
+    /// `step`, leaving this one as it is: the same frozen configuration, that
+    /// checkpoint, the sample rounds up to it, and the metrics lines up to it
+    /// (so its charts start where this run's were), then a line naming where
+    /// it came from. A failure part-way removes the new run again.
+    pub fn branch(&self, runs_dir: &Path, step: u64) -> Result<RunDir> {
+        self.resumable_checkpoint(step)?;
+        let run = Self::create(runs_dir, &self.frozen_config()?)?;
+        match self.seed(&run, step) {
+            Ok(()) => Ok(run),
+            Err(error) => {
+                let _ = fs::remove_dir_all(&run.dir);
+                Err(error.context(format!("cannot continue run {} from step {step} in a new run", self.id)))
+            }
+        }
+    }
+
+    /// Copies what `branch` carries into `run`.
+    fn seed(&self, run: &RunDir, step: u64) -> Result<()> {
+        let copy = |from: &Path, to: &Path| {
+            atomic_copy(from, to).with_context(|| format!("cannot copy {} to {}", from.display(), to.display()))
+        };
+        // The trainer state first: a LoRA beside it is what marks a checkpoint complete.
+        let ((lora, state), (new_lora, new_state)) = (self.checkpoint_paths(step), run.checkpoint_paths(step));
+        copy(&state, &new_state)?;
+        copy(&lora, &new_lora)?;
+        let text = match fs::read_to_string(self.metrics_path()) {
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
+            read => read.with_context(|| format!("cannot read {}", self.metrics_path().display()))?,
+        };
+        let mut lines = Vec::new();
+        for record in complete_lines(&text).filter_map(MetricsRecord::parse).filter(|r| r.step() <= step) {
+            let record = match record {
+                // Paths are taken from this run's folder, not from the line: a
+                // run trained from a relative project path logged relative ones.
+                MetricsRecord::Samples { paths, step: at } => {
+                    let folder = run.samples_dir(at);
+                    fs::create_dir_all(&folder).with_context(|| format!("cannot create {}", folder.display()))?;
+                    let mut copied = Vec::new();
+                    for name in paths.iter().filter_map(|path| path.file_name()) {
+                        let (from, to) = (self.samples_dir(at).join(name), folder.join(name));
+                        // An image deleted since leaves nothing to carry.
+                        if from.is_file() {
+                            copy(&from, &to)?;
+                            copied.push(to);
+                        }
+                    }
+                    if copied.is_empty() {
+                        continue;
+                    }
+                    MetricsRecord::Samples { paths: copied, step: at }
+                }
+                MetricsRecord::Checkpoint { step: at, .. } if at == step => {
+                    MetricsRecord::Checkpoint { path: new_lora.clone(), step }
+                }
+                // The earlier checkpoints stay in this run only, and its end is not the new run's.
+                MetricsRecord::Checkpoint { .. } | MetricsRecord::Finished { .. } => continue,
+                record => record,
+            };
+            lines.extend(record.to_line()?);
+        }
+        lines.extend(MetricsRecord::ResumedFrom { run: self.id.clone(), step }.to_line()?);
+        atomic_write(&run.metrics_path(), &lines)
+            .with_context(|| format!("cannot write {}", run.metrics_path().display()))
     }
 
     pub fn frozen_config(&self) -> Result<String> {
@@ -91,20 +195,28 @@ impl RunDir {
         (base.with_extension("safetensors"), base.with_extension("state.safetensors"))
     }
 
-    /// Steps with a complete checkpoint (LoRA and trainer state), ascending.
-    /// The LoRA file is written last, so its presence marks completion.
-    pub fn checkpoint_steps(&self) -> Vec<u64> {
+    /// Every checkpoint LoRA of the run, ascending by step: its size, and
+    /// whether its trainer state is there too (training can continue from it).
+    pub fn checkpoint_files(&self) -> Vec<CheckpointFile> {
         let Ok(items) = fs::read_dir(self.dir.join("checkpoints")) else { return vec![] };
-        let mut steps: Vec<u64> = items
+        let mut files: Vec<CheckpointFile> = items
             .filter_map(Result::ok)
             .filter_map(|item| {
                 let name = item.file_name().to_string_lossy().into_owned();
-                name.strip_prefix("step-")?.strip_suffix(".safetensors")?.parse().ok()
+                // `step-N.state.safetensors` does not parse as a step: only the LoRAs are listed.
+                let step = name.strip_prefix("step-")?.strip_suffix(".safetensors")?.parse().ok()?;
+                let (lora, state) = self.checkpoint_paths(step);
+                Some(CheckpointFile { step, bytes: item.metadata().ok()?.len(), resumable: state.is_file(), lora })
             })
-            .filter(|&step| self.checkpoint_paths(step).1.is_file())
             .collect();
-        steps.sort_unstable();
-        steps
+        files.sort_unstable_by_key(|file| file.step);
+        files
+    }
+
+    /// Steps with a complete checkpoint (LoRA and trainer state), ascending.
+    /// The LoRA file is written last, so its presence marks completion.
+    pub fn checkpoint_steps(&self) -> Vec<u64> {
+        self.checkpoint_files().into_iter().filter(|file| file.resumable).map(|file| file.step).collect()
     }
 
     /// Keeps the newest `keep` checkpoints and the one with the lowest
@@ -215,5 +327,88 @@ mod tests {
         let text = fs::read_to_string(run.metrics_path()).unwrap();
         assert_eq!(text.lines().count(), 3);
         assert!(text.ends_with('\n'));
+    }
+
+    #[test]
+    fn a_branch_carries_the_checkpoint_and_the_history_up_to_it_and_leaves_its_source_alone() {
+        let runs = tempfile::tempdir().unwrap();
+        let source = RunDir::create(runs.path(), "name = \"x\"\n").unwrap();
+        let mut log = MetricsLog::open(&source.metrics_path()).unwrap();
+        for step in [2, 4] {
+            let (lora, state) = source.checkpoint_paths(step);
+            fs::write(state, format!("state {step}")).unwrap();
+            fs::write(&lora, format!("lora {step}")).unwrap();
+            let samples = source.samples_dir(step);
+            fs::create_dir_all(&samples).unwrap();
+            fs::write(samples.join("00-seed1.png"), format!("png {step}")).unwrap();
+            // Relative, as a run trained from a relative project path logs them.
+            let logged = PathBuf::from(format!("runs/x/samples/step-{step:06}/00-seed1.png"));
+            log.append(&MetricsRecord::Validation { step, val_loss: step as f64 }).unwrap();
+            log.append(&MetricsRecord::Samples { paths: vec![logged], step }).unwrap();
+            log.append(&MetricsRecord::Checkpoint { path: lora, step }).unwrap();
+        }
+        log.append(&MetricsRecord::Finished { lora: source.dir.join("x.safetensors"), step: 4, stopped: false })
+            .unwrap();
+        let before: Vec<(PathBuf, Vec<u8>)> = files(&source.dir);
+
+        let error = source.branch(runs.path(), 3).unwrap_err();
+        assert_eq!(
+            format!("{error:#}"),
+            format!("run {} has no checkpoint at step 3 (its checkpoints: 2, 4)", source.id)
+        );
+        fs::remove_file(source.checkpoint_paths(4).1).unwrap();
+        let error = source.branch(runs.path(), 4).unwrap_err();
+        assert!(format!("{error:#}").contains("the checkpoint at step 4 has no trainer state"), "{error:#}");
+        fs::write(source.checkpoint_paths(4).1, "state 4").unwrap();
+        assert_eq!(fs::read_dir(runs.path()).unwrap().count(), 1, "a refused branch makes no run");
+
+        let branch = source.branch(runs.path(), 2).unwrap();
+        assert_ne!(branch.id, source.id);
+        assert_eq!(files(&source.dir), before, "the source run is untouched");
+        assert_eq!(branch.frozen_config().unwrap(), "name = \"x\"\n");
+        assert_eq!(branch.checkpoint_steps(), [2]);
+        assert_eq!(fs::read(branch.checkpoint_paths(2).0).unwrap(), b"lora 2");
+        assert_eq!(fs::read(branch.checkpoint_paths(2).1).unwrap(), b"state 2");
+        let image = branch.samples_dir(2).join("00-seed1.png");
+        assert_eq!(fs::read(&image).unwrap(), b"png 2");
+        let text = fs::read_to_string(branch.metrics_path()).unwrap();
+        let records: Vec<MetricsRecord> = text.lines().map(|line| MetricsRecord::parse(line).unwrap()).collect();
+        assert_eq!(
+            records,
+            [
+                MetricsRecord::Validation { step: 2, val_loss: 2.0 },
+                MetricsRecord::Samples { paths: vec![image], step: 2 },
+                MetricsRecord::Checkpoint { path: branch.checkpoint_paths(2).0, step: 2 },
+                MetricsRecord::ResumedFrom { run: source.id.clone(), step: 2 },
+            ]
+        );
+    }
+
+    /// Every file under `dir` with its bytes, by path.
+    fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut found = Vec::new();
+        for item in fs::read_dir(dir).unwrap() {
+            let path = item.unwrap().path();
+            if path.is_dir() {
+                found.extend(files(&path));
+            } else {
+                found.push((path.clone(), fs::read(&path).unwrap()));
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn a_run_id_is_a_folder_of_runs_never_a_path_out_of_it() {
+        let runs = tempfile::tempdir().unwrap();
+        let run = RunDir::create(runs.path(), "").unwrap();
+        assert_eq!(RunDir::open(runs.path(), Some(&run.id)).unwrap().dir, run.dir);
+        for id in ["..", ".", "a/b", "../x"] {
+            let error = RunDir::open(runs.path(), Some(id)).unwrap_err();
+            assert!(format!("{error}").contains("is not a run id"), "{id}: {error}");
+        }
+        let error = RunDir::open(runs.path(), Some("nope")).unwrap_err();
+        assert_eq!(format!("{error}"), format!("no run `nope` in {} (its runs: {})", runs.path().display(), run.id));
     }
 }

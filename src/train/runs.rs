@@ -3,6 +3,7 @@ use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use super::records::{MetricsRecord, StepMetrics, complete_lines};
+use super::run_dir::{CheckpointFile, RunDir};
 
 /// What a run directory holds, as far as can be told without loading it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +12,8 @@ pub struct RunSummary {
     pub dir: PathBuf,
     /// The `step` of the last complete line of metrics.jsonl.
     pub last_step: Option<u64>,
-    pub checkpoints: usize,
+    /// Its checkpoint LoRAs, ascending by step.
+    pub checkpoints: Vec<CheckpointFile>,
     pub sample_images: usize,
 }
 
@@ -32,7 +34,7 @@ pub fn list_runs(runs_dir: &Path) -> Vec<RunSummary> {
 fn summarize(dir: &Path, id: String) -> RunSummary {
     RunSummary {
         last_step: last_metrics_step(&dir.join("metrics.jsonl")).ok().flatten(),
-        checkpoints: count_files(&dir.join("checkpoints"), "safetensors"),
+        checkpoints: RunDir { id: id.clone(), dir: dir.to_path_buf() }.checkpoint_files(),
         sample_images: count_files(&dir.join("samples"), "png"),
         dir: dir.to_path_buf(),
         id,
@@ -66,6 +68,8 @@ pub struct RunMetrics {
     pub finished: bool,
     /// `train.steps` from the run's frozen project.toml, when readable.
     pub total: Option<u64>,
+    /// The run and checkpoint step this run was continued from, as a new run.
+    pub resumed_from: Option<(String, u64)>,
 }
 
 /// Reads a run's metrics.jsonl; a torn last line (a writer mid-line) is ignored.
@@ -83,6 +87,7 @@ pub fn read_metrics(dir: &Path) -> RunMetrics {
             MetricsRecord::Samples { paths, step } => metrics.samples.push((step, paths)),
             MetricsRecord::Finished { .. } => metrics.finished = true,
             MetricsRecord::Checkpoint { step, .. } => metrics.checkpoints.push(step),
+            MetricsRecord::ResumedFrom { run, step } => metrics.resumed_from = Some((run, step)),
         }
     }
     // Runs logged before steps recorded their total have 0 there.
@@ -126,7 +131,8 @@ mod tests {
         let validation = |step| MetricsRecord::Validation { step, val_loss: 0.1 }.to_line().unwrap();
         fs::write(run.join("metrics.jsonl"), [validation(5), validation(10), b"{\"step\":1".to_vec()].concat())
             .unwrap();
-        fs::write(run.join("checkpoints/step-000010.safetensors"), b"").unwrap();
+        fs::write(run.join("checkpoints/step-000010.safetensors"), b"lora").unwrap();
+        fs::write(run.join("checkpoints/step-000010.state.safetensors"), b"").unwrap();
         fs::write(run.join("samples/step-000010/0.png"), b"").unwrap();
         fs::write(run.join("samples/step-000010/1.png"), b"").unwrap();
         fs::create_dir_all(dir.path().join("20261125-090000")).unwrap();
@@ -135,7 +141,15 @@ mod tests {
         assert_eq!(runs.len(), 2);
         assert_eq!(runs[0].id, "20261125-090000");
         assert_eq!(runs[0].last_step, None);
-        assert_eq!((runs[1].last_step, runs[1].checkpoints, runs[1].sample_images), (Some(10), 1, 2));
+        assert_eq!((runs[1].last_step, runs[1].sample_images), (Some(10), 2));
+        // The LoRA is listed, not its trainer state beside it.
+        let checkpoint = CheckpointFile {
+            step: 10,
+            lora: run.join("checkpoints/step-000010.safetensors"),
+            bytes: 4,
+            resumable: true,
+        };
+        assert_eq!(runs[1].checkpoints, [checkpoint]);
     }
 
     #[test]

@@ -13,20 +13,23 @@ use rand::Rng;
 use rand_distr::{Distribution, StandardNormal};
 
 use super::data::{self, Example, TrainingSet, purpose, rng_for};
-use super::faults::{self, Faults};
-use super::latents;
+use super::faults;
 use super::optim::{self, AdamW};
 pub use super::records::StepMetrics;
 use super::records::{CheckpointState, MetricsRecord};
 use super::run_dir::{MetricsLog, RunDir, resident_memory_mib, unix_seconds};
+use super::setup::{
+    Prepared, attach_lora, cache_latents, config_hash, file_stem, load_model, run_config, tag_frequency,
+};
+pub use super::setup::{Resume, TrainOptions};
 use crate::model::checkpoint;
-use crate::model::lora::{LoraNetwork, fnv1a, is_unet_target};
+use crate::model::lora::LoraNetwork;
 use crate::model::lora_file::{self, LoraFile, TrainingInfo};
-use crate::model::pipeline::{Conditioning, LoadOptions, StableDiffusion};
+use crate::model::pipeline::{Conditioning, StableDiffusion};
 use crate::model::sampling::{self, SampleRequest, SamplerKind, SeededNoise};
 use crate::model::schedule::{NoiseSchedule, PredictionType};
 use crate::model::unet::AddedConditioning;
-use crate::project::{Precision, Project, ProjectConfig};
+use crate::project::{Project, ProjectConfig};
 
 /// What the operator can ask of a running trainer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,49 +89,6 @@ pub enum Event {
     Error(String),
 }
 
-/// Where to pick a run up again.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resume {
-    /// The newest run of the project.
-    Latest,
-    Run(String),
-}
-
-#[derive(Debug, Clone)]
-pub struct TrainOptions {
-    /// Overrides `train.steps` (for a resumed run too: it can be extended).
-    pub steps: Option<u32>,
-    pub resume: Option<Resume>,
-    pub device: Device,
-    /// Drills for the tests (a NaN loss, a held run); none by default.
-    pub faults: Faults,
-    /// Overrides `train.learning_rate` (tests use 0 for a baseline).
-    pub learning_rate: Option<f64>,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        Self { steps: None, resume: None, device: Device::Cpu, faults: Faults::default(), learning_rate: None }
-    }
-}
-
-/// The dtype for frozen weights: bf16 on CUDA under `auto`, f32 on a CPU.
-fn weight_dtype(precision: Precision, device: &Device) -> DType {
-    match (precision, device.is_cpu()) {
-        (Precision::F32, _) | (Precision::Auto, true) => DType::F32,
-        (Precision::Auto, false) | (Precision::Bf16, false) => DType::BF16,
-        (Precision::Bf16, true) => DType::F32,
-        (Precision::F16, _) => DType::F16,
-    }
-}
-
-/// How a checkpoint's trainer state is tied to the run that wrote it.
-fn config_hash(config: &ProjectConfig) -> String {
-    let mut training = config.clone();
-    training.train.steps = 0; // extending a run keeps its checkpoints valid
-    format!("{:016x}", fnv1a(format!("{:?}|{:?}|{:?}", training.model, training.lora, training.train).as_bytes()))
-}
-
 /// Runs training to the end (or a stop), reporting through `events`.
 /// Errors are reported as [`Event::Error`] too.
 pub fn run(
@@ -164,12 +124,6 @@ pub fn spawn(project: Project, options: TrainOptions) -> TrainerHandle {
     TrainerHandle { commands: command_tx, events: event_rx, thread }
 }
 
-/// One example's inputs, ready for the UNet.
-struct Prepared {
-    latent: Tensor,
-    caption: String,
-}
-
 struct Trainer<'a> {
     project_name: String,
     config: ProjectConfig,
@@ -197,7 +151,7 @@ struct Trainer<'a> {
 
 impl<'a> Trainer<'a> {
     fn prepare(project: &Project, options: &TrainOptions, events: &'a Sender<Event>) -> Result<Self> {
-        let (resumed, config, config_text) = run_config(project, options)?;
+        let (start, config, config_text) = run_config(project, options)?;
         let train_config = &config.train;
         let mut model = load_model(project, &config, &options.device)?;
         let (network, vars) = attach_lora(&mut model, &config, &options.device)?;
@@ -205,10 +159,7 @@ impl<'a> Trainer<'a> {
 
         let set = TrainingSet::read(&project.dataset_dir(), &project.config.caption_extension, train_config)?;
         // The run folder only once the dataset has been read: a bad dataset leaves no empty run behind.
-        let run = match resumed {
-            Some(run) => run,
-            None => RunDir::create(&project.runs_dir(), &config_text)?,
-        };
+        let run = start.folder(&project.runs_dir(), &config_text)?;
         let batch = train_config.batch_size as usize;
         let batches_per_epoch = data::epoch_batches(&set.train, batch, train_config.seed, 0).len() as u64;
         let (train, validation) = cache_latents(&model, &set, &project.cache_dir().join("latents"), events)?;
@@ -616,104 +567,4 @@ impl<'a> Trainer<'a> {
         let _ = self.events.send(Event::Checkpoint { step, path: lora_path });
         Ok(())
     }
-}
-
-/// The run to continue (when resuming) and the configuration to train with:
-/// a resumed run's own frozen project.toml, else the project's; `options`
-/// override the steps and the learning rate. Also the configuration's text,
-/// to freeze into a new run.
-fn run_config(project: &Project, options: &TrainOptions) -> Result<(Option<RunDir>, ProjectConfig, String)> {
-    let (run, mut config, text) = match &options.resume {
-        Some(resume) => {
-            let id = match resume {
-                Resume::Latest => None,
-                Resume::Run(id) => Some(id.as_str()),
-            };
-            let run = RunDir::open(&project.runs_dir(), id)?;
-            let text = run.frozen_config()?;
-            let config = crate::project::parse(&run.dir.join(super::run_dir::FROZEN_CONFIG), &text)?;
-            (Some(run), config, text)
-        }
-        None => {
-            let text = std::fs::read_to_string(project.config_path())
-                .with_context(|| format!("cannot read {}", project.config_path().display()))?;
-            (None, project.config.clone(), text)
-        }
-    };
-    if let Some(steps) = options.steps {
-        config.train.steps = steps;
-    }
-    if let Some(lr) = options.learning_rate {
-        config.train.learning_rate = lr;
-    }
-    Ok((run, config, text))
-}
-
-/// The base model, its frozen weights in the dtype the precision asks for.
-fn load_model(project: &Project, config: &ProjectConfig, device: &Device) -> Result<StableDiffusion> {
-    let dtype = weight_dtype(config.train.precision, device);
-    let load = LoadOptions { dtype, device: device.clone(), ..LoadOptions::default() };
-    let mut model = StableDiffusion::load(&project.base_model_path(&config.model.base)?, &load)?;
-    model.unet.gradient_checkpointing = config.train.gradient_checkpointing;
-    Ok(model)
-}
-
-/// New LoRA adapters on the layers `[lora]` targets, attached to the model;
-/// their variables are what the optimizer trains.
-fn attach_lora(
-    model: &mut StableDiffusion,
-    config: &ProjectConfig,
-    device: &Device,
-) -> Result<(LoraNetwork, Vec<Var>)> {
-    let lora = &config.lora;
-    let mut layers: Vec<_> = model
-        .lora_layers()
-        .into_iter()
-        .filter(
-            |(path, _)| if path.starts_with("unet.") { is_unet_target(path, lora.targets) } else { lora.text_encoder },
-        )
-        .collect();
-    let network = LoraNetwork::create(&layers, lora.rank as usize, lora.alpha, config.train.seed, device)?;
-    network.attach(&mut layers, "training");
-    let vars = network.vars();
-    Ok((network, vars))
-}
-
-/// Every example's VAE latent (from the cache when there), split into the
-/// training and the validation examples.
-fn cache_latents(
-    model: &StableDiffusion,
-    set: &TrainingSet,
-    cache: &std::path::Path,
-    events: &Sender<Event>,
-) -> Result<(Vec<Prepared>, Vec<Prepared>)> {
-    let all: Vec<&Example> = set.train.iter().chain(&set.validation).collect();
-    let latents = latents::latents_for(model, &all, cache, &mut |done, total| {
-        let _ = events.send(Event::Preparing { what: "caching latents".into(), done, total });
-    })?;
-    let mut prepared =
-        all.iter().zip(latents).map(|(example, latent)| Prepared { latent, caption: example.caption.clone() });
-    let train = prepared.by_ref().take(set.train.len()).collect();
-    Ok((train, prepared.collect()))
-}
-
-/// A project name as a file name: letters, digits, `-` and `_` kept.
-fn file_stem(name: &str) -> String {
-    let stem: String =
-        name.chars().map(|c| if c.is_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-    if stem.is_empty() { "lora".into() } else { stem }
-}
-
-/// kohya's `ss_tag_frequency`: folder → tag → count over the captions.
-fn tag_frequency(
-    examples: &[Example],
-    folder: &str,
-) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, usize>> {
-    let mut counts = std::collections::BTreeMap::new();
-    for example in examples {
-        for tag in example.caption.split(',').map(str::trim).filter(|t| !t.is_empty()) {
-            *counts.entry(tag.to_string()).or_insert(0) += 1;
-        }
-    }
-    std::collections::BTreeMap::from([(folder.to_string(), counts)])
 }

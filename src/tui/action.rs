@@ -96,10 +96,12 @@ pub enum Action {
     CycleZoom,
     /// Overlay the selected run's curve on the chart (or clear the overlay).
     ToggleCompare,
-    /// Samples pane: an earlier or later sampling step of the prompt.
+    /// Samples pane: an earlier or later sampling step of the prompt (Evaluate
+    /// pane: checkpoint or scale; comparing checkpoints: the right-hand one).
     EarlierStep,
     LaterStep,
-    /// Samples pane: keep this step on the left to compare with others.
+    /// Samples pane: keep this step on the left to compare with others;
+    /// checkpoints: mark this one to compare (A, then B).
     MarkStep,
     /// Samples and Dataset panes: the image alone, as large as the pane allows.
     ToggleFullView,
@@ -151,10 +153,25 @@ pub enum Action {
     ApplyChange,
     /// Tag prompt: apply the typed edit to the listed captions.
     ApplyTagEdit,
-    /// Caption changed elsewhere: write the typed text over it, or keep the file's.
+    /// Caption changed elsewhere: write the typed text over it, or keep the file's;
+    /// export: replace the file already at the destination.
     Overwrite,
     KeepTheirs,
     /// Evaluate pane: render (the rest of) the shown run's evaluation grid, or stop it.
     StartEvaluation,
     StopEvaluation,
+    /// Train pane: the selected run's checkpoints.
+    OpenCheckpoints,
+    /// Checkpoints: open the export prompt for the selected one; in the prompt, export.
+    ExportCheckpoint,
+    /// Checkpoints: train on from the selected one in a new run.
+    RollBack,
+    /// Checkpoints: the two marked checkpoints' samples side by side.
+    CompareSamples,
+    /// Export prompt: the next or previous text field.
+    NextField,
+    PreviousField,
+    /// Export prompt: kohya or PEFT; keep or strip the metadata.
+    ToggleFormat,
+    ToggleStripMetadata,
 }

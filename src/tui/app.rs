@@ -37,7 +37,7 @@ pub struct App {
     quitting: bool,
     /// The last save the quit asked a pane for: asked again, it did not take.
     quit_save: Option<Effect>,
-    /// Writes to the project (captions, decisions, the theme) started and not yet done.
+    /// Writes to the project (captions, decisions, the theme, exports) started and not yet done.
     writes: usize,
 }
 
@@ -232,6 +232,7 @@ impl App {
                 let failed = match &done {
                     Done::Caption(_, result) => Some(result.is_err()),
                     Done::Decided { result, .. } => Some(result.is_err()),
+                    Done::Exported(_, result) => Some(result.is_err()),
                     _ => None,
                 };
                 if let Some(failed) = failed {
@@ -299,7 +300,7 @@ impl App {
                     let told: Vec<Effect> = self.panes.iter_mut().flat_map(|p| p.shown_runs_changed(shared)).collect();
                     jobs.extend(self.absorb(told));
                 }
-                write @ (Effect::Caption(_) | Effect::Decide(_) | Effect::SaveTheme(_)) => {
+                write @ (Effect::Caption(_) | Effect::Decide(_) | Effect::SaveTheme(_) | Effect::Export(_)) => {
                     self.writes += 1;
                     jobs.push(write);
                 }
@@ -448,7 +449,7 @@ mod tests {
             id: id.into(),
             dir: format!("runs/{id}").into(),
             last_step: None,
-            checkpoints: 0,
+            checkpoints: Vec::new(),
             sample_images: 0,
         };
         let runs = vec![run("a"), run("b")];

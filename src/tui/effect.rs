@@ -6,7 +6,8 @@ use std::path::PathBuf;
 
 use crate::captions::journal::Change;
 use crate::dataset::decisions::Decision;
-use crate::train::Command;
+use crate::model::lora_file::LoraFormat;
+use crate::train::{Command, Resume};
 
 use super::shared::{Level, StatusMessage};
 
@@ -32,9 +33,9 @@ pub enum Effect {
     Scan,
     /// Decode an image for drawing.
     Preview(PathBuf),
-    /// Start training: a new run, or continue the named one.
+    /// Start training: a new run, or continue one (in its folder, or from a checkpoint in a new run).
     StartTraining {
-        resume: Option<String>,
+        resume: Option<Resume>,
     },
     /// Pass a command to the running trainer.
     Trainer(Command),
@@ -44,6 +45,8 @@ pub enum Effect {
     Caption(CaptionJob),
     /// Write this theme's name to project.toml.
     SaveTheme(String),
+    /// Write a checkpoint's LoRA out for other tools.
+    Export(ExportRequest),
     /// Read a run's evaluation report (`eval/default/eval.json`).
     ReadEvaluation(PathBuf),
     /// Render and score the run's evaluation grid; `StopEvaluation` ends it after the cell in hand.
@@ -85,4 +88,19 @@ pub enum CaptionJob {
         canonical: String,
         alias: String,
     },
+}
+
+/// A checkpoint's LoRA exported to a file of its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportRequest {
+    /// The checkpoint's step and LoRA file.
+    pub step: u64,
+    pub source: PathBuf,
+    pub out: PathBuf,
+    pub format: LoraFormat,
+    /// `modelspec.title` and `ss_output_name`; `None` keeps the file's.
+    pub title: Option<String>,
+    pub strip_metadata: bool,
+    /// Write over a file already at `out`: the user confirmed it.
+    pub overwrite: bool,
 }

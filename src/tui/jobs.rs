@@ -18,11 +18,12 @@ use crate::dataset::scan::ScanReport;
 use crate::project::Project;
 use crate::train::{Command, Event, Resume, RunMetrics, TrainOptions, list_runs, read_metrics};
 
-use super::effect::{CaptionJob, Effect};
+use super::effect::{CaptionJob, Effect, ExportRequest};
 use super::preview;
 use super::shared::{ProjectFiles, Shared, SharedContext};
 use crate::evaluate::render::Progress;
 use crate::evaluate::report::EvalReport;
+use crate::model::lora_file::{ExportOptions, export};
 
 /// Re-reading the shown run's metrics while a run trains: at most this often.
 const METRICS_EVERY: Duration = Duration::from_millis(300);
@@ -67,6 +68,16 @@ pub enum Done {
     EvaluationProgress(Progress),
     /// An evaluation ended (finished or stopped): the report, and the scoring notes.
     EvaluationEnded(PathBuf, Result<(Box<EvalReport>, Vec<String>), String>),
+    /// An export ended.
+    Exported(ExportRequest, Result<(), ExportError>),
+}
+
+/// Why an export wrote nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExportError {
+    /// A file is at the destination and the request did not say to replace it.
+    Exists,
+    Failed(String),
 }
 
 pub struct Jobs {
@@ -84,8 +95,8 @@ pub struct Jobs {
     scan_next: bool,
     previews: usize,
     trainer: Option<std::sync::mpsc::Sender<Command>>,
-    /// Writes to the project (captions, keep/reject/restore, the theme) run
-    /// one at a time, in order: each reads what the one before wrote.
+    /// Writes to the project (captions, keep/reject/restore, the theme,
+    /// exports) run one at a time, in order: each reads what the one before wrote.
     writing: bool,
     writes: VecDeque<Job>,
     /// Set to stop the running evaluation after the cell in hand.
@@ -194,6 +205,12 @@ impl Jobs {
                     Done::ThemeSaved(result)
                 }));
             }
+            Effect::Export(request) => {
+                self.write(Box::new(move || {
+                    let result = export_checkpoint(&request);
+                    Done::Exported(request, result)
+                }));
+            }
             Effect::ReadEvaluation(run_dir) => {
                 self.spawn(move || {
                     let folder = run_dir.join("eval").join("default");
@@ -251,10 +268,12 @@ impl Jobs {
             Done::Scanned(_) => self.scanning = false,
             Done::Preview(..) => self.previews -= 1,
             Done::EvaluationEnded(..) => self.evaluation_stop = None,
-            Done::Caption(..) | Done::Decided { .. } | Done::ThemeSaved(_) => match self.writes.pop_front() {
-                Some(next) => self.spawn(next),
-                None => self.writing = false,
-            },
+            Done::Caption(..) | Done::Decided { .. } | Done::ThemeSaved(_) | Done::Exported(..) => {
+                match self.writes.pop_front() {
+                    Some(next) => self.spawn(next),
+                    None => self.writing = false,
+                }
+            }
             _ => {}
         }
         done
@@ -301,12 +320,8 @@ impl Jobs {
     }
 
     /// Starts the trainer on its own thread; its events come back as `Done::Trainer`.
-    fn start_training(&mut self, project: Project, resume: Option<String>) {
-        let options = TrainOptions {
-            resume: resume.map(Resume::Run),
-            device: crate::device::default_device(),
-            ..TrainOptions::default()
-        };
+    fn start_training(&mut self, project: Project, resume: Option<Resume>) {
+        let options = TrainOptions { resume, device: crate::device::default_device(), ..TrainOptions::default() };
         let handle = crate::train::spawn(project, options);
         let sender = self.sender.clone();
         std::thread::spawn(move || {
@@ -398,6 +413,31 @@ fn decide(project: &Project, decision: &Decision) -> Done {
     Done::Decided { result: result.map_err(|error| format!("{error:#}")), kept }
 }
 
+/// Exports a checkpoint's LoRA, making the destination's folder when it is
+/// missing. A file already there is replaced only when the request says so;
+/// the checkpoint itself never is.
+pub fn export_checkpoint(request: &ExportRequest) -> Result<(), ExportError> {
+    let ExportRequest { source, out, format, title, strip_metadata, overwrite, .. } = request;
+    let failed = |why: String| ExportError::Failed(format!("{}: {why}", out.display()));
+    if out.is_dir() {
+        return Err(failed("is a folder".into()));
+    }
+    if out.exists() {
+        let same = out.canonicalize().ok().zip(source.canonicalize().ok()).is_some_and(|(a, b)| a == b);
+        if same {
+            return Err(failed("is the checkpoint itself".into()));
+        }
+        if !overwrite {
+            return Err(ExportError::Exists);
+        }
+    }
+    if let Some(folder) = out.parent().filter(|folder| !folder.as_os_str().is_empty()) {
+        std::fs::create_dir_all(folder).map_err(|e| failed(format!("cannot create its folder: {e}")))?;
+    }
+    let options = ExportOptions { format: *format, title: title.clone(), strip_metadata: *strip_metadata };
+    export(source, out, &options).map(drop).map_err(|e| ExportError::Failed(format!("{e:#}")))
+}
+
 /// Writes captions through the journal (or a rule into vocabulary.toml).
 fn write_captions(project: &Project, job: &CaptionJob) -> Result<String, JournalError> {
     use crate::captions::journal::{Change, Journal, read_text};
@@ -455,5 +495,40 @@ mod tests {
             assert!(jobs.start(Effect::Preview(missing(3)), &shared).is_none());
             assert!(matches!(jobs.start(Effect::Trainer(Command::Stop), &shared), Some(Done::TrainerGone)));
         });
+    }
+
+    #[test]
+    fn an_export_makes_its_folder_and_replaces_a_file_only_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let source = dir.path().join("step-000100.safetensors");
+        let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tiny-sd15/lora/lora_attn.kohya.safetensors");
+        std::fs::copy(&fixture, &source).unwrap();
+        let modules = |path: &std::path::Path| crate::model::lora_file::LoraFile::open(path).unwrap().modules.len();
+        let request = ExportRequest {
+            step: 100,
+            source: source.clone(),
+            out: dir.path().join("exports/demo-step-100.safetensors"),
+            format: crate::model::lora_file::LoraFormat::Kohya,
+            title: None,
+            strip_metadata: false,
+            overwrite: false,
+        };
+        assert_eq!(export_checkpoint(&request), Ok(()));
+        assert_eq!(modules(&request.out), 48);
+        std::fs::write(&request.out, b"mine").unwrap();
+        assert_eq!(export_checkpoint(&request), Err(ExportError::Exists));
+        assert_eq!(std::fs::read(&request.out).unwrap(), b"mine", "not replaced unasked");
+        let peft =
+            ExportRequest { overwrite: true, format: crate::model::lora_file::LoraFormat::Peft, ..request.clone() };
+        assert_eq!(export_checkpoint(&peft), Ok(()));
+        assert_eq!(crate::model::lora_file::LoraFile::open(&request.out).unwrap().format, peft.format);
+        let onto_itself = ExportRequest { out: source.clone(), overwrite: true, ..request.clone() };
+        assert!(
+            matches!(export_checkpoint(&onto_itself), Err(ExportError::Failed(why)) if why.contains("the checkpoint itself"))
+        );
+        assert_eq!(std::fs::read(&source).unwrap(), std::fs::read(&fixture).unwrap());
+        let folder = ExportRequest { out: dir.path().join("exports"), overwrite: true, ..request };
+        assert!(matches!(export_checkpoint(&folder), Err(ExportError::Failed(why)) if why.contains("is a folder")));
     }
 }

@@ -1,18 +1,26 @@
 //! Train pane: the selected run's loss chart (raw, EMA-smoothed, validation
 //! points, another run overlaid), its learning rate, a progress gauge, the
-//! run list, and the keys that start, pause, stop and resume training.
+//! run list, and the keys that start, pause, stop and resume training. Over
+//! the run list, a run's checkpoints (`checkpoints`), and from there a
+//! checkpoint's export (`export`) and two checkpoints' samples side by side
+//! (`compare`), each a mode with its own keys.
 
+mod checkpoints;
+mod compare;
+mod export;
 mod render;
 
 use crossterm::event::KeyCode;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 
-use crate::train::{Command, Event};
+use checkpoints::{CheckpointScores, CheckpointsView};
+
+use crate::train::{Command, Event, Resume};
 use crate::tui::action::{Action, PaneId};
 use crate::tui::effect::Effect;
 use crate::tui::jobs::Done;
-use crate::tui::keymap::{Binding, Key};
+use crate::tui::keymap::{Binding, Key, ModeKeys};
 use crate::tui::pane::{Pane, Selection, list_bindings};
 use crate::tui::shared::{Level, ProjectFiles, Shared};
 
@@ -52,11 +60,24 @@ pub struct TrainPane {
     compare: Option<String>,
     /// A run to select as soon as the run list shows it.
     following: Option<String>,
+    /// A run's checkpoints, open over the run list.
+    checkpoints: Option<CheckpointsView>,
+    /// The shown run's evaluation scores per checkpoint, from its report.
+    scores: Option<CheckpointScores>,
 }
 
 impl TrainPane {
     fn selected(&self, shared: &Shared) -> Option<usize> {
         self.selection.get(shared.files.runs.len())
+    }
+
+    /// Starts training, unless a run trains here already.
+    fn start_training(&mut self, resume: Option<Resume>, starting: String) -> Vec<Effect> {
+        if self.training() {
+            return vec![Effect::info("A run is already training here.")];
+        }
+        self.live = None;
+        vec![Effect::info(starting), Effect::StartTraining { resume }]
     }
 
     fn training(&self) -> bool {
@@ -170,35 +191,51 @@ impl Pane for TrainPane {
             Binding::new(&[Key::char('l')], Action::ToggleLogScale, "log-scale loss axis on or off"),
             Binding::new(&[Key::char('z')], Action::CycleZoom, "zoom: all steps, last 1000, 200, 50"),
             Binding::new(
-                &[Key::char('o'), Key::plain(KeyCode::Enter)],
+                &[Key::char('o')],
                 Action::ToggleCompare,
                 "overlay: keep this run's curve, then pick another (again: clear)",
+            ),
+            Binding::new(
+                &[Key::plain(KeyCode::Enter)],
+                Action::OpenCheckpoints,
+                "the run's checkpoints: scores, export, roll back, compare samples",
             ),
         ]);
         bindings
     }
 
+    fn modes(&self) -> Vec<ModeKeys> {
+        vec![checkpoints::keys(), export::keys(), export::overwrite_keys(), compare::keys()]
+    }
+
+    fn mode(&self) -> Option<&'static str> {
+        self.checkpoints.as_ref().map(CheckpointsView::mode)
+    }
+
     fn apply(&mut self, action: Action, shared: &Shared) -> Vec<Effect> {
+        if self.checkpoints.is_some() {
+            return self.checkpoints_action(action, shared);
+        }
         if self.selection.apply(action, shared.files.runs.len()) {
             return self.show(shared);
         }
         match action {
-            Action::StartTraining | Action::ResumeRun if self.training() => {
-                return vec![Effect::info("A run is already training here.")];
-            }
-            Action::StartTraining => {
-                self.live = None;
-                return vec![Effect::info("Starting a run…"), Effect::StartTraining { resume: None }];
-            }
+            Action::StartTraining => return self.start_training(None, "Starting a run…".into()),
             Action::ResumeRun => {
                 return match self.selected(shared) {
                     Some(index) => {
                         let id = shared.files.runs[index].id.clone();
-                        self.live = None;
-                        vec![Effect::info(format!("Resuming {id}…")), Effect::StartTraining { resume: Some(id) }]
+                        self.start_training(Some(Resume::Run(id.clone())), format!("Resuming {id}…"))
                     }
                     None => vec![Effect::info("No run to resume.")],
                 };
+            }
+            Action::OpenCheckpoints => {
+                let Some(index) = self.selected(shared) else { return vec![Effect::info("No run yet.")] };
+                let run = &shared.files.runs[index];
+                self.checkpoints = Some(CheckpointsView::new(run.id.clone()));
+                // Its scores, read now rather than whenever the Evaluate pane next asks.
+                return vec![Effect::ReadEvaluation(run.dir.clone())];
             }
             Action::TogglePause | Action::StopTraining | Action::SampleNow | Action::SaveNow => {
                 return self.command(action);
@@ -226,10 +263,24 @@ impl Pane for TrainPane {
         Vec::new()
     }
 
+    fn type_key(&mut self, key: Key, _shared: &Shared) -> Vec<Effect> {
+        self.type_into_export(key);
+        Vec::new()
+    }
+
     fn done(&mut self, done: &Done, shared: &Shared) -> Vec<Effect> {
         match done {
             Done::Trainer(event) => self.trainer_event(event, shared),
             Done::TrainerGone => vec![Effect::info("The trainer is no longer running.")],
+            Done::Exported(request, result) => self.exported(request, result, shared),
+            Done::Evaluation(run, Ok(report)) => {
+                self.read_scores(run, report.as_deref(), shared);
+                Vec::new()
+            }
+            Done::EvaluationEnded(run, Ok((report, _))) => {
+                self.read_scores(run, Some(report), shared);
+                Vec::new()
+            }
             _ => Vec::new(),
         }
     }
@@ -237,11 +288,22 @@ impl Pane for TrainPane {
     fn files_loaded(&mut self, _previous: &ProjectFiles, shared: &Shared) -> Vec<Effect> {
         self.follow(shared);
         self.selection.clamp(shared.files.runs.len());
-        self.show(shared)
+        let mut effects = self.checkpoints_reloaded(shared);
+        effects.extend(self.show(shared));
+        effects
+    }
+
+    fn shown_runs_changed(&mut self, _shared: &Shared) -> Vec<Effect> {
+        // Another run's scores: none until its report is read.
+        self.scores = None;
+        Vec::new()
     }
 
     fn render(&self, shared: &Shared, frame: &mut Frame, area: Rect) {
-        render::render(self, shared, frame, area);
+        match &self.checkpoints {
+            Some(view) => checkpoints::render(self, view, shared, frame, area),
+            None => render::render(self, shared, frame, area),
+        }
     }
 
     fn running(&self) -> Option<&'static str> {

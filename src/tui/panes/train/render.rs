@@ -72,7 +72,7 @@ pub(super) fn render(pane: &TrainPane, shared: &Shared, frame: &mut Frame, area:
                 Row::new(vec![
                     Cell::from(format!("{}{}", if compared { "◆ " } else { "" }, run.id)),
                     Cell::from(step),
-                    Cell::from(run.checkpoints.to_string()),
+                    Cell::from(run.checkpoints.len().to_string()),
                 ])
             })
             .collect();

@@ -7,7 +7,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor};
 use common::{fixture, max_abs_diff, refs};
 use easel::lora::factor::RankRule;
-use easel::lora::merge;
+use easel::lora::{extract, merge};
 use easel::model::lora_file::{self, ExportOptions, LoraFile, LoraFormat};
 use easel::model::pipeline::{LoadOptions, StableDiffusion};
 
@@ -326,4 +326,142 @@ fn merges_refuse_other_families_and_impossible_ranks_and_write_nothing() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(table.contains("overall:") && table.contains("relative Frobenius error"), "{table}");
+}
+
+/// A model folder or file; the fixture's single file with the folder's
+/// configs (its attention heads cannot be read from tensor shapes).
+fn load(path: &Path) -> StableDiffusion {
+    let config_folder = path.is_file().then(|| fixture("diffusers"));
+    StableDiffusion::load(path, &LoadOptions { config_folder, ..LoadOptions::default() }).unwrap()
+}
+
+/// The UNet output with `loras` applied at run time, and with them merged
+/// into the weights and rounded to the f16 the fixture model is stored in:
+/// what a bake must give exactly, up to the order of f32 additions.
+fn runtime_outputs(base: &Path, loras: &[(&Path, f64)]) -> (Tensor, Tensor) {
+    let mut model = load(base);
+    for (index, (path, weight)) in loras.iter().enumerate() {
+        LoraFile::read(path, &mut model).unwrap().apply(&mut model, *weight, &format!("lora{index}")).unwrap();
+    }
+    let applied = unet_output(&model);
+    model.merge_adapters().unwrap();
+    for (_, layer) in model.lora_layers() {
+        layer.base.weight = layer.base.weight.to_dtype(DType::F16).unwrap().to_dtype(DType::F32).unwrap();
+    }
+    (applied, unet_output(&model))
+}
+
+#[test]
+fn baking_equals_applying_at_run_time_for_folders_and_single_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) =
+        (fixture("lora/lora_kohya_default.kohya.safetensors"), fixture("lora/lora_attn.diffusers.safetensors"));
+    let loras = [(a.as_path(), 0.8), (b.as_path(), -0.5)];
+    let lora_args = [format!("{}:0.8", text(&a)), format!("{}:-0.5", text(&b))];
+    for (base, out) in [
+        (fixture("diffusers"), dir.path().join("from-folder.safetensors")),
+        (fixture("diffusers"), dir.path().join("from-folder")),
+        (fixture("tiny-sd15.single_file.safetensors"), dir.path().join("from-file.safetensors")),
+    ] {
+        let output = easel(&[
+            "lora",
+            "bake",
+            "--model",
+            &text(&base),
+            "--lora",
+            &lora_args[0],
+            "--lora",
+            &lora_args[1],
+            "--out",
+            &text(&out),
+        ]);
+        assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+        assert!(String::from_utf8_lossy(&output.stdout).contains("72 layers changed"));
+        let baked = unet_output(&load(&out));
+        let (applied, rounded) = runtime_outputs(&base, &loras);
+        let (diff, storage) = (max_abs_diff(&baked, &rounded), max_abs_diff(&baked, &applied));
+        eprintln!(
+            "{} → {}: max |Δ| {diff:e} vs merged at run time in the base's f16, {storage:e} vs applied in f32",
+            base.display(),
+            out.display()
+        );
+        assert!(diff < 1e-4, "{}: max |Δ| {diff}", out.display());
+        assert!(max_abs_diff(&unet_output(&model()), &applied) > 0.5, "the LoRAs change the output");
+    }
+}
+
+#[test]
+fn extraction_recovers_a_low_rank_difference() {
+    let dir = tempfile::tempdir().unwrap();
+    let lora = fixture("lora/lora_kohya_default.kohya.safetensors");
+    let tuned = dir.path().join("tuned");
+    easel::lora::bake::bake(&fixture("diffusers"), &[merge::Weighted { path: lora.clone(), weight: 1.0 }], &tuned)
+        .unwrap();
+    let options = |rule| extract::ExtractOptions {
+        rule,
+        targets: easel::model::lora::LoraTargets::Transformer,
+        text_encoders: true,
+        min_diff: 1e-6,
+    };
+    let exact = extract::extract(&fixture("diffusers"), &tuned, &options(RankRule::Fixed(4))).unwrap();
+    let original = LoraFile::open(&lora).unwrap();
+    assert_eq!(exact.file.modules.len(), original.modules.len(), "only the LoRA's layers differ");
+    assert!(exact.unchanged > 0, "the text encoder layers are unchanged and left out");
+    let truth = delta_map(&original, 1.0);
+    for module in &exact.file.modules {
+        let expected = &truth[&module.path];
+        let relative = frobenius(&(module.delta().unwrap() - expected).unwrap()) / frobenius(expected);
+        // The tuned model holds W + ΔW rounded to f16: ΔW comes back to that rounding.
+        assert!(relative < 1e-3, "{}: recovered ΔW off by {relative}", module.path);
+    }
+    assert!(exact.report.overall() < 1e-3, "rank 4 of a rank-4 difference: {}", exact.report.overall());
+
+    let lossy = extract::extract(&fixture("diffusers"), &tuned, &options(RankRule::Fixed(2))).unwrap();
+    let single = vec![(original, 1.0)];
+    let worst = check_reported_errors(&single, &lossy.file, &lossy.report);
+    assert!(worst > 0.05 && lossy.report.overall() > 0.05);
+
+    // The extracted file applies like the LoRA it came from.
+    let out = dir.path().join("extracted.safetensors");
+    exact.file.save(&out, LoraFormat::Kohya).unwrap();
+    let diff = max_abs_diff(&output_with(&[(&out, 1.0)]), &output_with(&[(&lora, 1.0)]));
+    assert!(diff < 0.05, "max |Δ| {diff}");
+}
+
+#[test]
+fn bakes_and_extractions_refuse_what_does_not_fit_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sdxl_lora = dir.path().join("sdxl.safetensors");
+    sdxl_kohya_file(&sdxl_lora);
+    let out = dir.path().join("baked.safetensors");
+    let base = text(&fixture("diffusers"));
+    let output = easel(&["lora", "bake", "--model", &base, "--lora", &text(&sdxl_lora), "--out", &text(&out)]);
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("is a LoRA for SDXL") && error.contains("sdxl.safetensors"), "{error}");
+    assert!(!out.exists());
+
+    let sdxl_model = dir.path().join("sdxl-model");
+    easel::model::builtin::write_random_model(&sdxl_model, &common::families::sdxl()).unwrap();
+    let extracted = dir.path().join("extracted.safetensors");
+    let output = easel(&[
+        "lora",
+        "extract",
+        "--base",
+        &base,
+        "--tuned",
+        &text(&sdxl_model),
+        "--rank",
+        "4",
+        "--out",
+        &text(&extracted),
+    ]);
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("one family") && error.contains("SDXL"), "{error}");
+    assert!(!extracted.exists());
+
+    let output =
+        easel(&["lora", "extract", "--base", &base, "--tuned", &base, "--rank", "4", "--out", &text(&extracted)]);
+    let error = String::from_utf8_lossy(&output.stderr);
+    assert!(error.contains("do not differ"), "{error}");
+    assert!(!extracted.exists());
 }

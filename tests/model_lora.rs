@@ -146,6 +146,8 @@ fn loras_written_by_easel_read_back_identically() {
         steps: 200,
         seed: 7,
         resolution: (128, 128),
+        base_model_name: "/home/operator/models/realistic-v5.safetensors".into(),
+        trigger: "zeltmug".into(),
         ..Default::default()
     };
     let metadata = lora_file::kohya_metadata(&network, model.family, model.scheduler.prediction_type, &info);
@@ -177,6 +179,13 @@ fn loras_written_by_easel_read_back_identically() {
         ("ss_steps", "200"),
         ("ss_seed", "7"),
         ("ss_output_name", "zeltmug"),
+        // Only the model's file name, never the operator's path to it.
+        ("ss_sd_model_name", "realistic-v5.safetensors"),
+        ("modelspec.sai_model_spec", "1.0.1"),
+        ("modelspec.architecture", "stable-diffusion-v1/lora"),
+        ("modelspec.implementation", "diffusers"),
+        ("modelspec.resolution", "128x128"),
+        ("modelspec.trigger_phrase", "zeltmug"),
     ] {
         assert_eq!(metadata.get(key).map(String::as_str), Some(value), "{key}");
     }
@@ -186,6 +195,7 @@ fn loras_written_by_easel_read_back_identically() {
         "ss_learning_rate",
         "ss_training_started_at",
         "ss_training_finished_at",
+        "modelspec.date",
     ] {
         assert!(metadata.contains_key(key), "{key} missing");
     }

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
 use super::factor::RankRule;
@@ -54,6 +54,45 @@ pub enum LoraCommand {
         rank: RankArgs,
         #[arg(long)]
         out: PathBuf,
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Fold LoRAs into a model: a diffusers folder, or (--out X.safetensors) a single file in the original layout.
+    Bake {
+        /// The base model: a diffusers folder or a single-file .safetensors checkpoint.
+        #[arg(long)]
+        model: PathBuf,
+        /// A LoRA with an optional weight (repeatable): `--lora style.safetensors:0.8`.
+        #[arg(long = "lora", required = true, value_name = "FILE[:WEIGHT]")]
+        loras: Vec<super::merge::Weighted>,
+        /// A new folder (diffusers), or a .safetensors file (LDM layout for SD1/SD2, SGM for SDXL).
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace OUT if it is a file that exists.
+        #[arg(long)]
+        force: bool,
+    },
+    /// A LoRA from the difference of two models of one family (a fine-tune and its base), by SVD per layer.
+    Extract {
+        /// The base model (folder or single file).
+        #[arg(long)]
+        base: PathBuf,
+        /// The fine-tuned model (folder or single file).
+        #[arg(long)]
+        tuned: PathBuf,
+        #[command(flatten)]
+        rank: RankArgs,
+        #[arg(long)]
+        out: PathBuf,
+        /// Which UNet layers: attention (to_q/k/v/out) or transformer (also proj_in/out and the feed-forward).
+        #[arg(long, value_enum, default_value = "transformer")]
+        targets: crate::model::lora::LoraTargets,
+        /// Leave the text encoders out.
+        #[arg(long)]
+        no_text_encoders: bool,
+        /// Layers whose largest change is at most this count as unchanged and are left out.
+        #[arg(long, default_value_t = 1e-4)]
+        min_diff: f64,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -223,6 +262,38 @@ pub fn run(command: LoraCommand) -> Result<()> {
             resized.metadata = metadata;
             write(&resized, &out, input.format, &output)?;
             print!("{}", report.table(12));
+        }
+        LoraCommand::Bake { model, loras, out, force } => {
+            let inputs: Vec<&Path> = loras.iter().map(|l| l.path.as_path()).chain([model.as_path()]).collect();
+            OutputArgs { title: None, strip_metadata: false, force }.check(&out, &inputs)?;
+            if force && out.is_file() {
+                std::fs::remove_file(&out).with_context(|| format!("cannot replace {}", out.display()))?;
+            }
+            eprintln!("baking {} LoRA(s) into {} …", loras.len(), model.display());
+            let report = super::bake::bake(&model, &loras, &out)?;
+            println!(
+                "wrote {}: {} layers changed, {} tensors copied unchanged",
+                out.display(),
+                report.edited.len(),
+                report.unchanged
+            );
+            for left in &report.left_out {
+                println!("  not copied (would still hold the old weights): {}", left.display());
+            }
+        }
+        LoraCommand::Extract { base, tuned, rank, out, targets, no_text_encoders, min_diff, output } => {
+            let Some(rule) = rank.rule() else { bail!("extract needs --rank R or --dynamic RULE") };
+            output.check(&out, &[&base, &tuned])?;
+            let options = super::extract::ExtractOptions { rule, targets, text_encoders: !no_text_encoders, min_diff };
+            let mut extracted = super::extract::extract(&base, &tuned, &options)?;
+            let title = output.title.clone().unwrap_or_else(|| stem(&out));
+            extracted.file.metadata.insert("modelspec.title".into(), title.clone());
+            extracted.file.metadata.insert("ss_output_name".into(), title);
+            write(&extracted.file, &out, LoraFormat::Kohya, &output)?;
+            if extracted.unchanged > 0 {
+                println!("{} layers left out: unchanged (largest change ≤ {min_diff})", extracted.unchanged);
+            }
+            print!("{}", extracted.report.table(12));
         }
     }
     Ok(())

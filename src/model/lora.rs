@@ -134,7 +134,7 @@ pub fn join(prefix: &str, name: &str) -> String {
 }
 
 /// Which UNet layers get adapters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum LoraTargets {
     /// The attention projections `to_q`, `to_k`, `to_v`, `to_out.0`.

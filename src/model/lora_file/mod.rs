@@ -17,7 +17,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
-pub use metadata::{ExportOptions, TrainingInfo, kohya_metadata, without_local_paths};
+pub use metadata::{ExportOptions, TrainingInfo, kohya_metadata, lora_identity, without_local_paths};
 pub use names::{ASSUMED, FamilyGuess, Naming, detect_family};
 
 use super::lora::{LoraAdapter, LoraNetwork, StoredAs};

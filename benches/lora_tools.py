@@ -41,7 +41,8 @@ def rank_of(singular):
     if args.rank.startswith("sv_fro="):
         goal = float(args.rank.split("=")[1])
         energy = torch.cumsum(singular**2, 0) / torch.sum(singular**2)
-        return int(torch.searchsorted(energy, goal**2).item()) + 1
+        # The smallest rank meeting the goal, plus the one more kohya's resize keeps.
+        return int(torch.searchsorted(energy, goal**2).item()) + 2
     return int(args.rank)
 
 

@@ -147,6 +147,12 @@ pub enum BenchCommand {
         /// Where the random LoRAs are written.
         #[arg(long, default_value = "target/bench-lora")]
         dir: PathBuf,
+        /// Only every Nth layer (1: all of them), for a quicker run beside the slow reference.
+        #[arg(long, default_value_t = 1)]
+        every: usize,
+        /// Also bake into a random full-size SDXL written once into DIR (about 7 GB of disk) and report the memory it adds.
+        #[arg(long)]
+        bake: bool,
         /// Also run these operations as kohya's scripts do them (benches/lora_tools.py; `pip install torch safetensors`)
         /// on the same files and report Easel's speed and memory as ratios to it.
         #[arg(long)]
@@ -266,8 +272,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::bench::conformance::run(&fixtures, &crate::device::default_device(), arch, steps.max(2))?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Bench { what: BenchCommand::Lora { rank, dir, python } }) => {
-            let options = crate::bench::lora::BenchLora { rank: rank.max(2), dir, python };
+        Some(Command::Bench { what: BenchCommand::Lora { rank, dir, every, bake, python } }) => {
+            let options = crate::bench::lora::BenchLora { rank: rank.max(2), dir, every, bake, python };
             for line in crate::bench::lora::run(&options)? {
                 println!("{line}");
             }

@@ -1,7 +1,8 @@
 //! `easel bench lora`: merging and resizing LoRAs over every transformer
 //! layer of SDXL's UNet and both text encoders (random weights, the real
 //! shapes), with the memory each operation adds; with --python, the same
-//! operations as kohya's scripts do them (dense ΔW, torch SVD) beside it.
+//! operations as kohya's scripts do them (dense ΔW, torch SVD) beside it;
+//! with --bake, a bake of a random full-size SDXL into one file.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -16,6 +17,7 @@ use serde_json::{Value, json};
 use crate::lora::factor::RankRule;
 use crate::lora::merge::{self, ErrorReport};
 use crate::model::Family;
+use crate::model::builtin::{RandomModel, TextEncoderSpec, write_random_model_as};
 use crate::model::lora::{LoraTargets, fnv1a, is_unet_target};
 use crate::model::lora_file::{LoraFile, LoraFormat, LoraModule, Naming};
 use crate::model::unet::{UNet, UNetConfig};
@@ -24,8 +26,12 @@ use crate::model::unet::{UNet, UNetConfig};
 pub struct BenchLora {
     /// Rank of the two random LoRAs.
     pub rank: usize,
-    /// Where the random LoRAs (and the model, for --bake) are written.
+    /// Where the random LoRAs are written.
     pub dir: PathBuf,
+    /// Only every Nth layer (1: all), for a quicker run beside a slow reference.
+    pub every: usize,
+    /// Also bake LoRA A into a random full-size SDXL (written once into `dir`, 7 GB in f16).
+    pub bake: bool,
     /// benches/lora_tools.py, run on the same files.
     pub python: Option<PathBuf>,
 }
@@ -57,6 +63,52 @@ fn sdxl_targets() -> Result<Vec<(String, usize, usize, bool)>> {
     Ok(targets)
 }
 
+/// SDXL base 1.0 as its diffusers folder describes it, for random weights.
+fn sdxl_model() -> RandomModel {
+    let clip = |hidden: usize, layers: usize, heads: usize, activation: &str| {
+        json!({"vocab_size": 49408, "hidden_size": hidden, "intermediate_size": 4 * hidden, "num_hidden_layers": layers,
+            "num_attention_heads": heads, "max_position_embeddings": 77, "hidden_act": activation, "layer_norm_eps": 1e-5,
+            "bos_token_id": 49406, "eos_token_id": 49407, "pad_token_id": 49407})
+    };
+    RandomModel {
+        unet: super::train::Arch::Sdxl.unet_config(),
+        vae: json!({"in_channels": 3, "out_channels": 3, "latent_channels": 4, "sample_size": 1024,
+            "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "norm_num_groups": 32,
+            "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+            "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"],
+            "scaling_factor": 0.13025}),
+        text_encoders: vec![
+            TextEncoderSpec { config: clip(768, 12, 12, "quick_gelu"), pad_token: "<|endoftext|>", projection: None },
+            TextEncoderSpec { config: clip(1280, 32, 20, "gelu"), pad_token: "!", projection: Some(1280) },
+        ],
+        scheduler: json!({"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
+            "beta_schedule": "scaled_linear", "prediction_type": "epsilon", "steps_offset": 1, "set_alpha_to_one": false}),
+    }
+}
+
+/// Bakes `lora` into a random-weight SDXL (f16, written once) as a single
+/// SGM file: the heaviest bake, every tensor renamed and the second text
+/// encoder's attention fused.
+fn bake(dir: &Path, lora: &Path) -> Result<Value> {
+    let model = dir.join("sdxl-random-f16");
+    if !model.join("model_index.json").is_file() {
+        eprintln!("writing a random SDXL (f16, about 7 GB) into {} …", model.display());
+        let _ = std::fs::remove_dir_all(&model);
+        write_random_model_as(&model, &sdxl_model(), DType::F16)?;
+    }
+    let out = dir.join("sdxl-baked.safetensors");
+    let _ = std::fs::remove_file(&out);
+    let weighted = [merge::Weighted { path: lora.to_path_buf(), weight: 1.0 }];
+    let (report, measured) = measure(|| crate::lora::bake::bake(&model, &weighted, &out))?;
+    let bytes = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+    std::fs::remove_file(&out).ok();
+    Ok(json!({
+        "bench": "lora", "operation": "bake_sdxl_single_file", "side": "easel", "seconds": measured.seconds,
+        "peak_added_bytes": measured.added, "peak_anonymous_bytes": measured.anonymous, "model_bytes": bytes,
+        "layers_changed": report.edited.len(), "anonymous_vs_model": measured.anonymous as f64 / bytes.max(1) as f64,
+    }))
+}
+
 /// A trained-looking random LoRA: f16 factors, alpha = rank / 2.
 fn random_lora(targets: &[(String, usize, usize, bool)], rank: usize, seed: u64) -> Result<LoraFile> {
     let modules = targets
@@ -82,22 +134,43 @@ fn random_lora(targets: &[(String, usize, usize, bool)], rank: usize, seed: u64)
     Ok(LoraFile { format: LoraFormat::Kohya, family, naming, modules, metadata: Default::default(), unmatched: vec![] })
 }
 
-/// The resident memory in bytes (Linux), to measure what an operation adds.
-fn resident() -> u64 {
+/// A `/proc/self/status` figure in bytes (Linux): `VmRSS`, `RssAnon`, …
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kib = status.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+    let kib = status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
     kib.unwrap_or(0) * 1024
 }
 
-/// Times `operation` and the peak memory it adds over what was resident before.
-fn measure<T>(operation: impl FnOnce() -> Result<T>) -> Result<(T, f64, u64)> {
+/// What an operation took: seconds, the peak resident memory it added
+/// (VmHWM, which counts the pages of memory-mapped files read), and the peak
+/// anonymous memory it added (sampled every 10 ms: what it allocated).
+struct Measured {
+    seconds: f64,
+    added: u64,
+    anonymous: u64,
+}
+
+fn measure<T>(operation: impl FnOnce() -> Result<T>) -> Result<(T, Measured)> {
     crate::device::reset_peak_memory(&Device::Cpu);
-    let before = resident();
+    let (before, anonymous_before) = (status_bytes("VmRSS:"), status_bytes("RssAnon:"));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let peak_anonymous = std::sync::atomic::AtomicU64::new(anonymous_before);
     let started = Instant::now();
-    let result = operation()?;
+    let result = std::thread::scope(|scope| {
+        scope.spawn(|| {
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak_anonymous.fetch_max(status_bytes("RssAnon:"), std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        });
+        let result = operation();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        result
+    })?;
     let seconds = started.elapsed().as_secs_f64();
     let peak = crate::device::peak_memory(&Device::Cpu).unwrap_or(0);
-    Ok((result, seconds, peak.saturating_sub(before)))
+    let anonymous = peak_anonymous.into_inner().saturating_sub(anonymous_before);
+    Ok((result, Measured { seconds, added: peak.saturating_sub(before), anonymous }))
 }
 
 fn python(script: &Path, operation: &str, files: &[&Path], rank: &str) -> Result<Value> {
@@ -115,19 +188,22 @@ fn python(script: &Path, operation: &str, files: &[&Path], rank: &str) -> Result
         .with_context(|| format!("{}: output {text}", script.display()))
 }
 
+/// A timed operation: its name, inputs (file, weight), rank rule and the rank as the reference takes it.
+type Operation<'a> = (&'a str, Vec<(LoraFile, f64)>, Option<RankRule>, String);
+
 pub fn run(options: &BenchLora) -> Result<Vec<Value>> {
     std::fs::create_dir_all(&options.dir).with_context(|| format!("cannot create {}", options.dir.display()))?;
-    let targets = sdxl_targets()?;
+    let targets: Vec<_> = sdxl_targets()?.into_iter().step_by(options.every.max(1)).collect();
     let rank = options.rank;
     let (a_path, b_path) = (options.dir.join("sdxl-a.safetensors"), options.dir.join("sdxl-b.safetensors"));
     let a = random_lora(&targets, rank, 1)?;
     let b = random_lora(&targets, rank, 2)?;
     a.save(&a_path, LoraFormat::Kohya)?;
     b.save(&b_path, LoraFormat::Kohya)?;
-    let names = vec![a_path.display().to_string(), b_path.display().to_string()];
+    let names = [a_path.display().to_string(), b_path.display().to_string()];
     let both = vec![(a, 1.0), (b, 0.5)];
     let half = (rank / 2).max(1);
-    let operations: Vec<(&str, Vec<(LoraFile, f64)>, Option<RankRule>, String)> = vec![
+    let operations: [Operation; 4] = [
         ("merge_concat", both.clone(), None, rank.to_string()),
         ("merge_svd", both.clone(), Some(RankRule::Fixed(rank)), rank.to_string()),
         ("resize", both[..1].to_vec(), Some(RankRule::Fixed(half)), half.to_string()),
@@ -135,10 +211,11 @@ pub fn run(options: &BenchLora) -> Result<Vec<Value>> {
     ];
     let mut lines = Vec::new();
     for (operation, inputs, rule, rank_text) in operations {
-        let ((merged, report), seconds, added) = measure(|| merge::merge(&inputs, &names[..inputs.len()], rule))?;
+        let ((merged, report), measured) = measure(|| merge::merge(&inputs, &names[..inputs.len()], rule))?;
+        let (seconds, added) = (measured.seconds, measured.added);
         let mut line = json!({
             "bench": "lora", "operation": operation, "rank": rank_text, "modules": merged.modules.len(),
-            "side": "easel", "seconds": seconds, "peak_added_bytes": added,
+            "side": "easel", "seconds": seconds, "peak_added_bytes": added, "peak_anonymous_bytes": measured.anonymous,
             "threads": rayon::current_num_threads(),
             "overall_error": report.as_ref().map(ErrorReport::overall),
         });
@@ -154,6 +231,9 @@ pub fn run(options: &BenchLora) -> Result<Vec<Value>> {
             lines.push(reference);
         }
         lines.push(line);
+    }
+    if options.bake {
+        lines.push(bake(&options.dir, &a_path)?);
     }
     Ok(lines)
 }

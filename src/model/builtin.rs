@@ -3,7 +3,6 @@
 //! cache so the ordinary loader reads it. It makes the demo and the tests run
 //! on a CPU in seconds; it draws nothing recognisable.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -17,6 +16,7 @@ use serde_json::json;
 
 use super::clip::{ClipTextConfig, ClipTextModel};
 use super::lora::fnv1a;
+use super::rewrite::{Bytes, PendingTensor, write_safetensors};
 use super::unet::{UNet, UNetConfig};
 use super::vae::{Vae, VaeConfig};
 
@@ -71,14 +71,8 @@ fn scheduler_config() -> serde_json::Value {
     })
 }
 
-/// Hands out a deterministic tensor for each name asked for, and keeps it
-/// when recording, so loading the model code with it yields exactly the
-/// weights to save.
-#[derive(Clone, Default)]
-struct Generator {
-    tensors: Arc<Mutex<HashMap<String, Tensor>>>,
-    recording: bool,
-}
+/// Deterministic random weights, each tensor drawn from its own name.
+struct Generator;
 
 impl Generator {
     /// PyTorch-like initialisation: norms start at weight 1 and bias 0, other
@@ -104,10 +98,6 @@ impl Generator {
         let values: Vec<f32> = (0..shape.elem_count()).map(|_| uniform.sample(&mut rng)).collect();
         Tensor::from_vec(values, shape, &Device::Cpu)
     }
-
-    fn store(&self) -> std::sync::MutexGuard<'_, HashMap<String, Tensor>> {
-        self.tensors.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
 }
 
 impl SimpleBackend for Generator {
@@ -119,15 +109,11 @@ impl SimpleBackend for Generator {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        let tensor = Self::make(name, &shape)?;
-        if self.recording {
-            self.store().insert(name.to_string(), tensor.clone());
-        }
-        tensor.to_dtype(dtype)?.to_device(device)
+        Self::make(name, &shape)?.to_dtype(dtype)?.to_device(device)
     }
 
     fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
-        candle_core::bail!("the tiny model generator needs a shape for `{name}`")
+        candle_core::bail!("the random weight generator needs a shape for `{name}`")
     }
 
     fn contains_tensor(&self, _: &str) -> bool {
@@ -135,37 +121,48 @@ impl SimpleBackend for Generator {
     }
 }
 
-/// Runs `load` against a generator and returns the weights it asked for.
-fn generate(load: impl FnOnce(VarBuilder) -> candle_core::Result<()>) -> Result<HashMap<String, Tensor>> {
-    let generator = Generator { recording: true, ..Generator::default() };
-    load(VarBuilder::from_backend(Box::new(generator.clone()), DType::F32, Device::Cpu))?;
-    Ok(std::mem::take(&mut *generator.store()))
+/// The tensors module code asks for, with their shapes, in the order asked:
+/// what to write so that loading the module code finds exactly its weights.
+fn weight_shapes(load: impl FnOnce(VarBuilder) -> candle_core::Result<()>) -> Result<Vec<(String, Shape)>> {
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    load(VarBuilder::from_backend(Box::new(Weightless { asked: Some(asked.clone()) }), DType::F32, Device::Cpu))?;
+    let asked = std::mem::take(&mut *asked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+    Ok(asked)
 }
 
 /// Deterministic random weights for any module code, straight onto `device`
 /// in `dtype`, without files: for benchmarks of full-size architectures.
 pub fn random_weights(dtype: DType, device: &Device) -> VarBuilder<'static> {
-    VarBuilder::from_backend(Box::new(Generator::default()), dtype, device.clone())
+    VarBuilder::from_backend(Box::new(Generator), dtype, device.clone())
 }
 
 /// Weights that take no memory, every tensor a broadcast zero: building
 /// module code with them reads out its structure (layer names and sizes),
 /// e.g. SDXL's LoRA targets, without gigabytes of weights.
 pub fn weightless() -> VarBuilder<'static> {
-    VarBuilder::from_backend(Box::new(Weightless), DType::F32, Device::Cpu)
+    VarBuilder::from_backend(Box::new(Weightless { asked: None }), DType::F32, Device::Cpu)
 }
 
-struct Weightless;
+/// Broadcast zeros for every tensor, optionally noting what was asked for.
+struct Weightless {
+    asked: Option<Asked>,
+}
+
+/// The tensors module code asked for, with their shapes.
+type Asked = Arc<Mutex<Vec<(String, Shape)>>>;
 
 impl SimpleBackend for Weightless {
     fn get(
         &self,
         shape: Shape,
-        _: &str,
+        name: &str,
         _: candle_nn::Init,
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
+        if let Some(asked) = &self.asked {
+            asked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push((name.to_string(), shape.clone()));
+        }
         Tensor::zeros((), dtype, device)?.broadcast_as(shape)
     }
 
@@ -243,44 +240,71 @@ fn write_tiny(folder: &Path) -> Result<()> {
     write_random_model(folder, &tiny())
 }
 
+/// Writes `config.json` and the weights named in `shapes`, each drawn when
+/// the writer reaches it, so no more than one tensor is ever in memory.
 fn write_weights(
     folder: &Path,
     stem: &str,
     config: &serde_json::Value,
-    tensors: &HashMap<String, Tensor>,
+    shapes: Vec<(String, Shape)>,
+    dtype: DType,
 ) -> Result<()> {
     std::fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
     write_json(&folder.join("config.json"), config)?;
     let path = folder.join(format!("{stem}.safetensors"));
-    candle_core::safetensors::save(tensors, &path).with_context(|| format!("cannot write {}", path.display()))
+    let stored: safetensors::Dtype = match dtype {
+        DType::F16 => safetensors::Dtype::F16,
+        DType::BF16 => safetensors::Dtype::BF16,
+        _ => safetensors::Dtype::F32,
+    };
+    let pending = shapes
+        .into_iter()
+        .map(|(name, shape)| PendingTensor {
+            name: name.clone(),
+            dtype: stored,
+            shape: shape.dims().to_vec(),
+            bytes: Box::new(move || -> Result<Bytes<'static>> {
+                let tensor = Generator::make(&name, &shape)?.to_dtype(dtype)?;
+                Ok(Box::new(safetensors::View::data(&tensor).into_owned()))
+            }),
+        })
+        .collect();
+    write_safetensors(&path, None, pending)
 }
 
 /// Writes a diffusers folder with deterministic random weights for `spec`
-/// (the built-in model, and SD2/SDXL-shaped models for tests).
+/// (the built-in model, and SD2/SDXL-shaped models for tests), in f32.
 pub fn write_random_model(folder: &Path, spec: &RandomModel) -> Result<()> {
+    write_random_model_as(folder, spec, DType::F32)
+}
+
+/// [`write_random_model`] storing the weights in `dtype`; streamed, so a
+/// full-size model (SDXL: 7 GB in f16) is never held in memory.
+pub fn write_random_model_as(folder: &Path, spec: &RandomModel, dtype: DType) -> Result<()> {
     let unet: UNetConfig = serde_json::from_value(spec.unet.clone())?;
     let vae: VaeConfig = serde_json::from_value(spec.vae.clone())?;
     write_weights(
         &folder.join("unet"),
         "diffusion_pytorch_model",
         &spec.unet,
-        &generate(|vb| UNet::load(vb, &unet).map(drop))?,
+        weight_shapes(|vb| UNet::load(vb, &unet).map(drop))?,
+        dtype,
     )?;
     write_weights(
         &folder.join("vae"),
         "diffusion_pytorch_model",
         &spec.vae,
-        &generate(|vb| Vae::load(vb, &vae).map(drop))?,
+        weight_shapes(|vb| Vae::load(vb, &vae).map(drop))?,
+        dtype,
     )?;
     for (index, encoder) in spec.text_encoders.iter().enumerate() {
         let suffix = if index == 0 { "" } else { "_2" };
         let config: ClipTextConfig = serde_json::from_value(encoder.config.clone())?;
-        let mut tensors = generate(|vb| ClipTextModel::load(vb, &config).map(drop))?;
+        let mut shapes = weight_shapes(|vb| ClipTextModel::load(vb, &config).map(drop))?;
         if let Some(width) = encoder.projection {
-            let shape = Shape::from((width, config.hidden_size));
-            tensors.insert("text_projection.weight".into(), Generator::make("text_projection.weight", &shape)?);
+            shapes.push(("text_projection.weight".into(), Shape::from((width, config.hidden_size))));
         }
-        write_weights(&folder.join(format!("text_encoder{suffix}")), "model", &encoder.config, &tensors)?;
+        write_weights(&folder.join(format!("text_encoder{suffix}")), "model", &encoder.config, shapes, dtype)?;
         let tokenizer = folder.join(format!("tokenizer{suffix}"));
         std::fs::create_dir_all(&tokenizer)?;
         std::fs::write(tokenizer.join("vocab.json"), super::tokenizer::SHIPPED_VOCAB)?;

@@ -137,15 +137,20 @@ pub fn kohya_metadata(
     m
 }
 
-/// The model-spec fields that say what a file is and how to load it; kept
-/// when training metadata is stripped.
-const IDENTITY: [&str; 6] = [
+/// What says what a file is and how to load it, kept when training metadata
+/// is stripped: kohya's own `--no_metadata` set, without hashes.
+const IDENTITY: [&str; 11] = [
     "modelspec.sai_model_spec",
     "modelspec.architecture",
     "modelspec.implementation",
     "modelspec.title",
     "modelspec.resolution",
     "modelspec.prediction_type",
+    "ss_v2",
+    "ss_base_model_version",
+    "ss_network_module",
+    "ss_network_dim",
+    "ss_network_alpha",
 ];
 
 /// How a LoRA is written for sharing.
@@ -154,8 +159,8 @@ pub struct ExportOptions {
     pub format: LoraFormat,
     /// The name tools show (`modelspec.title`, `ss_output_name`).
     pub title: Option<String>,
-    /// Drop the training record (`ss_*`: tags, dataset, seeds, times) and
-    /// every other field but the model-spec identity.
+    /// Drop the training record (tags, dataset, seeds, times) and every
+    /// other field but what says what the file is (`IDENTITY`).
     pub strip_metadata: bool,
 }
 

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
-use common::{fixture, max_abs_diff, refs};
+use common::{fixture, fixture_model, max_abs_diff, unet_output};
 use easel::lora::factor::RankRule;
 use easel::lora::{extract, merge};
 use easel::model::lora_file::{self, ExportOptions, LoraFile, LoraFormat};
@@ -32,18 +32,8 @@ fn export(source: &Path, out: &Path, format: LoraFormat) {
     lora_file::export(source, out, &ExportOptions { format, title: None, strip_metadata: false }).unwrap();
 }
 
-fn model() -> StableDiffusion {
-    StableDiffusion::load(&fixture("diffusers"), &LoadOptions::default()).unwrap()
-}
-
-fn unet_output(model: &StableDiffusion) -> Tensor {
-    let refs = refs();
-    let timesteps = refs["unet_timesteps"].to_dtype(DType::F32).unwrap();
-    model.unet.forward(&refs["unet_sample"], &timesteps, &refs["unet_encoder_hidden_states"], None).unwrap()
-}
-
 fn output_with(paths: &[(&Path, f64)]) -> Tensor {
-    let mut model = model();
+    let mut model = fixture_model();
     for (index, (path, weight)) in paths.iter().enumerate() {
         LoraFile::read(path, &mut model).unwrap().apply(&mut model, *weight, &format!("lora{index}")).unwrap();
     }
@@ -386,7 +376,7 @@ fn baking_equals_applying_at_run_time_for_folders_and_single_files() {
             out.display()
         );
         assert!(diff < 1e-4, "{}: max |Δ| {diff}", out.display());
-        assert!(max_abs_diff(&unet_output(&model()), &applied) > 0.5, "the LoRAs change the output");
+        assert!(max_abs_diff(&unet_output(&fixture_model()), &applied) > 0.5, "the LoRAs change the output");
     }
 }
 

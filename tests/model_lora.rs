@@ -5,26 +5,16 @@
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
-use common::{fixture, max_abs_diff, refs};
+use common::{fixture, fixture_model, max_abs_diff, refs, unet_output};
 use easel::model::lora::{LoraNetwork, is_unet_target};
 use easel::model::lora_file::{self, LoraFile, LoraFormat, TrainingInfo};
-use easel::model::pipeline::{LoadOptions, StableDiffusion};
+use easel::model::pipeline::StableDiffusion;
 use easel::project::LoraTargets;
 
 mod common;
 
-fn model() -> StableDiffusion {
-    StableDiffusion::load(&fixture("diffusers"), &LoadOptions::default()).unwrap()
-}
-
-fn unet_output(model: &StableDiffusion) -> Tensor {
-    let refs = refs();
-    let timesteps = refs["unet_timesteps"].to_dtype(DType::F32).unwrap();
-    model.unet.forward(&refs["unet_sample"], &timesteps, &refs["unet_encoder_hidden_states"], None).unwrap()
-}
-
 fn with_lora(file: &str, weight: f64) -> (Tensor, LoraFile) {
-    let mut model = model();
+    let mut model = fixture_model();
     let lora = LoraFile::read(&fixture(&format!("lora/{file}")), &mut model).unwrap();
     lora.apply(&mut model, weight, "test").unwrap();
     (unet_output(&model), lora)
@@ -71,7 +61,7 @@ fn trained_network(model: &mut StableDiffusion, targets: LoraTargets, text_encod
 
 #[test]
 fn a_zero_initialised_lora_leaves_the_output_unchanged() {
-    let mut model = model();
+    let mut model = fixture_model();
     let base = unet_output(&model);
     let mut layers = model.lora_layers();
     let network = LoraNetwork::create(&layers, 4, 4.0, 1, &Device::Cpu).unwrap();
@@ -93,7 +83,7 @@ fn a_zero_initialised_lora_leaves_the_output_unchanged() {
 
 #[test]
 fn merged_equals_unmerged_and_unload_restores_the_base() {
-    let mut model = model();
+    let mut model = fixture_model();
     let base = unet_output(&model);
     let lora = LoraFile::read(&fixture("lora/lora_kohya_default.kohya.safetensors"), &mut model).unwrap();
     lora.apply(&mut model, 0.8, "style").unwrap();
@@ -110,7 +100,7 @@ fn merged_equals_unmerged_and_unload_restores_the_base() {
 
 #[test]
 fn several_loras_add_up_with_their_weights() {
-    let mut model = model();
+    let mut model = fixture_model();
     let attn = LoraFile::read(&fixture("lora/lora_attn.kohya.safetensors"), &mut model).unwrap();
     let default = LoraFile::read(&fixture("lora/lora_kohya_default.diffusers.safetensors"), &mut model).unwrap();
     // The same LoRA twice at 0.5 is the LoRA once at 1.
@@ -125,12 +115,12 @@ fn several_loras_add_up_with_their_weights() {
     model.unload_adapters(Some("c"));
     assert_eq!(max_abs_diff(&unet_output(&model), &both_halves), 0.0);
     model.unload_adapters(None);
-    assert_eq!(max_abs_diff(&unet_output(&model), &unet_output(&self::model())), 0.0);
+    assert_eq!(max_abs_diff(&unet_output(&model), &unet_output(&self::fixture_model())), 0.0);
 }
 
 #[test]
 fn loras_written_by_easel_read_back_identically() {
-    let mut model = model();
+    let mut model = fixture_model();
     let base = unet_output(&model);
     let network = trained_network(&mut model, LoraTargets::Transformer, true);
     let mut attached = model.clone();
@@ -209,7 +199,7 @@ fn loras_written_by_easel_read_back_identically() {
 
 #[test]
 fn a_lora_for_another_model_is_refused_by_shape() {
-    let mut model = model();
+    let mut model = fixture_model();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("wrong.safetensors");
     let name = "lora_unet_down_blocks_0_attentions_0_transformer_blocks_0_attn1_to_q";
@@ -225,7 +215,7 @@ fn a_lora_for_another_model_is_refused_by_shape() {
 
 #[test]
 fn a_lora_whose_modules_match_nothing_is_refused() {
-    let mut model = model();
+    let mut model = fixture_model();
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("sdxl.safetensors");
     let name = "lora_unet_input_blocks_4_1_transformer_blocks_0_attn1_to_q";

@@ -3,7 +3,7 @@
 //! single-file checkpoint.
 
 use candle_core::{DType, Device, Tensor};
-use common::{fixture, max_abs_diff, refs};
+use common::{fixture, max_abs_diff, refs, unet_output};
 use easel::model::Family;
 use easel::model::pipeline::{LoadOptions, StableDiffusion};
 use easel::model::sampling::{self, NoiseSource, SampleRequest, SamplerKind};
@@ -19,12 +19,6 @@ fn diffusers() -> StableDiffusion {
 fn single_file() -> StableDiffusion {
     let options = LoadOptions { config_folder: Some(fixture("diffusers")), ..LoadOptions::default() };
     StableDiffusion::load(&fixture("tiny-sd15.single_file.safetensors"), &options).unwrap()
-}
-
-fn unet_output(model: &StableDiffusion) -> Tensor {
-    let refs = refs();
-    let timesteps = refs["unet_timesteps"].to_dtype(DType::F32).unwrap();
-    model.unet.forward(&refs["unet_sample"], &timesteps, &refs["unet_encoder_hidden_states"], None).unwrap()
 }
 
 /// max |a − b| ≤ atol + rtol·max|b|.

@@ -7,7 +7,7 @@ use clap::Subcommand;
 
 use super::factor::RankRule;
 use super::merge::{self, Method};
-use crate::model::lora_file::{self, ExportOptions, LoraFile, LoraFormat};
+use crate::model::lora_file::{self, ExportOptions, LoraFile, LoraFormat, LoraModule};
 
 #[derive(Debug, Subcommand)]
 pub enum LoraCommand {
@@ -178,12 +178,7 @@ fn write(file: &LoraFile, out: &Path, format: LoraFormat, output: &OutputArgs) -
     let mut file = file.clone();
     file.metadata = output.export(format).header(&file.metadata);
     file.save(out, format)?;
-    let ranks: std::collections::BTreeSet<usize> = file.modules.iter().map(|m| m.rank()).collect();
-    let ranks = match (ranks.first(), ranks.last()) {
-        (Some(low), Some(high)) if low != high => format!("ranks {low}–{high}"),
-        (Some(rank), _) => format!("rank {rank}"),
-        _ => "no modules".into(),
-    };
+    let ranks = merge::rank_range(file.modules.iter().map(LoraModule::rank));
     println!("wrote {} ({}, {} modules, {ranks})", out.display(), format.label(), file.modules.len());
     Ok(())
 }

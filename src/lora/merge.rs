@@ -92,14 +92,19 @@ impl ErrorReport {
                 module.error * 100.0
             ));
         }
-        let ranks: BTreeSet<usize> = self.modules.iter().map(|m| m.rank).collect();
-        let range = match (ranks.first(), ranks.last()) {
-            (Some(low), Some(high)) if low != high => format!("ranks {low}–{high}"),
-            (Some(rank), _) => format!("rank {rank}"),
-            _ => "no modules".into(),
-        };
+        let range = rank_range(self.modules.iter().map(|m| m.rank));
         out.push_str(&format!("overall: {:.3} % ({} modules, {range})\n", self.overall() * 100.0, self.modules.len()));
         out
+    }
+}
+
+/// `rank 16`, or `ranks 4–32` when they differ.
+pub fn rank_range(ranks: impl Iterator<Item = usize>) -> String {
+    let ranks: BTreeSet<usize> = ranks.collect();
+    match (ranks.first(), ranks.last()) {
+        (Some(low), Some(high)) if low != high => format!("ranks {low}–{high}"),
+        (Some(rank), _) => format!("rank {rank}"),
+        _ => "no modules".into(),
     }
 }
 

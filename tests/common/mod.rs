@@ -37,6 +37,19 @@ pub fn refs() -> HashMap<String, Tensor> {
     candle_core::safetensors::load(fixture("refs.safetensors"), &Device::Cpu).unwrap()
 }
 
+/// The fixture model from its diffusers folder, in f32.
+pub fn fixture_model() -> easel::model::pipeline::StableDiffusion {
+    let options = easel::model::pipeline::LoadOptions::default();
+    easel::model::pipeline::StableDiffusion::load(&fixture("diffusers"), &options).unwrap()
+}
+
+/// The UNet's output on the fixture's reference inputs (`unet_sample`, …).
+pub fn unet_output(model: &easel::model::pipeline::StableDiffusion) -> Tensor {
+    let refs = refs();
+    let timesteps = refs["unet_timesteps"].to_dtype(candle_core::DType::F32).unwrap();
+    model.unet.forward(&refs["unet_sample"], &timesteps, &refs["unet_encoder_hidden_states"], None).unwrap()
+}
+
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }

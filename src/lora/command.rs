@@ -34,6 +34,7 @@ pub enum LoraCommand {
         /// Two or more LoRA files, each with an optional weight: `a.safetensors:0.7`.
         #[arg(num_args = 2.., required = true, value_name = "FILE[:WEIGHT]")]
         inputs: Vec<super::merge::Weighted>,
+        /// Where to write the LoRA (.safetensors).
         #[arg(long)]
         out: PathBuf,
         /// concat (exact) or svd (default: svd when --rank or --dynamic is given, else concat).
@@ -52,6 +53,7 @@ pub enum LoraCommand {
         file: PathBuf,
         #[command(flatten)]
         rank: RankArgs,
+        /// Where to write the LoRA (.safetensors).
         #[arg(long)]
         out: PathBuf,
         #[command(flatten)]
@@ -82,6 +84,7 @@ pub enum LoraCommand {
         tuned: PathBuf,
         #[command(flatten)]
         rank: RankArgs,
+        /// Where to write the LoRA (.safetensors).
         #[arg(long)]
         out: PathBuf,
         /// Which UNet layers: attention (to_q/k/v/out) or transformer (also proj_in/out and the feed-forward).

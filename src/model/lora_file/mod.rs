@@ -205,6 +205,7 @@ impl LoraFile {
         let parse_naming = naming.unwrap_or(Naming::standard(super::Family::Sdxl));
         let mut modules = Vec::new();
         let mut unmatched = Vec::new();
+        let present: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
         let mut down_keys: Vec<&String> = names.iter().filter(|k| k.ends_with(suffixes.0)).collect();
         down_keys.sort();
         for down_key in down_keys {
@@ -227,7 +228,7 @@ impl LoraFile {
             }
             let rank = down.dims()[0];
             let alpha = match format {
-                LoraFormat::Kohya => match names.iter().find(|k| **k == format!("{name}.alpha")) {
+                LoraFormat::Kohya => match present.get(format!("{name}.alpha").as_str()) {
                     Some(key) => scalar(&load(key)?)?,
                     None => rank as f64,
                 },

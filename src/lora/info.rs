@@ -44,6 +44,8 @@ pub struct LoraInfo {
     pub format: String,
     pub family: String,
     pub family_from: String,
+    /// The base version the metadata names (`sd_v1`, `stable-diffusion-v2-768-v/lora`, …).
+    pub version: Option<String>,
     pub dtype: String,
     pub modules: usize,
     /// Modules per component (`unet`, `text_encoder`, `text_encoder_2`).
@@ -186,6 +188,9 @@ pub fn inspect(path: &Path) -> Result<LoraInfo> {
         format: file.format.label().to_string(),
         family: file.family.family.label().to_string(),
         family_from: file.family.evidence.to_string(),
+        version: ["ss_base_model_version", "modelspec.architecture"]
+            .iter()
+            .find_map(|key| file.metadata.get(*key).filter(|v| !v.is_empty()).cloned()),
         dtype: dtypes.join(", "),
         modules: file.modules.len(),
         components,
@@ -215,7 +220,8 @@ pub fn text(info: &LoraInfo) -> String {
     let mut line = |label: &str, value: String| out.push_str(&format!("{label:<11} {value}\n"));
     line("file", format!("{} ({}, {})", info.file, size(info.bytes), info.dtype));
     line("format", info.format.clone());
-    line("family", format!("{} (from {})", info.family, info.family_from));
+    let version = info.version.as_ref().map(|v| format!(", {v}")).unwrap_or_default();
+    line("family", format!("{} (from {}{version})", info.family, info.family_from));
     let components: Vec<String> = info.components.iter().map(|(c, n)| format!("{c} {n}")).collect();
     line("modules", format!("{}: {}", info.modules, components.join(", ")));
     let rank_alpha: Vec<String> = info

@@ -265,12 +265,12 @@ fn svd_merges_and_resizes_report_their_true_error_and_reach_zero_at_full_rank() 
     let (a, b) = (fixture("lora/lora_attn.kohya.safetensors"), fixture("lora/lora_kohya_default.kohya.safetensors"));
     let inputs = vec![(LoraFile::open(&a).unwrap(), 1.0), (LoraFile::open(&b).unwrap(), 0.5)];
     let names = names(&[&a, &b]);
-    let (merged, report) = merge::merge(&inputs, &names, Some(RankRule::Fixed(3))).unwrap();
+    let (merged, report) = merge::merge(&inputs, &names, Some(RankRule::Fixed(3).into())).unwrap();
     let report = report.unwrap();
     assert!(check_reported_errors(&inputs, &merged, &report) > 0.05, "rank 3 of a rank-8 sum loses something");
     assert!(report.overall() > 0.05);
 
-    let (merged, report) = merge::merge(&inputs, &names, Some(RankRule::Fixed(8))).unwrap();
+    let (merged, report) = merge::merge(&inputs, &names, Some(RankRule::Fixed(8).into())).unwrap();
     let report = report.unwrap();
     assert!(check_reported_errors(&inputs, &merged, &report) < 1e-5);
     assert!(report.overall() < 1e-6, "full rank: {}", report.overall());
@@ -278,7 +278,7 @@ fn svd_merges_and_resizes_report_their_true_error_and_reach_zero_at_full_rank() 
     let single = vec![(LoraFile::open(&b).unwrap(), 1.0)];
     let names = names[1..].to_vec();
     for (rule, lossless) in [(RankRule::Fixed(2), false), (RankRule::Fixed(4), true), (RankRule::SvFro(0.9), false)] {
-        let (resized, report) = merge::merge(&single, &names, Some(rule)).unwrap();
+        let (resized, report) = merge::merge(&single, &names, Some(rule.into())).unwrap();
         let report = report.unwrap();
         let worst = check_reported_errors(&single, &resized, &report);
         if lossless {
@@ -312,10 +312,29 @@ fn merges_refuse_other_families_and_impossible_ranks_and_write_nothing() {
     assert!(error.contains("rank 100 is larger than") && error.contains("unet."), "{error}");
     assert!(!out.exists());
 
-    let output = easel(&["lora", "resize", &text(&sd1), "--dynamic", "sv_fro=0.95", "--out", &text(&out)]);
+    let output = easel(&[
+        "lora",
+        "resize",
+        &text(&sd1),
+        "--dynamic",
+        "sv_fro=0.95",
+        "--save-precision",
+        "f16",
+        "--out",
+        &text(&out),
+    ]);
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let table = String::from_utf8_lossy(&output.stdout);
     assert!(table.contains("overall:") && table.contains("relative Frobenius error"), "{table}");
+    let resized = LoraFile::open(&out).unwrap();
+    assert!(resized.modules.iter().all(|m| m.down.dtype() == DType::F16 && m.up.dtype() == DType::F16));
+
+    // --rank with --dynamic caps what the rule picks, as kohya's --new_rank does.
+    let capped = dir.path().join("capped.safetensors");
+    let output =
+        easel(&["lora", "resize", &text(&sd1), "--dynamic", "sv_fro=0.999", "--rank", "2", "--out", &text(&capped)]);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(LoraFile::open(&capped).unwrap().modules.iter().all(|m| m.rank() <= 2));
 }
 
 /// A model folder or file; the fixture's single file with the folder's
@@ -387,8 +406,8 @@ fn extraction_recovers_a_low_rank_difference() {
     let tuned = dir.path().join("tuned");
     easel::lora::bake::bake(&fixture("diffusers"), &[merge::Weighted { path: lora.clone(), weight: 1.0 }], &tuned)
         .unwrap();
-    let options = |rule| extract::ExtractOptions {
-        rule,
+    let options = |rule: RankRule| extract::ExtractOptions {
+        rule: rule.into(),
         targets: easel::model::lora::LoraTargets::Transformer,
         text_encoders: true,
         min_diff: 1e-6,

@@ -14,7 +14,7 @@ use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 use serde_json::{Value, json};
 
-use crate::lora::factor::RankRule;
+use crate::lora::factor::{RankChoice, RankRule};
 use crate::lora::merge::{self, ErrorReport};
 use crate::model::Family;
 use crate::model::builtin::{RandomModel, TextEncoderSpec, write_random_model_as};
@@ -189,7 +189,7 @@ fn python(script: &Path, operation: &str, files: &[&Path], rank: &str) -> Result
 }
 
 /// A timed operation: its name, inputs (file, weight), rank rule and the rank as the reference takes it.
-type Operation<'a> = (&'a str, Vec<(LoraFile, f64)>, Option<RankRule>, String);
+type Operation<'a> = (&'a str, Vec<(LoraFile, f64)>, Option<RankChoice>, String);
 
 pub fn run(options: &BenchLora) -> Result<Vec<Value>> {
     std::fs::create_dir_all(&options.dir).with_context(|| format!("cannot create {}", options.dir.display()))?;
@@ -205,9 +205,9 @@ pub fn run(options: &BenchLora) -> Result<Vec<Value>> {
     let half = (rank / 2).max(1);
     let operations: [Operation; 4] = [
         ("merge_concat", both.clone(), None, rank.to_string()),
-        ("merge_svd", both.clone(), Some(RankRule::Fixed(rank)), rank.to_string()),
-        ("resize", both[..1].to_vec(), Some(RankRule::Fixed(half)), half.to_string()),
-        ("resize_sv_fro", both[..1].to_vec(), Some(RankRule::SvFro(0.9)), "sv_fro=0.9".to_string()),
+        ("merge_svd", both.clone(), Some(RankRule::Fixed(rank).into()), rank.to_string()),
+        ("resize", both[..1].to_vec(), Some(RankRule::Fixed(half).into()), half.to_string()),
+        ("resize_sv_fro", both[..1].to_vec(), Some(RankRule::SvFro(0.9).into()), "sv_fro=0.9".to_string()),
     ];
     let mut lines = Vec::new();
     for (operation, inputs, rule, rank_text) in operations {

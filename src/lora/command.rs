@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
-use super::factor::RankRule;
+use super::factor::{RankChoice, RankRule};
 use super::merge::{self, Method};
 use crate::model::lora_file::{self, ExportOptions, LoraFile, LoraFormat, LoraModule};
 
@@ -45,6 +45,9 @@ pub enum LoraCommand {
         /// Output format (default: the first input's).
         #[arg(long, value_enum)]
         to: Option<LoraFormat>,
+        /// Store the factors in f32 (exact), or f16/bf16 (half the size, as most shared LoRAs are).
+        #[arg(long, value_enum, default_value = "f32")]
+        save_precision: SavePrecision,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -56,6 +59,9 @@ pub enum LoraCommand {
         /// Where to write the LoRA (.safetensors).
         #[arg(long)]
         out: PathBuf,
+        /// Store the factors in f32 (exact), or f16/bf16 (half the size, as most shared LoRAs are).
+        #[arg(long, value_enum, default_value = "f32")]
+        save_precision: SavePrecision,
         #[command(flatten)]
         output: OutputArgs,
     },
@@ -96,16 +102,37 @@ pub enum LoraCommand {
         /// Layers whose largest change is at most this count as unchanged and are left out.
         #[arg(long, default_value_t = 1e-4)]
         min_diff: f64,
+        /// Store the factors in f32 (exact), or f16/bf16 (half the size, as most shared LoRAs are).
+        #[arg(long, value_enum, default_value = "f32")]
+        save_precision: SavePrecision,
         #[command(flatten)]
         output: OutputArgs,
     },
 }
 
+/// The dtype of the factors a tool makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SavePrecision {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl SavePrecision {
+    fn dtype(self) -> candle_core::DType {
+        match self {
+            Self::F32 => candle_core::DType::F32,
+            Self::F16 => candle_core::DType::F16,
+            Self::Bf16 => candle_core::DType::BF16,
+        }
+    }
+}
+
 /// The rank an SVD keeps.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RankArgs {
-    /// Keep this rank in every module.
-    #[arg(long, conflicts_with = "dynamic", value_parser = parse_fixed_rank)]
+    /// Keep this rank in every module (with --dynamic: the most any module keeps, as kohya's --new_rank).
+    #[arg(long, value_parser = parse_fixed_rank)]
     pub rank: Option<RankRule>,
     /// Pick each module's rank from its singular values: sv_ratio=T, sv_fro=T or sv_cumulative=T (kohya's rules).
     #[arg(long, value_parser = parse_dynamic_rank)]
@@ -113,8 +140,15 @@ pub struct RankArgs {
 }
 
 impl RankArgs {
-    fn rule(&self) -> Option<RankRule> {
-        self.rank.or(self.dynamic)
+    fn rule(&self) -> Option<RankChoice> {
+        let cap = |rule: RankRule| match rule {
+            RankRule::Fixed(rank) => Some(rank),
+            _ => None,
+        };
+        match (self.dynamic, self.rank) {
+            (Some(rule), rank) => Some(RankChoice { rule, at_most: rank.and_then(cap) }),
+            (None, rank) => rank.map(RankChoice::from),
+        }
     }
 }
 
@@ -177,8 +211,12 @@ fn default_out(file: &Path, suffix: &str) -> PathBuf {
 }
 
 /// Writes a made file with the output options' metadata and says so.
-fn write(file: &LoraFile, out: &Path, format: LoraFormat, output: &OutputArgs) -> Result<()> {
+fn write(file: &LoraFile, out: &Path, format: LoraFormat, output: &OutputArgs, precision: SavePrecision) -> Result<()> {
     let mut file = file.clone();
+    for module in &mut file.modules {
+        module.down = module.down.to_dtype(precision.dtype())?;
+        module.up = module.up.to_dtype(precision.dtype())?;
+    }
     file.metadata = output.export(format).header(&file.metadata);
     file.save(out, format)?;
     let ranks = merge::rank_range(file.modules.iter().map(LoraModule::rank));
@@ -212,7 +250,7 @@ pub fn run(command: LoraCommand) -> Result<()> {
                 written.format.label()
             );
         }
-        LoraCommand::Merge { inputs, out, method, rank, to, output } => {
+        LoraCommand::Merge { inputs, out, method, rank, to, save_precision, output } => {
             let rule = match (method, rank.rule()) {
                 (Some(Method::Concat), Some(_)) => {
                     bail!("--method concat keeps every rank; --rank and --dynamic are for svd")
@@ -234,12 +272,12 @@ pub fn run(command: LoraCommand) -> Result<()> {
             let title = output.title.clone().unwrap_or_else(|| stem(&out));
             merged.metadata = merge::merged_metadata(&files, &titles, &how, &title);
             let format = to.unwrap_or(merged.format);
-            write(&merged, &out, format, &output)?;
+            write(&merged, &out, format, &output, save_precision)?;
             if let Some(report) = report {
                 print!("{}", report.table(12));
             }
         }
-        LoraCommand::Resize { file, rank, out, output } => {
+        LoraCommand::Resize { file, rank, out, save_precision, output } => {
             let Some(rule) = rank.rule() else { bail!("resize needs --rank R or --dynamic RULE") };
             output.check(&out, &[&file])?;
             let input = LoraFile::open(&file)?;
@@ -258,7 +296,7 @@ pub fn run(command: LoraCommand) -> Result<()> {
             metadata.insert("ss_network_dim".into(), dim.clone());
             metadata.insert("ss_network_alpha".into(), dim);
             resized.metadata = metadata;
-            write(&resized, &out, input.format, &output)?;
+            write(&resized, &out, input.format, &output, save_precision)?;
             print!("{}", report.table(12));
         }
         LoraCommand::Bake { model, loras, out, force } => {
@@ -279,7 +317,17 @@ pub fn run(command: LoraCommand) -> Result<()> {
                 println!("  not copied (would still hold the old weights): {}", left.display());
             }
         }
-        LoraCommand::Extract { base, tuned, rank, out, targets, no_text_encoders, min_diff, output } => {
+        LoraCommand::Extract {
+            base,
+            tuned,
+            rank,
+            out,
+            targets,
+            no_text_encoders,
+            min_diff,
+            save_precision,
+            output,
+        } => {
             let Some(rule) = rank.rule() else { bail!("extract needs --rank R or --dynamic RULE") };
             output.check(&out, &[&base, &tuned])?;
             let options = super::extract::ExtractOptions { rule, targets, text_encoders: !no_text_encoders, min_diff };
@@ -287,7 +335,7 @@ pub fn run(command: LoraCommand) -> Result<()> {
             let title = output.title.clone().unwrap_or_else(|| stem(&out));
             extracted.file.metadata.insert("modelspec.title".into(), title.clone());
             extracted.file.metadata.insert("ss_output_name".into(), title);
-            write(&extracted.file, &out, LoraFormat::Kohya, &output)?;
+            write(&extracted.file, &out, LoraFormat::Kohya, &output, save_precision)?;
             if extracted.unchanged > 0 {
                 println!("{} layers left out: unchanged (largest change ≤ {min_diff})", extracted.unchanged);
             }

@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use candle_core::{DType, Tensor};
 use rayon::prelude::*;
 
-use super::factor::{RankRule, factorize_dense};
+use super::factor::RankChoice;
 use super::merge::{ErrorReport, ModuleError};
 use crate::model::lora::{LoraTargets, is_unet_target};
 use crate::model::lora_file::{FamilyGuess, LoraFile, LoraFormat, LoraModule, Naming, lora_identity};
@@ -22,7 +22,7 @@ use crate::model::schedule::PredictionType;
 
 #[derive(Debug, Clone, Copy)]
 pub struct ExtractOptions {
-    pub rule: RankRule,
+    pub rule: RankChoice,
     pub targets: LoraTargets,
     pub text_encoders: bool,
     /// Layers whose largest change is at most this are left out as unchanged
@@ -108,7 +108,7 @@ pub fn extract(base: &Path, tuned: &Path, options: &ExtractOptions) -> Result<Ex
             let result = if largest <= options.min_diff {
                 None
             } else {
-                let factors = factorize_dense(&delta, options.rule).with_context(|| format!("`{module}`"))?;
+                let factors = options.rule.dense(&delta).with_context(|| format!("`{module}`"))?;
                 let conv = a.layer(module)?.shape.len() == 4;
                 let (down, up) = if conv {
                     (factors.down.unsqueeze(2)?.unsqueeze(3)?, factors.up.unsqueeze(2)?.unsqueeze(3)?)

@@ -115,6 +115,48 @@ fn smallest_prefix(values: impl Iterator<Item = f64> + Clone, fraction: f64) -> 
     usize::MAX // rounding kept the sum under the goal: keep everything
 }
 
+/// A rank rule with an optional cap: kohya's `--new_rank` bounds the rank a
+/// dynamic rule may pick.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RankChoice {
+    pub rule: RankRule,
+    pub at_most: Option<usize>,
+}
+
+impl From<RankRule> for RankChoice {
+    fn from(rule: RankRule) -> Self {
+        Self { rule, at_most: None }
+    }
+}
+
+impl fmt::Display for RankChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.at_most {
+            Some(cap) => write!(f, "{}, at most {cap}", self.rule),
+            None => write!(f, "{}", self.rule),
+        }
+    }
+}
+
+impl RankChoice {
+    /// Factorises the product `up·down` (see [`factorize_product`]) at this choice.
+    pub fn product(self, up: &Tensor, down: &Tensor) -> Result<Factors> {
+        self.capped(factorize_product(up, down, self.rule)?)
+    }
+
+    /// Factorises a dense ΔW (see [`factorize_dense`]) at this choice.
+    pub fn dense(self, delta: &Tensor) -> Result<Factors> {
+        self.capped(factorize_dense(delta, self.rule)?)
+    }
+
+    fn capped(self, factors: Factors) -> Result<Factors> {
+        match self.at_most {
+            Some(cap) => factors.at_most(cap),
+            None => Ok(factors),
+        }
+    }
+}
+
 /// ΔW ≈ up·down.
 #[derive(Debug)]
 pub struct Factors {
@@ -127,6 +169,30 @@ pub struct Factors {
     pub norm: f64,
     /// ‖ΔW − up·down‖_F / ‖ΔW‖_F, from the discarded singular values.
     pub error: f64,
+    /// The kept singular values, largest first.
+    pub kept: Vec<f64>,
+}
+
+impl Factors {
+    /// At most `cap` of the kept singular values (kohya's `--new_rank` over a
+    /// dynamic rule): the factors' leading columns are the best approximation
+    /// of that rank, so this is a truncation, and the error grows by what it drops.
+    pub fn at_most(self, cap: usize) -> Result<Self> {
+        let cap = cap.max(1);
+        if cap >= self.rank {
+            return Ok(self);
+        }
+        let dropped: f64 = self.kept[cap..].iter().map(|x| x * x).sum();
+        let error = if self.norm == 0.0 { 0.0 } else { (self.error.powi(2) + dropped / self.norm.powi(2)).sqrt() };
+        Ok(Self {
+            up: self.up.narrow(1, 0, cap)?.contiguous()?,
+            down: self.down.narrow(0, 0, cap)?.contiguous()?,
+            rank: cap,
+            norm: self.norm,
+            error,
+            kept: self.kept[..cap].to_vec(),
+        })
+    }
 }
 
 /// Factorises ΔW given densely, [out, in] (extract: the difference of two
@@ -193,6 +259,7 @@ fn keep(
         rank,
         norm: energy.sqrt(),
         error: if energy == 0.0 { 0.0 } else { (discarded / energy).sqrt() },
+        kept: s[..rank].to_vec(),
     })
 }
 
@@ -397,6 +464,19 @@ mod tests {
                 assert!((f.error - (discarded / energy).sqrt()).abs() < 1e-6, "{rule}");
             }
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_cap_truncates_to_the_fixed_rank_result() -> Result<()> {
+        let s = [10.0, 8.0, 5.0, 4.0, 2.0, 1.0, 0.5, 0.1];
+        let (us, vt) = with_singular_values(&s, 40, 30)?;
+        let capped = factorize_product(&us, &vt, RankRule::SvFro(0.99))?.at_most(3)?;
+        let fixed = factorize_product(&us, &vt, RankRule::Fixed(3))?;
+        assert_eq!(capped.rank, 3);
+        assert!((capped.error - fixed.error).abs() < 1e-9, "{} vs {}", capped.error, fixed.error);
+        let gap = frobenius(&(capped.up.matmul(&capped.down)? - fixed.up.matmul(&fixed.down)?)?)?;
+        assert!(gap < 1e-4, "{gap}");
         Ok(())
     }
 

@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use super::factor::{RankRule, factorize_product};
+use super::factor::RankChoice;
 use crate::model::lora_file::{ASSUMED, LoraFile, LoraModule};
 
 /// A LoRA file with the weight to merge it at: `FILE[:WEIGHT]`.
@@ -136,7 +136,7 @@ fn check_families(inputs: &[(LoraFile, f64)], names: &[String]) -> Result<()> {
 fn merge_module(
     path: &str,
     parts: &[(&LoraModule, f64, &str)],
-    rule: Option<RankRule>,
+    rule: Option<RankChoice>,
 ) -> Result<(LoraModule, Option<ModuleError>)> {
     let (first, _, first_name) = parts[0];
     let mut downs = Vec::with_capacity(parts.len());
@@ -160,7 +160,7 @@ fn merge_module(
     let (down, up, report) = match rule {
         None => (down, up, None),
         Some(rule) => {
-            let factors = factorize_product(&up, &down, rule).with_context(|| format!("`{path}`"))?;
+            let factors = rule.product(&up, &down).with_context(|| format!("`{path}`"))?;
             let report =
                 ModuleError { path: path.to_string(), rank: factors.rank, norm: factors.norm, error: factors.error };
             (factors.down, factors.up, Some(report))
@@ -180,7 +180,7 @@ fn merge_module(
 pub fn merge(
     inputs: &[(LoraFile, f64)],
     names: &[String],
-    rule: Option<RankRule>,
+    rule: Option<RankChoice>,
 ) -> Result<(LoraFile, Option<ErrorReport>)> {
     let Some((first, _)) = inputs.first() else { bail!("nothing to merge") };
     check_families(inputs, names)?;

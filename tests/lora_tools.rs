@@ -180,7 +180,7 @@ fn bad_input_is_named_and_nothing_is_written() {
     std::fs::write(&pickle, "x").unwrap();
     let model_file = fixture("tiny-sd15.single_file.safetensors");
     for (input, expected) in [
-        (not_safetensors.clone(), "not a safetensors file"),
+        (not_safetensors.clone(), "not a readable safetensors file"),
         (pickle, "pickle"),
         (model_file, "a model's weights, not a LoRA"),
         (dir.path().join("missing.safetensors"), "no such file"),

@@ -19,7 +19,7 @@ mod common;
 type Edits = HashMap<String, Tensor>;
 
 fn bake(base: &Path, edits: &Edits, out: &Path, layout: OutputLayout) -> anyhow::Result<BakeReport> {
-    rewrite::bake_weights(base, edits, out, &BakeOptions { layout, metadata: HashMap::new() })
+    rewrite::bake_weights(&ModelWeights::open(base)?, edits, out, &BakeOptions { layout, metadata: HashMap::new() })
 }
 
 /// `configs`: a diffusers folder whose configs a single file is read with
@@ -162,8 +162,9 @@ fn edits_baked_into_the_fixture_folder_change_those_layers_alone() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("baked");
     let metadata = HashMap::from([("easel_baked".to_string(), "yes".to_string())]);
+    let weights = ModelWeights::open(&base).unwrap();
     let report =
-        rewrite::bake_weights(&base, &edits, &out, &BakeOptions { layout: OutputLayout::Same, metadata }).unwrap();
+        rewrite::bake_weights(&weights, &edits, &out, &BakeOptions { layout: OutputLayout::Same, metadata }).unwrap();
 
     let unet_file = out.join("unet/diffusion_pytorch_model.safetensors");
     let proj_in = report.edited.iter().find(|e| e.module == modules[1]).unwrap();

@@ -18,6 +18,7 @@ use crate::lora::factor::{RankChoice, RankRule};
 use crate::lora::merge::{self, ErrorReport};
 use crate::model::Family;
 use crate::model::builtin::{RandomModel, TextEncoderSpec, write_random_model_as};
+use crate::model::clip::{ClipTextConfig, ClipTextModel};
 use crate::model::lora::{LoraTargets, fnv1a, is_unet_target};
 use crate::model::lora_file::{LoraFile, LoraFormat, LoraModule, Naming};
 use crate::model::unet::{UNet, UNetConfig};
@@ -36,31 +37,29 @@ pub struct BenchLora {
     pub python: Option<PathBuf>,
 }
 
-/// (module path, out, in, 1×1 convolution) of every layer a kohya-default
-/// LoRA adapts in SDXL: the UNet's transformer layers and the text encoders'
-/// attention and MLP layers.
-fn sdxl_targets() -> Result<Vec<(String, usize, usize, bool)>> {
-    let config: UNetConfig = serde_json::from_value(super::train::Arch::Sdxl.unet_config())?;
-    let mut unet = UNet::load(crate::model::builtin::weightless(), &config)?;
-    let mut layers = Vec::new();
+/// (module path, out, in) of every layer a kohya-default LoRA adapts in
+/// SDXL: the UNet's transformer layers and every adaptable layer of both
+/// text encoders, read from the module code built weightless.
+fn sdxl_targets() -> Result<Vec<(String, usize, usize)>> {
     use crate::model::lora::LoraHost;
-    unet.lora_layers("unet", &mut layers);
-    let mut targets: Vec<(String, usize, usize, bool)> = layers
+    let spec = sdxl_model();
+    let config: UNetConfig = serde_json::from_value(spec.unet.clone())?;
+    let mut unet = UNet::load(crate::model::builtin::weightless(), &config)?;
+    let mut encoders = spec
+        .text_encoders
         .iter()
-        .filter(|(path, _)| is_unet_target(path, LoraTargets::Transformer))
-        .map(|(path, layer)| (path.clone(), layer.out_features(), layer.in_features(), false))
-        .collect();
-    for (encoder, width, layers) in [("text_encoder", 768, 12), ("text_encoder_2", 1280, 32)] {
-        for layer in 0..layers {
-            let prefix = format!("{encoder}.text_model.encoder.layers.{layer}");
-            for projection in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                targets.push((format!("{prefix}.self_attn.{projection}"), width, width, false));
-            }
-            targets.push((format!("{prefix}.mlp.fc1"), 4 * width, width, false));
-            targets.push((format!("{prefix}.mlp.fc2"), width, 4 * width, false));
-        }
+        .map(|encoder| {
+            let config: ClipTextConfig = serde_json::from_value(encoder.config.clone())?;
+            Ok(ClipTextModel::load(crate::model::builtin::weightless(), &config)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut layers = Vec::new();
+    unet.lora_layers("unet", &mut layers);
+    layers.retain(|(path, _)| is_unet_target(path, LoraTargets::Transformer));
+    for (encoder, prefix) in encoders.iter_mut().zip(["text_encoder", "text_encoder_2"]) {
+        encoder.lora_layers(prefix, &mut layers);
     }
-    Ok(targets)
+    Ok(layers.iter().map(|(path, layer)| (path.clone(), layer.out_features(), layer.in_features())).collect())
 }
 
 /// SDXL base 1.0 as its diffusers folder describes it, for random weights.
@@ -110,10 +109,10 @@ fn bake(dir: &Path, lora: &Path) -> Result<Value> {
 }
 
 /// A trained-looking random LoRA: f16 factors, alpha = rank / 2.
-fn random_lora(targets: &[(String, usize, usize, bool)], rank: usize, seed: u64) -> Result<LoraFile> {
+fn random_lora(targets: &[(String, usize, usize)], rank: usize, seed: u64) -> Result<LoraFile> {
     let modules = targets
         .par_iter()
-        .map(|(path, out, input, _)| {
+        .map(|(path, out, input)| {
             let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ fnv1a(path.as_bytes()));
             let mut draw = |rows: usize, cols: usize, std: f32| -> Result<Tensor> {
                 let normal = Normal::new(0.0, std).context("normal distribution")?;

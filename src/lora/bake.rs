@@ -113,5 +113,5 @@ pub fn bake(base: &Path, loras: &[Weighted], out: &Path) -> Result<BakeReport> {
         check_fits(&weights, &file, &lora.path)?;
         opened.push((file, lora.weight));
     }
-    bake_weights(base, &LoraEdits::new(opened), out, &BakeOptions { layout, metadata: Default::default() })
+    bake_weights(&weights, &LoraEdits::new(opened), out, &BakeOptions { layout, metadata: Default::default() })
 }

@@ -184,22 +184,21 @@ pub struct OutputArgs {
 }
 
 impl OutputArgs {
-    /// Refuses to write over `out` unless asked, and ever over an input.
-    pub fn check(&self, out: &Path, inputs: &[&Path]) -> Result<()> {
-        let same =
-            |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| Some(a) == b.canonicalize().ok());
-        if inputs.iter().any(|input| same(out, input)) {
-            bail!("{}: is also an input; write the result to another file", out.display());
-        }
-        if out.exists() && !self.force {
-            bail!("{}: already exists (use --force to replace it)", out.display());
-        }
-        Ok(())
-    }
-
     pub fn export(&self, format: LoraFormat) -> ExportOptions {
         ExportOptions { format, title: self.title.clone(), strip_metadata: self.strip_metadata }
     }
+}
+
+/// Refuses to write over `out` unless `force`, and ever over an input.
+fn check_output(out: &Path, inputs: &[&Path], force: bool) -> Result<()> {
+    let same = |a: &Path, b: &Path| a == b || a.canonicalize().ok().is_some_and(|a| Some(a) == b.canonicalize().ok());
+    if inputs.iter().any(|input| same(out, input)) {
+        bail!("{}: is also an input; write the result to another file", out.display());
+    }
+    if out.exists() && !force {
+        bail!("{}: already exists (use --force to replace it)", out.display());
+    }
+    Ok(())
 }
 
 fn stem(file: &Path) -> String {
@@ -240,7 +239,7 @@ pub fn run(command: LoraCommand) -> Result<()> {
                 LoraFormat::Peft => "peft",
             };
             let out = out.unwrap_or_else(|| default_out(&file, suffix));
-            output.check(&out, &[&file])?;
+            check_output(&out, &[&file], output.force)?;
             let written = lora_file::export(&file, &out, &output.export(to))?;
             println!(
                 "wrote {} ({}, {} modules, from {})",
@@ -259,7 +258,7 @@ pub fn run(command: LoraCommand) -> Result<()> {
                 (_, rule) => rule,
             };
             let paths: Vec<&Path> = inputs.iter().map(|i| i.path.as_path()).collect();
-            output.check(&out, &paths)?;
+            check_output(&out, &paths, output.force)?;
             let files = merge::open_inputs(&inputs)?;
             let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
             let (merged, report) = merge::merge(&files, &names, rule)?;
@@ -279,7 +278,7 @@ pub fn run(command: LoraCommand) -> Result<()> {
         }
         LoraCommand::Resize { file, rank, out, save_precision, output } => {
             let Some(rule) = rank.rule() else { bail!("resize needs --rank R or --dynamic RULE") };
-            output.check(&out, &[&file])?;
+            check_output(&out, &[&file], output.force)?;
             let input = LoraFile::open(&file)?;
             let (mut resized, report) =
                 merge::merge(&[(input.clone(), 1.0)], &[file.display().to_string()], Some(rule))?;
@@ -301,7 +300,7 @@ pub fn run(command: LoraCommand) -> Result<()> {
         }
         LoraCommand::Bake { model, loras, out, force } => {
             let inputs: Vec<&Path> = loras.iter().map(|l| l.path.as_path()).chain([model.as_path()]).collect();
-            OutputArgs { title: None, strip_metadata: false, force }.check(&out, &inputs)?;
+            check_output(&out, &inputs, force)?;
             if force && out.is_file() {
                 std::fs::remove_file(&out).with_context(|| format!("cannot replace {}", out.display()))?;
             }
@@ -329,7 +328,7 @@ pub fn run(command: LoraCommand) -> Result<()> {
             output,
         } => {
             let Some(rule) = rank.rule() else { bail!("extract needs --rank R or --dynamic RULE") };
-            output.check(&out, &[&base, &tuned])?;
+            check_output(&out, &[&base, &tuned], output.force)?;
             let options = super::extract::ExtractOptions { rule, targets, text_encoders: !no_text_encoders, min_diff };
             let mut extracted = super::extract::extract(&base, &tuned, &options)?;
             let title = output.title.clone().unwrap_or_else(|| stem(&out));

@@ -69,19 +69,14 @@ fn block_of(path: &str) -> String {
     }
 }
 
-fn non_finite(module: &LoraModule) -> Result<bool> {
-    for tensor in [&module.down, &module.up] {
-        let values = tensor.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-        if values.iter().any(|v| !v.is_finite()) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
-}
-
-fn all_zero(module: &LoraModule) -> Result<bool> {
-    let values = module.up.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    Ok(values.iter().all(|v| *v == 0.0))
+/// Whether a module holds NaN or infinite values, and whether its up matrix
+/// is all zeros (it changes nothing), each tensor read once.
+fn health(module: &LoraModule) -> Result<(bool, bool)> {
+    let values =
+        |t: &candle_core::Tensor| -> Result<Vec<f32>> { Ok(t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?) };
+    let (down, up) = (values(&module.down)?, values(&module.up)?);
+    let non_finite = down.iter().chain(&up).any(|v| !v.is_finite());
+    Ok((non_finite, up.iter().all(|v| *v == 0.0)))
 }
 
 fn training(metadata: &BTreeMap<String, String>) -> Training {
@@ -149,12 +144,11 @@ pub fn inspect(path: &Path) -> Result<LoraInfo> {
         if !dtypes.contains(&dtype) {
             dtypes.push(dtype);
         }
-        if non_finite(module)? {
+        let (non_finite, all_zero) = health(module)?;
+        if non_finite {
             broken.push(module.name.clone());
         }
-        if all_zero(module)? {
-            zero += 1;
-        }
+        zero += usize::from(all_zero);
     }
     let mut problems = Vec::new();
     if !broken.is_empty() {

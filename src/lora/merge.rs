@@ -139,20 +139,18 @@ fn merge_module(
     rule: Option<RankChoice>,
 ) -> Result<(LoraModule, Option<ModuleError>)> {
     let (first, _, first_name) = parts[0];
+    let size = |m: &LoraModule| (m.up.dims()[0], m.down.dims()[1]);
+    let (rows, columns) = size(first);
     let mut downs = Vec::with_capacity(parts.len());
     let mut ups = Vec::with_capacity(parts.len());
-    let (first_down, first_up) = first.matrices()?;
     for (module, weight, name) in parts {
-        let (down, up) = module.matrices()?;
-        if (down.dim(1)?, up.dim(0)?) != (first_down.dim(1)?, first_up.dim(0)?) {
+        let (other_rows, other_columns) = size(module);
+        if (other_rows, other_columns) != (rows, columns) {
             bail!(
-                "`{path}` is {}×{} in {first_name} but {}×{} in {name}: these LoRAs are for different models",
-                first_up.dim(0)?,
-                first_down.dim(1)?,
-                up.dim(0)?,
-                down.dim(1)?
+                "`{path}` is {rows}×{columns} in {first_name} but {other_rows}×{other_columns} in {name}: these LoRAs are for different models"
             );
         }
+        let (down, up) = module.matrices()?;
         downs.push(down);
         ups.push((up * (weight * module.scale()))?);
     }

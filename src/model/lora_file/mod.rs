@@ -14,7 +14,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
-use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, Tensor};
 
 pub use metadata::{ExportOptions, TrainingInfo, kohya_metadata, lora_identity, without_local_paths};
@@ -22,6 +21,7 @@ pub use names::{ASSUMED, FamilyGuess, Naming, detect_family};
 
 use super::lora::{LoraAdapter, LoraNetwork, StoredAs};
 use super::pipeline::StableDiffusion;
+use super::rewrite::SourceFile;
 use super::weights::refuse_pickle;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -118,26 +118,6 @@ fn peft_alpha(adapter: &serde_json::Map<String, serde_json::Value>, path: &str, 
         .unwrap_or(rank as f64)
 }
 
-/// The `__metadata__` of a safetensors header: the file's first 8 bytes
-/// give the header's length, the header is JSON.
-fn header_metadata(path: &Path) -> Result<BTreeMap<String, String>> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut length = [0u8; 8];
-    file.read_exact(&mut length).with_context(|| format!("{}: not a safetensors file (too short)", path.display()))?;
-    let length = u64::from_le_bytes(length);
-    if length > 100 << 20 {
-        bail!("{}: not a safetensors file (a {length}-byte header)", path.display());
-    }
-    let mut header = vec![0u8; length as usize];
-    file.read_exact(&mut header)
-        .with_context(|| format!("{}: not a safetensors file (header cut short)", path.display()))?;
-    let header: serde_json::Value = serde_json::from_slice(&header)
-        .map_err(|e| anyhow!("{}: not a safetensors file (header: {e})", path.display()))?;
-    let metadata = header.get("__metadata__").and_then(|m| m.as_object()).cloned().unwrap_or_default();
-    Ok(metadata.into_iter().filter_map(|(k, v)| Some((k, v.as_str()?.to_string()))).collect())
-}
-
 fn scalar(tensor: &Tensor) -> Result<f64> {
     Ok(tensor.to_dtype(DType::F64)?.flatten_all()?.to_vec1::<f64>()?.first().copied().unwrap_or(f64::NAN))
 }
@@ -173,21 +153,14 @@ impl LoraFile {
         if !path.is_file() {
             bail!("{}: no such file", path.display());
         }
-        // SAFETY: mapped read-only; like every safetensors reader, this relies
-        // on nobody truncating the file while it is read.
-        let mapped = unsafe { MmapedSafetensors::new(path) }
-            .map_err(|e| anyhow!("{}: not a safetensors file: {e}", path.display()))?;
-        let file_metadata = header_metadata(path)?;
-        Self::from_tensors(&mapped, file_metadata, naming).with_context(|| path.display().to_string())
+        let source = SourceFile::open(path)?;
+        let metadata = source.metadata().map(|m| m.clone().into_iter().collect()).unwrap_or_default();
+        Self::from_tensors(&source, metadata, naming).with_context(|| path.display().to_string())
     }
 
-    fn from_tensors(
-        mapped: &MmapedSafetensors,
-        metadata: BTreeMap<String, String>,
-        naming: Option<Naming>,
-    ) -> Result<Self> {
-        let names: Vec<String> = mapped.tensors().into_iter().map(|(name, _)| name).collect();
-        let load = |key: &str| mapped.load(key, &Device::Cpu).map_err(|e| anyhow!("tensor `{key}`: {e}"));
+    fn from_tensors(source: &SourceFile, metadata: BTreeMap<String, String>, naming: Option<Naming>) -> Result<Self> {
+        let names = source.names();
+        let load = |key: &str| source.tensor(key);
         let (format, suffixes) = if names.iter().any(|k| k.ends_with(".lora_down.weight")) {
             (LoraFormat::Kohya, (".lora_down.weight", ".lora_up.weight"))
         } else if names.iter().any(|k| k.ends_with(".lora_A.weight")) {

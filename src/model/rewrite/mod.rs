@@ -104,13 +104,18 @@ struct PlannedFile {
     tensors: Vec<Planned>,
 }
 
-/// Writes `base` with `edits` added to its layers' weights to `out`: a new
+/// Writes the model of `weights` with `edits` added to its layers' weights to `out`: a new
 /// folder (which must not exist yet) for a diffusers folder kept as one, else
 /// a `.safetensors` file (replaced atomically if it exists). Layers the base
 /// does not have are refused, all named, before anything is written; an
 /// error while writing leaves nothing behind.
-pub fn bake_weights(base: &Path, edits: &dyn Edits, out: &Path, options: &BakeOptions) -> Result<BakeReport> {
-    let weights = ModelWeights::open(base)?;
+pub fn bake_weights(
+    weights: &ModelWeights,
+    edits: &dyn Edits,
+    out: &Path,
+    options: &BakeOptions,
+) -> Result<BakeReport> {
+    let base = weights.path.as_path();
     let modules: BTreeSet<String> = edits.modules().into_iter().collect();
     let unknown: Vec<&str> =
         modules.iter().filter(|m| weights.location(&format!("{m}.weight")).is_none()).map(String::as_str).collect();
@@ -123,20 +128,20 @@ pub fn bake_weights(base: &Path, edits: &dyn Edits, out: &Path, options: &BakeOp
     let folder = weights.layout == Layout::Diffusers && options.layout == OutputLayout::Same;
     check_output(base, out, folder)?;
     let mut files = if weights.layout == Layout::Diffusers && options.layout == OutputLayout::SingleFile {
-        vec![plan_original(&weights, &modules, out)?]
+        vec![plan_original(weights, &modules, out)?]
     } else {
-        plan_same(&weights, &modules, out)?
+        plan_same(weights, &modules, out)?
     };
     for file in &mut files {
         file.metadata.extend(options.metadata.clone());
     }
     let mut report = BakeReport::default();
     if folder {
-        write_folder(&weights, edits, files, out, &mut report)?;
+        write_folder(weights, edits, files, out, &mut report)?;
     } else {
         // One file: the base's own, or the original layout's.
         for file in &files {
-            write_planned(&weights, edits, file, &file.path, &mut report)?;
+            write_planned(weights, edits, file, &file.path, &mut report)?;
         }
     }
     Ok(report)

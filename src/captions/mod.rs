@@ -4,6 +4,7 @@
 //! import/export of other tools' layouts (`exchange`).
 
 pub mod command;
+pub mod drafts;
 pub mod exchange;
 pub mod journal;
 pub mod lint;

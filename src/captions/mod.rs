@@ -3,6 +3,7 @@
 //! lint, suggestions, the journaled store with undo (`journal`), and
 //! import/export of other tools' layouts (`exchange`).
 
+pub mod auto;
 pub mod command;
 pub mod drafts;
 pub mod exchange;

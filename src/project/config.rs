@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
+use super::auto_captions::AutoCaptionConfig;
 use super::evaluate::EvaluateConfig;
 pub use crate::model::base::BaseModel;
 pub use crate::model::lora::LoraTargets;
@@ -31,6 +32,7 @@ pub struct ProjectConfig {
     pub scan: ScanConfig,
     pub samples: Vec<SamplePrompt>,
     pub evaluate: EvaluateConfig,
+    pub auto_captions: AutoCaptionConfig,
 }
 
 /// Thresholds of the dataset scan (`easel scan`, the Dataset pane).
@@ -89,6 +91,7 @@ impl Default for ProjectConfig {
             scan: ScanConfig::default(),
             samples: Vec::new(),
             evaluate: EvaluateConfig::default(),
+            auto_captions: AutoCaptionConfig::default(),
         }
     }
 }
@@ -389,6 +392,7 @@ impl ProjectConfig {
             }
         }
         self.evaluate.validate()?;
+        self.auto_captions.validate()?;
         Ok(())
     }
 }

@@ -1,5 +1,6 @@
 //! A project: a folder with `project.toml`, the dataset, runs and caches.
 
+mod auto_captions;
 mod config;
 mod error;
 mod evaluate;
@@ -9,6 +10,7 @@ pub mod locate;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+pub use auto_captions::AutoCaptionConfig;
 pub use config::{
     BaseModel, Invalid, LoraConfig, LoraTargets, LrSchedule, ModelConfig, ModelFamily, Precision, ProjectConfig,
     SamplePrompt, ScanConfig, TrainConfig,

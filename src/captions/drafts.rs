@@ -166,7 +166,12 @@ impl Drafts {
 pub fn update<T>(dataset: &Path, change: impl FnOnce(&mut Drafts) -> Result<T>) -> Result<T> {
     let lock_path = dataset.join(LOCK);
     let lock = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
-    lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
+    // flock rather than File::lock, which needs Rust 1.89 (the MSRV is 1.88);
+    // released when `lock` is dropped, after the write.
+    // SAFETY: flock only reads the descriptor, which `lock` keeps open.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", lock_path.display()));
+    }
     let mut drafts = Drafts::read(dataset)?;
     let result = change(&mut drafts)?;
     drafts.write(dataset)?;
@@ -224,6 +229,24 @@ pub fn awaiting_review(dataset: &Path, extension: &str, drafts: &Drafts) -> Vec<
         .collect()
 }
 
+/// The images with no usable caption (no file, or only blanks) whose draft
+/// awaits review, relative to the dataset: training leaves them out and lint
+/// names the draft, so nobody mistakes them for plainly uncaptioned. Reads the
+/// drafts file and only the drafted images' caption files, so it is cheap
+/// enough to call before every run.
+pub fn unreviewed_uncaptioned(dataset: &Path, extension: &str) -> Result<Vec<PathBuf>> {
+    let drafts = Drafts::read(dataset)?;
+    Ok(drafts
+        .iter()
+        .filter(|draft| {
+            // An unreadable caption file is its own problem, reported as such.
+            let Ok(caption) = read_text(&dataset.join(draft.image.with_extension(extension))) else { return false };
+            caption.as_deref().is_none_or(|text| text.trim().is_empty()) && draft.awaits_review(caption.as_deref())
+        })
+        .map(|draft| draft.image.clone())
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -271,6 +294,27 @@ mod tests {
         assert!(awaiting_review(d, "txt", &Drafts::read(d).unwrap()).is_empty());
         Journal::open(d).undo().unwrap();
         assert_eq!(fs::read_to_string(d.join("b.txt")).unwrap(), "a human caption", "byte for byte");
+    }
+
+    #[test]
+    fn unreviewed_uncaptioned_lists_only_images_whose_draft_is_all_they_have() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        fs::write(d.join("captioned.txt"), "a human caption").unwrap();
+        fs::write(d.join("blank.txt"), "  \n").unwrap();
+        update(d, |drafts| {
+            for image in ["captioned.png", "blank.png", "missing.png", "rejected.png", "accepted.png"] {
+                drafts.insert(draft(image, "ohwx, a mug"));
+            }
+            Ok(drafts.reject(&["rejected.png".into()]))
+        })
+        .unwrap();
+        let accepted = [Acceptance { image: "accepted.png".into(), edited: None }];
+        accept(d, "txt", &accepted, &mut Journal::open(d)).unwrap();
+        let listed = unreviewed_uncaptioned(d, "txt").unwrap();
+        assert_eq!(listed, [PathBuf::from("blank.png"), PathBuf::from("missing.png")]);
+        Journal::open(d).undo().unwrap();
+        assert_eq!(unreviewed_uncaptioned(d, "txt").unwrap().len(), 3, "undone: its draft awaits review again");
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod captioner;
 pub mod captions;
 pub mod cli;
+pub mod console;
 pub mod dataset;
 pub mod device;
 pub mod evaluate;

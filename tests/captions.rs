@@ -1,10 +1,15 @@
 //! `easel captions` as a user runs it: the demo's planted caption flaws,
-//! one undoable normalization, and a batch killed half-way.
+//! one undoable normalization, a batch killed half-way, and the review of
+//! drafts (listed, rejected, accepted clean, undone).
 
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use easel::captions::CaptionContext;
+use easel::captions::drafts::{Draft, update};
+use easel::project::Project;
 
 mod common;
 
@@ -181,4 +186,76 @@ fn a_phrase_trigger_is_found_linted_and_moved_first_as_one_unit() {
     assert_eq!(read("zeltmug_02.txt"), "ohwx man, a man in a park, green trees, wooden bench");
     assert_eq!(read("zeltmug_03.txt"), "ohwx man, a red scarf, snowy street, winter coat");
     assert!(stdout(&easel(dir, &["lint"])).contains("0 with findings"));
+}
+
+/// Writes drafts as `captions auto` would, without a model.
+fn write_drafts(dir: &Path, drafts: &[(&str, &str)]) {
+    let context = CaptionContext::open(&Project::open(dir).unwrap()).unwrap();
+    update(&context.dataset, |store| {
+        for (image, raw) in drafts {
+            store.insert(Draft::new(image.into(), raw, "test captioner", &context.rules));
+        }
+        Ok(())
+    })
+    .unwrap();
+}
+
+fn lint_kinds(dir: &Path, kind: &str) -> Vec<String> {
+    let report: serde_json::Value = serde_json::from_str(&stdout(&easel(dir, &["lint", "--json"]))).unwrap();
+    let flagged = report
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["findings"].as_array().unwrap().iter().any(|f| f["lint"] == kind));
+    flagged.map(|c| c["caption"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn drafts_are_reviewed_from_the_command_line_and_an_accept_is_undone_whole() {
+    let project = common::demo_copy();
+    let dir = project.path();
+    let dataset = dir.join("dataset");
+    fs::remove_file(dataset.join("zeltmug_01.txt")).unwrap();
+    fs::write(dataset.join("zeltmug_02.txt"), "").unwrap();
+    let before = captions_of(&dataset);
+    write_drafts(
+        dir,
+        &[
+            ("zeltmug_01.png", "a squat teal mug with an orange star on a wooden table"),
+            ("zeltmug_02.png", "a photo"),
+            ("zeltmug_03.png", "a teal mug with an orange star on a shelf"),
+        ],
+    );
+    assert_eq!(lint_kinds(dir, "draft_unreviewed"), ["zeltmug_01.txt", "zeltmug_02.txt"], "a draft is not a caption");
+
+    let listed = stdout(&easel(dir, &["drafts"]));
+    assert!(listed.contains("zeltmug, a squat teal mug with an orange star on a wooden table"), "{listed}");
+    assert!(listed.contains("generic: 0 content words"), "{listed}");
+    assert!(listed.contains("[-") && listed.contains("{+shelf+}"), "the captioned image's draft as a diff: {listed}");
+    assert!(listed.contains("3 drafts await review: 2 without lint findings, 1 would replace a caption"), "{listed}");
+    let queue: serde_json::Value = serde_json::from_str(&stdout(&easel(dir, &["drafts", "--json"]))).unwrap();
+    let images: Vec<&str> = queue.as_array().unwrap().iter().map(|d| d["image"].as_str().unwrap()).collect();
+    assert_eq!(images, ["zeltmug_01.png", "zeltmug_02.png", "zeltmug_03.png"]);
+    assert_eq!(captions_of(&dataset), before, "listing writes nothing");
+
+    assert!(stdout(&easel(dir, &["drafts", "--reject", "zeltmug_03.png"])).contains("Rejected 1 drafts"));
+    assert!(stdout(&easel(dir, &["drafts", "--accept-clean"])).contains("Accepted 1 drafts"));
+    let accepted = fs::read_to_string(dataset.join("zeltmug_01.txt")).unwrap();
+    assert_eq!(accepted, "zeltmug, a squat teal mug with an orange star on a wooden table");
+    let mut expected = before.clone();
+    expected.insert(0, ("zeltmug_01.txt".into(), accepted));
+    assert_eq!(captions_of(&dataset), expected, "only the clean draft became a caption; human captions untouched");
+    assert_eq!(lint_kinds(dir, "draft_unreviewed"), ["zeltmug_02.txt"]);
+
+    assert!(stdout(&easel(dir, &["undo"])).contains("Undid: accept the draft for zeltmug_01.png"));
+    assert_eq!(captions_of(&dataset), before, "byte for byte as before the review");
+    assert!(stdout(&easel(dir, &["drafts"])).contains("2 drafts await review"), "the undone draft is back");
+
+    let refused = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(["captions", dir.to_str().unwrap(), "drafts", "--accept", "zeltmug_20.png"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("zeltmug_20.png: no draft awaits review"));
+    assert_eq!(captions_of(&dataset), before);
 }

@@ -1,8 +1,10 @@
 //! The command line, run as a real process: init, and errors that must
-//! leave the terminal untouched.
+//! leave the terminal untouched or say what to do.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+
+mod common;
 
 fn easel(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_easel")).args(args).stdin(Stdio::null()).output().expect("run easel")
@@ -75,4 +77,15 @@ fn the_workbench_refuses_to_draw_without_a_terminal() {
     assert!(stderr.contains("interactive terminal"), "{stderr}");
     let stderr = assert_clean_error(&easel(&[demo.to_str().unwrap(), "--theme", "neon"]));
     assert!(stderr.contains("--theme: unknown theme `neon`"), "{stderr}");
+}
+
+#[test]
+fn captions_auto_without_a_model_says_how_to_get_one() {
+    let project = common::demo_copy();
+    let output = easel(&["captions", project.path().to_str().unwrap(), "auto"]);
+    let stderr = assert_clean_error(&output);
+    assert!(stderr.contains("pass --model DIR or set auto_captions.model"), "{stderr}");
+    assert!(stderr.contains("huggingface-cli download Salesforce/blip-image-captioning-base"), "{stderr}");
+    assert_eq!(output.status.code(), Some(1));
+    assert!(!project.path().join("dataset/.easel-drafts.json").exists(), "nothing drafted");
 }

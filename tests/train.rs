@@ -314,3 +314,31 @@ fn a_roll_back_trains_on_from_a_checkpoint_in_a_new_run_and_leaves_the_old_one_a
     assert_eq!(read_metrics(&new).resumed_from, Some((id, 2)));
     assert!(new.join("demo.safetensors").is_file() && new.join("checkpoints/step-000004.safetensors").is_file());
 }
+
+#[test]
+fn images_whose_only_text_is_an_unreviewed_draft_are_counted_and_left_out() {
+    use easel::captions::drafts::{Draft, update};
+    let dir = project(2, 0);
+    let dataset = dir.path().join("dataset");
+    let rules = easel::captions::CaptionContext::open(&Project::open(dir.path()).unwrap()).unwrap().rules;
+    for name in ["zeltmug_01", "zeltmug_02"] {
+        std::fs::remove_file(dataset.join(format!("{name}.txt"))).unwrap();
+    }
+    update(&dataset, |drafts| {
+        for name in ["zeltmug_01.png", "zeltmug_02.png"] {
+            drafts.insert(Draft::new(name.into(), "a teal mug on a table", "test", &rules));
+        }
+        Ok(())
+    })
+    .unwrap();
+    let result = output(easel(&["train", dir.path().to_str().unwrap()]));
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    let warning = format!(
+        "warning: 2 images are left out: their drafts await review (easel captions {} drafts)",
+        dir.path().display()
+    );
+    assert!(stdout.starts_with(&warning), "said before training starts: {stdout}");
+    assert!(stdout.contains("16 training and 2 validation images"), "18 of 20 used: {stdout}");
+    assert_eq!(stdout.matches("no caption: its draft awaits review").count(), 2, "{stdout}");
+}

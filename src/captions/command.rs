@@ -1,5 +1,6 @@
 //! `easel captions PROJECT …`: lint, normalize (preview, then `--apply` as
-//! one undoable edit), stats, suggestions, undo/redo, import and export.
+//! one undoable edit), stats, suggestions, undo/redo, import and export;
+//! drafting with a model and reviewing drafts live in `auto_command`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 
+use super::auto_command::{self, AutoArgs, DraftsArgs};
 use super::journal::Journal;
 use super::text::diff_text;
 use super::vocabulary::Vocabulary;
@@ -35,7 +37,11 @@ pub enum CaptionsCommand {
         #[arg(long, value_name = "N|all")]
         accept: Option<String>,
     },
-    /// Revert the last caption edit (a normalization, an edit in the workbench).
+    /// Draft captions with a captioning model (BLIP); drafts wait for review and are not captions until accepted.
+    Auto(AutoArgs),
+    /// The drafts awaiting review, with lint findings and diffs; accept (undoable) or reject them.
+    Drafts(DraftsArgs),
+    /// Revert the last caption edit (a normalization, accepted drafts, an edit in the workbench).
     Undo,
     /// Apply the last undone caption edit again.
     Redo,
@@ -68,6 +74,8 @@ pub fn run(dir: &Path, command: CaptionsCommand) -> Result<()> {
         CaptionsCommand::Normalize { apply } => normalize(&context, apply),
         CaptionsCommand::Stats { json } => stats(&context, json),
         CaptionsCommand::Suggest { accept } => suggest(&project, &context, accept.as_deref()),
+        CaptionsCommand::Auto(args) => auto_command::auto(&project, &context, dir, args),
+        CaptionsCommand::Drafts(args) => auto_command::review(&context, dir, args),
         CaptionsCommand::Undo | CaptionsCommand::Redo => {
             let mut journal = Journal::open(&context.dataset);
             let undo = matches!(command, CaptionsCommand::Undo);

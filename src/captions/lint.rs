@@ -22,6 +22,9 @@ pub const MIN_CONTENT_WORDS: usize = 3;
 pub enum Lint {
     Missing,
     Empty,
+    /// No caption (missing or empty), only a model's draft nobody has
+    /// accepted yet: training leaves the image out until someone does.
+    DraftUnreviewed,
     /// Not UTF-8, or not readable at all: never rewritten.
     Unreadable {
         reason: String,
@@ -59,6 +62,7 @@ impl Lint {
         match self {
             Self::Missing => "missing",
             Self::Empty => "empty",
+            Self::DraftUnreviewed => "draft unreviewed",
             Self::Unreadable { .. } => "unreadable",
             Self::Generic { .. } => "generic",
             Self::TooLong { .. } => "too long",
@@ -75,6 +79,7 @@ impl Lint {
         match self {
             Self::Missing => "no caption file".into(),
             Self::Empty => "the caption is empty".into(),
+            Self::DraftUnreviewed => "no caption: its draft awaits review (accept or reject it)".into(),
             Self::Unreadable { reason } => format!("unreadable: {reason}"),
             Self::Generic { content_words } => {
                 format!("generic: {content_words} content words; say what makes this image distinct")

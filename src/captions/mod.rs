@@ -4,6 +4,7 @@
 //! import/export of other tools' layouts (`exchange`).
 
 pub mod auto;
+pub mod auto_command;
 pub mod command;
 pub mod drafts;
 pub mod exchange;
@@ -17,6 +18,7 @@ pub mod vocabulary;
 
 pub use trigger::mentions_trigger;
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use journal::{Change, JournalError, read_text};
@@ -75,7 +77,11 @@ impl CaptionContext {
 
     /// `lint` with the suggestions already made.
     pub fn lint_with(&self, captions: &[Caption], suggestions: &[Suggestion]) -> Vec<Vec<Lint>> {
-        lint_all(captions, || self.linter(), suggestions)
+        // A drafts file that does not parse is named by `captions drafts` and
+        // by training; lint still lints the captions themselves.
+        let drafted: HashSet<PathBuf> =
+            drafts::unreviewed_uncaptioned(&self.dataset, &self.extension).unwrap_or_default().into_iter().collect();
+        lint_all(captions, || self.linter(), suggestions, &drafted)
     }
 }
 
@@ -181,18 +187,24 @@ pub fn normalization(captions: &[Caption], rules: &Rules) -> Vec<Change> {
 }
 
 /// Lint findings per caption (same order as `captions`), including the
-/// dataset-level ones: a rare term used where the rest say another. In
-/// parallel, each thread with its own linter (and token cache).
+/// dataset-level ones: a rare term used where the rest say another. An
+/// uncaptioned image in `drafted` (its draft awaits review) is reported as
+/// such rather than as missing or empty. In parallel, each thread with its
+/// own linter (and token cache).
 pub fn lint_all<'a>(
     captions: &[Caption],
     linter: impl Fn() -> Linter<'a> + Sync + Send,
     suggestions: &[Suggestion],
+    drafted: &HashSet<PathBuf>,
 ) -> Vec<Vec<Lint>> {
     use rayon::prelude::*;
     captions
         .par_iter()
         .map_init(linter, |linter, caption| match &caption.text {
             Err(reason) => vec![Lint::Unreadable { reason: reason.clone() }],
+            Ok(text) if text.as_deref().is_none_or(|t| t.trim().is_empty()) && drafted.contains(&caption.image) => {
+                vec![Lint::DraftUnreviewed]
+            }
             Ok(None) => vec![Lint::Missing],
             Ok(Some(text)) => {
                 let mut findings = linter.lint(text);

@@ -1,15 +1,14 @@
 //! `easel eval`: the plan for a run, rendered with a progress line (a
 //! terminal) or plain lines (a log), then where the sheets are.
 
-use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
 
 use super::plan::{Overrides, Plan};
 use super::render::{Progress, evaluate};
+use crate::console::{ProgressLine, duration};
 use crate::project::{CheckpointSet, Checkpoints, Project};
-use crate::train::headless::duration;
 
 pub struct EvalArgs {
     pub project: PathBuf,
@@ -57,16 +56,13 @@ pub fn run(args: EvalArgs) -> Result<()> {
             "no class noun: set evaluate.class (e.g. \"mug\"); CLIP-T keeps the prompts without the trigger and the prior check is left out"
         );
     }
-    let tty = std::io::stdout().is_terminal();
     let mut rendered = 0;
-    let mut out = std::io::stdout();
+    let mut progress = ProgressLine::new();
     let mut report_progress = |p: Progress| {
         let per_cell = (p.rendered > 0).then(|| p.seconds / p.rendered as f64);
         let eta = per_cell.map_or_else(|| "—".to_string(), |s| duration(s * (p.total - p.done) as f64));
         let rate = per_cell.map_or_else(String::new, |s| format!(" · {s:.1} s/cell"));
-        let line = format!("cells {}/{}{rate} · ETA {eta}", p.done, p.total);
-        let _ = if tty { write!(out, "\r\x1b[2K{line}") } else { writeln!(out, "{line}") };
-        let _ = out.flush();
+        progress.show(&format!("cells {}/{}{rate} · ETA {eta}", p.done, p.total));
         rendered = p.rendered;
         true
     };
@@ -77,9 +73,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         anyhow::Ok((report, notes))
     })
     .with_context(|| format!("evaluating {}", run.dir.display()))?;
-    if tty {
-        println!();
-    }
+    progress.finish();
     for note in notes {
         println!("{note}");
     }

@@ -2,6 +2,7 @@
 //! aspect-ratio bucket, split into training and validation sets, batched
 //! per epoch, and turned into pixel tensors and (optionally shuffled) captions.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -10,6 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
+use crate::captions::drafts::unreviewed_uncaptioned;
 use crate::dataset::buckets::{self, Bucket};
 use crate::dataset::integrity::incomplete;
 use crate::dataset::{CaptionState, Inventory};
@@ -22,6 +24,9 @@ pub struct Example {
     pub caption: String,
     pub bucket: Bucket,
 }
+
+/// Why an image is left out when its only text is a draft nobody has accepted yet.
+pub const DRAFT_AWAITS_REVIEW: &str = "no caption: its draft awaits review";
 
 /// The images a run uses, and those it leaves out with the reason.
 #[derive(Debug, Clone, Default)]
@@ -49,12 +54,14 @@ pub mod purpose {
 
 impl TrainingSet {
     /// Reads the dataset folder. Images without a usable caption or too small
-    /// for any bucket are skipped, with the reason.
+    /// for any bucket are skipped, with the reason; an uncaptioned image whose
+    /// draft awaits review is named as such (a draft is never trained on).
     pub fn read(dataset: &Path, caption_extension: &str, config: &TrainConfig) -> Result<Self> {
         let inventory = Inventory::read(dataset, caption_extension, None);
         if let Some(error) = &inventory.folder_error {
             bail!("{}: {error}", dataset.display());
         }
+        let drafted: HashSet<PathBuf> = unreviewed_uncaptioned(dataset, caption_extension)?.into_iter().collect();
         let list = buckets::buckets(config.resolution, config.bucketing);
         let mut set = Self::default();
         let mut usable = Vec::new();
@@ -75,6 +82,10 @@ impl TrainingSet {
             };
             let caption = match entry.caption {
                 CaptionState::Text(text) => text.trim().to_string(),
+                CaptionState::Missing | CaptionState::Empty if drafted.contains(&entry.path) => {
+                    set.skipped.push((path, DRAFT_AWAITS_REVIEW.into()));
+                    continue;
+                }
                 CaptionState::Missing => {
                     set.skipped.push((path, "no caption".into()));
                     continue;
@@ -162,6 +173,33 @@ mod tests {
 
     fn example(name: &str, bucket: Bucket) -> Example {
         Example { image: name.into(), caption: String::new(), bucket }
+    }
+
+    #[test]
+    fn an_uncaptioned_image_with_a_draft_is_skipped_as_awaiting_review() {
+        use crate::captions::drafts::{Draft, update};
+        use crate::captions::{normalize::Rules, vocabulary::Vocabulary};
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for name in ["captioned", "drafted", "bare"] {
+            image::RgbImage::new(64, 64).save(d.join(format!("{name}.png"))).unwrap();
+        }
+        std::fs::write(d.join("captioned.txt"), "ohwx, a teal mug").unwrap();
+        let rules = Rules::new(&Vocabulary::default(), "ohwx").unwrap();
+        update(d, |drafts| {
+            drafts.insert(Draft::new("drafted.png".into(), "a mug", "test", &rules));
+            Ok(())
+        })
+        .unwrap();
+        let config = TrainConfig { resolution: 64, validation_fraction: 0.0, ..TrainConfig::default() };
+        let set = TrainingSet::read(d, "txt", &config).unwrap();
+        assert_eq!(set.train.len(), 1);
+        let skipped: Vec<(String, &str)> = set
+            .skipped
+            .iter()
+            .map(|(path, why)| (path.file_name().unwrap().to_string_lossy().into_owned(), why.as_str()))
+            .collect();
+        assert_eq!(skipped, [("bare.png".to_string(), "no caption"), ("drafted.png".to_string(), DRAFT_AWAITS_REVIEW)]);
     }
 
     #[test]

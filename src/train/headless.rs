@@ -1,8 +1,9 @@
 //! `easel train`: a run without the workbench. On a terminal, one progress
 //! line redrawn in place (step, loss, smoothed loss, lr, it/s, ETA) with
 //! events printed above it; in a log (stdout not a TTY), a plain line every
-//! few steps. Ctrl-C or SIGTERM stops the run with a checkpoint. The overfit
-//! alarm is printed as a warning line when it first sounds.
+//! few steps. Ctrl-C or SIGTERM stops the run with a checkpoint. Images left
+//! out because only an unreviewed draft describes them are counted first.
+//! The overfit alarm is printed as a warning line when it first sounds.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -14,6 +15,8 @@ use super::records::StepMetrics;
 use super::runs::{RunMetrics, read_metrics};
 use super::smoothing::Ema;
 use super::trainer::{Command, Event, TrainOptions, spawn};
+use crate::captions::drafts::unreviewed_uncaptioned;
+use crate::console::{duration, on_stop_signal};
 use crate::project::Project;
 
 pub struct HeadlessOptions {
@@ -22,15 +25,6 @@ pub struct HeadlessOptions {
     pub show_samples: bool,
     /// Without a terminal, print a line every this many steps.
     pub report_every: u64,
-}
-
-pub fn duration(seconds: f64) -> String {
-    let seconds = seconds.max(0.0).round() as u64;
-    if seconds >= 3600 {
-        format!("{}:{:02}:{:02}", seconds / 3600, seconds / 60 % 60, seconds % 60)
-    } else {
-        format!("{}:{:02}", seconds / 60, seconds % 60)
-    }
 }
 
 /// The progress line: bar, step/total, loss, smoothed loss, lr, it/s, ETA.
@@ -64,29 +58,29 @@ fn overfit_warning(history: &RunMetrics, warned: &mut Option<Option<u64>>) -> Op
     Some(format!("warning: {}", alarm.message()))
 }
 
-/// Stops the trainer on Ctrl-C, SIGTERM or SIGHUP, so it saves a checkpoint.
-fn forward_signals(commands: std::sync::mpsc::Sender<Command>) {
-    std::thread::spawn(move || {
-        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-        runtime.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
-                return;
-            };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
-            let _ = commands.send(Command::Stop);
-        });
-    });
+/// The warning that images are left out because their only text is a draft
+/// awaiting review (`None` when none is), said before the model loads.
+pub fn drafts_warning(project: &Project) -> Result<Option<String>> {
+    let left_out = unreviewed_uncaptioned(&project.dataset_dir(), &project.config.caption_extension)?.len();
+    let which = match left_out {
+        0 => return Ok(None),
+        1 => "1 image is left out: its draft awaits".to_string(),
+        n => format!("{n} images are left out: their drafts await"),
+    };
+    Ok(Some(format!("warning: {which} review (easel captions {} drafts)", project.root.display())))
 }
 
 pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
     let tty = std::io::stdout().is_terminal();
+    if let Some(warning) = drafts_warning(&project)? {
+        println!("{warning}");
+    }
     let handle = spawn(project, options.train);
-    forward_signals(handle.commands.clone());
+    // Stopping saves a checkpoint.
+    let commands = handle.commands.clone();
+    on_stop_signal(move || {
+        let _ = commands.send(Command::Stop);
+    });
     let mut out = std::io::stdout().lock();
     let mut ema = Ema::new(0.9);
     let mut bar = String::new();
@@ -216,6 +210,30 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_drafts_warning_counts_uncaptioned_images_whose_draft_awaits_review() {
+        use crate::captions::drafts::{Draft, update};
+        use crate::captions::{normalize::Rules, vocabulary::Vocabulary};
+        let dir = tempfile::tempdir().unwrap();
+        crate::project::init(dir.path(), Some("test"), "ohwx").unwrap();
+        let project = Project::open(dir.path()).unwrap();
+        assert_eq!(drafts_warning(&project).unwrap(), None);
+        let rules = Rules::new(&Vocabulary::default(), "ohwx").unwrap();
+        update(&project.dataset_dir(), |drafts| {
+            for image in ["a.png", "b.png"] {
+                drafts.insert(Draft::new(image.into(), "a mug", "test", &rules));
+            }
+            Ok(())
+        })
+        .unwrap();
+        let warning = drafts_warning(&project).unwrap().unwrap();
+        let expected = format!(
+            "warning: 2 images are left out: their drafts await review (easel captions {} drafts)",
+            dir.path().display()
+        );
+        assert_eq!(warning, expected);
+    }
 
     #[test]
     fn the_overfit_warning_is_printed_once_per_best_checkpoint() {

@@ -232,14 +232,17 @@ fn drafts_are_reviewed_from_the_command_line_and_an_accept_is_undone_whole() {
     assert!(listed.contains("zeltmug, a squat teal mug with an orange star on a wooden table"), "{listed}");
     assert!(listed.contains("generic: 0 content words"), "{listed}");
     assert!(listed.contains("[-") && listed.contains("{+shelf+}"), "the captioned image's draft as a diff: {listed}");
-    assert!(listed.contains("3 drafts await review: 2 without lint findings, 1 would replace a caption"), "{listed}");
+    assert!(
+        listed.contains("3 drafts awaiting review: 2 without lint findings, 1 would replace a caption"),
+        "{listed}"
+    );
     let queue: serde_json::Value = serde_json::from_str(&stdout(&easel(dir, &["drafts", "--json"]))).unwrap();
     let images: Vec<&str> = queue.as_array().unwrap().iter().map(|d| d["image"].as_str().unwrap()).collect();
     assert_eq!(images, ["zeltmug_01.png", "zeltmug_02.png", "zeltmug_03.png"]);
     assert_eq!(captions_of(&dataset), before, "listing writes nothing");
 
-    assert!(stdout(&easel(dir, &["drafts", "--reject", "zeltmug_03.png"])).contains("Rejected 1 drafts"));
-    assert!(stdout(&easel(dir, &["drafts", "--accept-clean"])).contains("Accepted 1 drafts"));
+    assert!(stdout(&easel(dir, &["drafts", "--reject", "zeltmug_03.png"])).contains("Rejected 1 draft;"));
+    assert!(stdout(&easel(dir, &["drafts", "--accept-clean"])).contains("Accepted 1 draft, written as captions"));
     let accepted = fs::read_to_string(dataset.join("zeltmug_01.txt")).unwrap();
     assert_eq!(accepted, "zeltmug, a squat teal mug with an orange star on a wooden table");
     let mut expected = before.clone();
@@ -249,7 +252,7 @@ fn drafts_are_reviewed_from_the_command_line_and_an_accept_is_undone_whole() {
 
     assert!(stdout(&easel(dir, &["undo"])).contains("Undid: accept the draft for zeltmug_01.png"));
     assert_eq!(captions_of(&dataset), before, "byte for byte as before the review");
-    assert!(stdout(&easel(dir, &["drafts"])).contains("2 drafts await review"), "the undone draft is back");
+    assert!(stdout(&easel(dir, &["drafts"])).contains("2 drafts awaiting review"), "the undone draft is back");
 
     let refused = Command::new(env!("CARGO_BIN_EXE_easel"))
         .args(["captions", dir.to_str().unwrap(), "drafts", "--accept", "zeltmug_20.png"])

@@ -32,7 +32,7 @@ pub struct AutoArgs {
     #[arg(long)]
     all: bool,
     /// Images per model call (default: auto_captions.batch; 0: what the model finds best).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=256))]
     batch: Option<u32>,
     /// The most tokens a caption may have (default: auto_captions.max_tokens).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -138,7 +138,7 @@ pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoA
     if summary.stopped {
         println!("Stopped after the batch under way; the same command continues where this run ended.");
     }
-    println!("Drafted {} captions ({flagged} with lint findings).", summary.drafted);
+    println!("Drafted {} ({flagged} with lint findings).", drafts_count(summary.drafted));
     if !summary.unreadable.is_empty() {
         println!("Could not read {} images (no draft made):", summary.unreadable.len());
         for (image, why) in &summary.unreadable {
@@ -151,6 +151,11 @@ pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoA
         dir.display()
     );
     Ok(())
+}
+
+/// "1 draft", "3 drafts".
+fn drafts_count(count: usize) -> String {
+    format!("{count} draft{}", if count == 1 { "" } else { "s" })
 }
 
 /// "drafted 8/20 · 2.3 images/s · ETA 0:05"
@@ -179,7 +184,7 @@ pub fn review(context: &CaptionContext, dir: &Path, args: DraftsArgs) -> Result<
     if !args.reject.is_empty() {
         let images = chosen(&args.reject)?;
         let rejected = drafts::update(&context.dataset, |drafts| Ok(drafts.reject(&images)))?;
-        println!("Rejected {rejected} drafts; their images stay uncaptioned until you caption them.");
+        println!("Rejected {}; the caption files are as they were.", drafts_count(rejected));
         return Ok(());
     }
     let accepted: Vec<PathBuf> = if args.accept_clean {
@@ -196,11 +201,8 @@ pub fn review(context: &CaptionContext, dir: &Path, args: DraftsArgs) -> Result<
     let acceptances: Vec<Acceptance> = accepted.into_iter().map(|image| Acceptance { image, edited: None }).collect();
     let mut journal = Journal::open(&context.dataset);
     drafts::accept(&context.dataset, &context.extension, &acceptances, &mut journal)?;
-    println!(
-        "Accepted {} drafts as captions (`easel captions {} undo` reverts them).",
-        acceptances.len(),
-        dir.display()
-    );
+    let accepted = drafts_count(acceptances.len());
+    println!("Accepted {accepted}, written as captions (`easel captions {} undo` reverts this).", dir.display());
     Ok(())
 }
 
@@ -236,8 +238,8 @@ fn list(queue: &[Queued], dir: &Path, json: bool) -> Result<()> {
     let clean = queue.iter().filter(|queued| queued.findings.is_empty()).count();
     let replacing = queue.iter().filter(|queued| queued.caption().is_some()).count();
     println!(
-        "\n{} drafts await review: {clean} without lint findings, {replacing} would replace a caption (shown as a diff).",
-        queue.len()
+        "\n{} awaiting review: {clean} without lint findings, {replacing} would replace a caption (shown as a diff).",
+        drafts_count(queue.len())
     );
     println!(
         "`easel captions {0} drafts --accept-clean` accepts the clean ones; --accept IMAGE… or --reject IMAGE… \

@@ -99,6 +99,11 @@ impl App {
         self.panes.iter().filter_map(|p| p.running()).collect()
     }
 
+    /// Where the panes' running work stands, for the status bar.
+    pub fn progress(&self) -> Vec<String> {
+        self.panes.iter().filter_map(|p| p.progress()).collect()
+    }
+
     /// The help overlay's sections for where the user is.
     pub fn help_sections(&self) -> Vec<(String, &[Binding])> {
         self.keymap.help_sections(self.pane, self.current().mode())

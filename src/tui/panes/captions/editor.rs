@@ -15,6 +15,9 @@ pub struct Editor {
     /// The text on disk when the editor opened (`None`: no file yet).
     pub loaded: Option<String>,
     pub area: TextArea<'static>,
+    /// It holds the image's draft: saving accepts the draft with this text
+    /// (over `loaded`) instead of writing a plain caption.
+    pub accepts_draft: bool,
 }
 
 impl Editor {
@@ -23,7 +26,7 @@ impl Editor {
         area.set_wrap_mode(WrapMode::Word);
         area.move_cursor(ratatui_textarea::CursorMove::Bottom);
         area.move_cursor(ratatui_textarea::CursorMove::End);
-        Self { image, file, loaded, area }
+        Self { image, file, loaded, area, accepts_draft: false }
     }
 
     /// The caption as typed: lines joined by spaces (a caption is one line).
@@ -67,7 +70,13 @@ impl Editor {
         let mut editor = Self::new(image, file, loaded);
         editor.area = TextArea::from([text]);
         editor.area.set_wrap_mode(WrapMode::Word);
+        editor.area.move_cursor(ratatui_textarea::CursorMove::End);
         editor
+    }
+
+    /// An editor on an image's draft, over the caption the file holds.
+    pub fn on_draft(image: PathBuf, file: PathBuf, caption: Option<String>, draft: String) -> Self {
+        Self { accepts_draft: true, ..Self::with_text(image, file, caption, draft) }
     }
 }
 

@@ -95,6 +95,30 @@ fn demo_with_checkpoints() -> tempfile::TempDir {
     dir
 }
 
+/// The demo copy with a model's drafts to review: one for 07, whose caption
+/// is gone, and one over 11's generic caption (itself generic: a finding).
+fn demo_with_drafts() -> tempfile::TempDir {
+    use easel::captions::drafts::{Draft, Review, update};
+    let dir = demo_copy();
+    let dataset = dir.path().join("dataset");
+    fs::remove_file(dataset.join("zeltmug_07.txt")).unwrap();
+    let draft = |image: &str, text: &str| Draft {
+        image: image.into(),
+        text: text.into(),
+        raw: text.into(),
+        model: "BLIP (blip-image-captioning-base)".into(),
+        made: 0,
+        review: Review::Pending,
+    };
+    update(&dataset, |drafts| {
+        drafts.insert(draft("zeltmug_07.png", "zeltmug, a teal ceramic mug with an orange star on a wooden table"));
+        drafts.insert(draft("zeltmug_11.png", "zeltmug, a photo of a cup"));
+        Ok(())
+    })
+    .unwrap();
+    dir
+}
+
 /// The Train pane's checkpoints view of the shown run, its report read as the
 /// workbench's job reads it.
 fn checkpoints_open(root: &Path) -> App {
@@ -189,6 +213,25 @@ fn the_captions_pane_edits_and_reviews() {
 }
 
 #[test]
+fn the_drafts_queue_shows_each_draft_with_its_findings_and_what_it_changes() {
+    let dir = demo_with_drafts();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Captions));
+    app.handle_key(Key::char('D'));
+    let screen = format!("{:?}", draw(&app, 80, 24).backend());
+    assert!(screen.contains("2 drafts to review"), "the status bar counts them: {screen}");
+    app.handle_key(Key::char(']'));
+    insta::assert_snapshot!("captions_drafts_80x24", draw(&app, 80, 24).backend());
+    insta::assert_snapshot!("captions_drafts_120x36", draw(&app, 120, 36).backend());
+    app.handle_key(Key::char('Y'));
+    insta::assert_snapshot!("captions_drafts_accept_clean_80x24", draw(&app, 80, 24).backend());
+    app.handle_key(Key::char('n'));
+    app.handle_key(Key::char('c'));
+    app.handle_key(Key::char('m'));
+    insta::assert_snapshot!("captions_model_prompt_80x24", draw(&app, 80, 24).backend());
+}
+
+#[test]
 fn selection_moves_the_detail_view() {
     let dir = demo_copy();
     let mut app = loaded_app(dir.path(), "dark");
@@ -237,14 +280,19 @@ fn smallest_supported_and_too_small() {
 
 #[test]
 fn every_view_draws_at_every_small_size_without_panicking() {
-    let dir = demo_copy();
+    let dir = demo_with_drafts();
     let mut app = loaded_app(dir.path(), "light");
     scanned(&mut app);
     let mut views: Vec<Vec<Action>> = PaneId::ALL.iter().map(|p| vec![Action::ShowPane(*p)]).collect();
     views.push(vec![Action::ShowPane(PaneId::Dataset), Action::NextToReview]);
     views.push(vec![Action::ToggleFullView]);
     views.push(vec![Action::ShowPane(PaneId::Captions), Action::EditCaption]);
-    views.push(vec![Action::ToggleVocabulary]);
+    views.push(vec![Action::CloseEditor, Action::ToggleVocabulary]);
+    views.push(vec![Action::ToggleVocabulary, Action::ShowDrafts, Action::NextDraft]);
+    views.push(vec![Action::AcceptCleanDrafts]);
+    views.push(vec![Action::Close, Action::StartAutoCaptions]);
+    views.push(vec![Action::DraftMissing]);
+    views.push(vec![Action::Close, Action::EditDraft]);
     views.push(vec![Action::ToggleHelp]);
     views.push(vec![Action::Close, Action::CycleTheme, Action::Quit]);
     for actions in views {

@@ -51,7 +51,7 @@ pub(super) fn auto_caption(
 }
 
 /// Writes captions through the journal (or a rule into vocabulary.toml).
-pub(super) fn write_captions(project: &Project, job: &CaptionJob) -> Result<String, JournalError> {
+pub fn write_captions(project: &Project, job: &CaptionJob) -> Result<String, JournalError> {
     use crate::captions::journal::{Change, Journal, read_text};
     let dataset = project.dataset_dir();
     let mut journal = Journal::open(&dataset);

@@ -29,7 +29,8 @@ use super::shared::{ProjectFiles, Shared, SharedContext};
 use crate::evaluate::render::Progress;
 use crate::evaluate::report::EvalReport;
 use crate::model::lora_file::{ExportOptions, export};
-use captions::{auto_caption, write_captions};
+use captions::auto_caption;
+pub use captions::write_captions;
 
 /// Re-reading the shown run's metrics while a run trains: at most this often.
 const METRICS_EVERY: Duration = Duration::from_millis(300);
@@ -487,6 +488,26 @@ mod tests {
             }
             assert!(jobs.start(Effect::Preview(missing(3)), &shared).is_none());
             assert!(matches!(jobs.start(Effect::Trainer(Command::Stop), &shared), Some(Done::TrainerGone)));
+        });
+    }
+
+    #[test]
+    fn a_captioning_run_without_its_model_folder_ends_in_an_error_that_says_where_models_come_from() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let shared = Shared::for_tests();
+            let mut jobs = Jobs::default();
+            let start = Effect::StartAutoCaptions { model: "models/none".into(), scope: Default::default() };
+            assert!(jobs.start(start, &shared).is_none());
+            match jobs.next().await {
+                Done::AutoCaptionsEnded(Err(why)) => {
+                    assert!(
+                        why.contains("no model folder at demo/models/none") && why.contains("huggingface-cli"),
+                        "{why}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
         });
     }
 

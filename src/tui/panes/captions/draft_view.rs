@@ -36,9 +36,11 @@ pub(super) fn render_draft(queued: &QueuedDraft, shared: &Shared, frame: &mut Fr
     }
     notes.push(Line::styled("a accepts · E edits · x rejects · ] next · u undoes", theme.muted()));
     let preview_height = if area.height >= 16 { area.height * 2 / 5 } else { 0 };
-    let notes_height = (notes.len() as u16 + 1).min(area.height / 2);
+    // The draft's box fits its wrapped text (a word more per line, roughly); the notes get the rest.
+    let text_width = usize::from(area.width.saturating_sub(2).max(1));
+    let text_height = (draft.text.chars().count() * 6 / 5).div_ceil(text_width).max(1) as u16 + 2;
     let [preview, text, notes_area] =
-        Layout::vertical([Constraint::Length(preview_height), Constraint::Min(3), Constraint::Length(notes_height)])
+        Layout::vertical([Constraint::Length(preview_height), Constraint::Length(text_height), Constraint::Min(0)])
             .areas(area);
     if preview.height > 0 {
         draw_image(shared, frame, preview, &shared.project.dataset_dir().join(&draft.image));

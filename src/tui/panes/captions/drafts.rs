@@ -52,6 +52,11 @@ pub(super) fn keys() -> ModeKeys {
     )
 }
 
+/// "1 draft", "3 drafts".
+pub(super) fn counted(drafts: usize) -> String {
+    if drafts == 1 { "1 draft".into() } else { format!("{drafts} drafts") }
+}
+
 /// Accepting a queued draft as it stands.
 fn acceptance(queued: &QueuedDraft) -> DraftAcceptance {
     DraftAcceptance {
@@ -108,12 +113,9 @@ impl CaptionsPane {
             Action::ShowDrafts => {
                 self.filter = CaptionFilter::Drafts;
                 self.selection.set(0);
-                let count = self.drafts_waiting(shared);
-                return vec![Effect::info(match count {
-                    0 => "No drafts to review (c drafts captions with a model).".to_string(),
-                    n => format!(
-                        "{n} drafts to review: a accepts · E edits · x rejects · Y accepts those without findings."
-                    ),
+                return vec![Effect::info(match self.drafts_waiting(shared) {
+                    0 => "No drafts to review (c drafts captions with a model).",
+                    _ => "Drafts to review: a accepts · E edits · x rejects · Y accepts those without findings.",
                 })];
             }
             Action::NextDraft | Action::PreviousDraft => {
@@ -141,7 +143,7 @@ impl CaptionsPane {
                     return vec![Effect::info("No draft without findings to accept (a accepts one at a time).")];
                 }
                 let question =
-                    format!("Accept {} drafts without findings as captions? y accepts, n keeps them.", clean.len());
+                    format!("Accept {} without findings as captions? y accepts, n keeps them.", counted(clean.len()));
                 self.mode = Mode::ConfirmAccept(clean);
                 return vec![Effect::say(Level::Warning, question)];
             }
@@ -213,5 +215,188 @@ impl CaptionsPane {
     pub(super) fn drafts_reread(&mut self, shared: &Shared) {
         let queue = shared.files.captions.as_ref().map(|r| &r.drafts);
         self.decided.retain(|image| queue.is_some_and(|q| q.contains_key(image)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+
+    use super::super::tests::app_with_captions;
+    use super::*;
+    use crate::captions::auto::{AutoProgress, Scope};
+    use crate::captions::drafts::{self as store, Draft, Review};
+    use crate::tui::app::App;
+    use crate::tui::jobs::{self, Done, ReadFiles};
+    use crate::tui::pane::Pane;
+
+    /// Reads the files as the workbench's job does.
+    fn reread(app: &mut App) {
+        let project = app.shared.project.clone();
+        let previous = app.shared.files.inventory.clone();
+        app.files_loaded(jobs::read_files(ReadFiles { project, previous, captions: true, shown: None, compare: None }));
+    }
+
+    /// Carries out the caption writes and reads the effects ask for, as the job runner would.
+    fn run(app: &mut App, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::Caption(job) => {
+                    let result = jobs::write_captions(&app.shared.project, &job);
+                    let more = app.done(Done::Caption(job, result));
+                    run(app, more);
+                }
+                Effect::Refresh { .. } => reread(app),
+                _ => {}
+            }
+        }
+    }
+
+    /// `app_with_captions` (a: "zeltmug, a mug", b: none, c: "zeltmug, a cup") with drafts
+    /// for b (clean) and c (generic: a finding), read in.
+    fn app_with_drafts() -> (tempfile::TempDir, App, std::path::PathBuf) {
+        let (dir, mut app) = app_with_captions();
+        let dataset = dir.path().join("dataset");
+        let draft = |image: &str, text: &str| Draft {
+            image: image.into(),
+            text: text.into(),
+            raw: text.into(),
+            model: "test".into(),
+            made: 0,
+            review: Review::Pending,
+        };
+        store::update(&dataset, |drafts| {
+            drafts.insert(draft("b.png", "zeltmug, a red mug on a wooden table"));
+            drafts.insert(draft("c.png", "zeltmug, a mug"));
+            Ok(())
+        })
+        .unwrap();
+        reread(&mut app);
+        (dir, app, dataset)
+    }
+
+    fn pane(app: &App) -> &CaptionsPane {
+        app.pane()
+    }
+
+    fn listed(app: &App) -> Vec<String> {
+        let pane = pane(app);
+        let entries = &app.shared.files.inventory.entries;
+        pane.rows(&app.shared).iter().map(|&i| entries[i].path.display().to_string()).collect()
+    }
+
+    #[test]
+    fn accept_writes_the_caption_undo_brings_the_draft_back_and_reject_keeps_it_out() {
+        let (_dir, mut app, dataset) = app_with_drafts();
+        let human = fs::read(dataset.join("a.txt")).unwrap();
+        app.apply(Action::ShowDrafts);
+        assert_eq!(listed(&app), ["b.png", "c.png"]);
+        let queue = &app.shared.files.captions.as_ref().unwrap().drafts;
+        assert!(
+            queue[Path::new("c.png")].findings.iter().any(|l| matches!(l, crate::captions::lint::Lint::Generic { .. }))
+        );
+        assert!(!queue[Path::new("c.png")].diff.is_empty(), "diffed against c's caption");
+
+        let accepted = app.handle_key(Key::char('a'));
+        assert!(matches!(accepted.as_slice(), [Effect::Caption(CaptionJob::AcceptDrafts(a))] if a.len() == 1));
+        assert_eq!(listed(&app), ["c.png"], "the accepted draft leaves the list at once");
+        run(&mut app, accepted);
+        assert_eq!(fs::read_to_string(dataset.join("b.txt")).unwrap(), "zeltmug, a red mug on a wooden table");
+        assert!(app.message.text.contains("Accepted the draft for b.png"), "{}", app.message.text);
+        assert_eq!(listed(&app), ["c.png"]);
+
+        let undone = app.handle_key(Key::char('u'));
+        run(&mut app, undone);
+        assert!(!dataset.join("b.txt").exists(), "undo removes the caption the draft wrote");
+        assert_eq!(listed(&app), ["b.png", "c.png"], "and brings the draft back");
+
+        app.apply(Action::Last);
+        let rejected = app.handle_key(Key::char('x'));
+        run(&mut app, rejected);
+        assert_eq!(listed(&app), ["b.png"]);
+        assert_eq!(fs::read_to_string(dataset.join("c.txt")).unwrap(), "zeltmug, a cup", "rejecting writes no caption");
+        let stored = store::Drafts::read(&dataset).unwrap();
+        assert_eq!(stored.get(Path::new("c.png")).unwrap().review, Review::Rejected);
+        assert_eq!(fs::read(dataset.join("a.txt")).unwrap(), human, "a human caption without a draft is untouched");
+    }
+
+    #[test]
+    fn accepting_every_draft_without_findings_asks_first_and_is_one_undo() {
+        let (_dir, mut app, dataset) = app_with_drafts();
+        let before = fs::read(dataset.join("c.txt")).unwrap();
+        assert_eq!(app.handle_key(Key::char('Y')), []);
+        assert_eq!(pane(&app).mode(), Some(CONFIRM_ACCEPT));
+        assert!(app.message.text.contains("Accept 1 draft without"), "{}", app.message.text);
+        assert_eq!(app.handle_key(Key::char('n')), []);
+        assert!(!dataset.join("b.txt").exists(), "nothing written without a yes");
+        app.handle_key(Key::char('Y'));
+        let accepted = app.handle_key(Key::char('y'));
+        run(&mut app, accepted);
+        assert!(dataset.join("b.txt").exists());
+        assert_eq!(fs::read(dataset.join("c.txt")).unwrap(), before, "the draft with a finding waits");
+        app.apply(Action::ShowDrafts);
+        assert_eq!(listed(&app), ["c.png"]);
+    }
+
+    #[test]
+    fn an_edited_draft_is_accepted_as_edited_and_a_caption_changed_meanwhile_is_a_conflict() {
+        let (_dir, mut app, dataset) = app_with_drafts();
+        app.apply(Action::ShowDrafts);
+        app.apply(Action::Last);
+        app.handle_key(Key::char('E'));
+        for c in " on a shelf".chars() {
+            app.handle_key(Key::char(c));
+        }
+        let saved = app.handle_key(Key::plain(KeyCode::Esc));
+        let [Effect::Caption(CaptionJob::AcceptDrafts(accepted))] = saved.as_slice() else { panic!("{saved:?}") };
+        assert_eq!(accepted[0].edited.as_deref(), Some("zeltmug, a mug on a shelf"));
+        // Someone rewrites c's caption before the acceptance is written.
+        fs::write(dataset.join("c.txt"), "zeltmug, their words").unwrap();
+        run(&mut app, saved);
+        assert_eq!(fs::read_to_string(dataset.join("c.txt")).unwrap(), "zeltmug, their words", "never overwritten");
+        assert_eq!(pane(&app).mode(), Some(super::super::modes::CONFLICT), "asked, with the edited text kept");
+        let overwritten = app.handle_key(Key::char('o'));
+        run(&mut app, overwritten);
+        assert_eq!(fs::read_to_string(dataset.join("c.txt")).unwrap(), "zeltmug, a mug on a shelf");
+        assert!(
+            store::Drafts::read(&dataset).unwrap().get(Path::new("c.png")).is_some_and(|d| d.review != Review::Pending)
+        );
+    }
+
+    #[test]
+    fn a_captioning_run_asks_for_the_model_shows_progress_and_reports_failure() {
+        let (_dir, mut app, _) = app_with_drafts();
+        assert_eq!(app.handle_key(Key::char('c')), []);
+        app.handle_key(Key::char('m'));
+        assert_eq!(pane(&app).mode(), Some(super::super::auto::MODEL_PROMPT), "project.toml names no model");
+        for c in "models/blip".chars() {
+            app.handle_key(Key::char(c));
+        }
+        let started = app.handle_key(Key::plain(KeyCode::Enter));
+        assert!(
+            started.contains(&Effect::StartAutoCaptions { model: "models/blip".into(), scope: Scope::OnlyMissing })
+        );
+        assert_eq!(app.running(), ["captioning"]);
+        assert!(app.quit_warning().is_some_and(|why| why.contains("captioning run")));
+        let progress = AutoProgress { done: 4, total: 10, elapsed: std::time::Duration::from_secs(8) };
+        assert_eq!(app.done(Done::AutoCaptionProgress(progress)), [Effect::Refresh { captions: true }]);
+        assert_eq!(app.progress(), ["drafting 4/10, 0:12 left"]);
+        assert_eq!(app.handle_key(Key::char('X')), [Effect::StopAutoCaptions]);
+        app.done(Done::AutoCaptionsEnded(Err("no model folder at models/blip".into())));
+        assert!(app.message.text.contains("Captioning failed: no model folder"), "{}", app.message.text);
+        assert!(app.running().is_empty() && app.quit_warning().is_none());
+        // The model typed once is used again.
+        app.handle_key(Key::char('c'));
+        let again = app.handle_key(Key::char('a'));
+        assert!(again.contains(&Effect::StartAutoCaptions { model: "models/blip".into(), scope: Scope::All }));
+    }
+
+    #[test]
+    fn the_train_pane_warns_before_leaving_out_images_with_only_a_draft() {
+        let (_dir, mut app, _) = app_with_drafts();
+        app.apply(Action::ShowPane(crate::tui::action::PaneId::Train));
+        assert_eq!(app.handle_key(Key::char('s')), [], "b has only a draft");
+        assert!(app.message.text.starts_with("1 image has only an unreviewed draft"), "{}", app.message.text);
+        assert_eq!(app.handle_key(Key::char('s')), [Effect::StartTraining { resume: None }]);
     }
 }

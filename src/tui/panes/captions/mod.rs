@@ -465,7 +465,7 @@ mod tests {
     use crate::tui::app::App;
     use crate::tui::shared::ProjectFiles;
 
-    fn app_with_captions() -> (tempfile::TempDir, App) {
+    pub(super) fn app_with_captions() -> (tempfile::TempDir, App) {
         let dir = tempfile::tempdir().unwrap();
         let dataset = dir.path().join("dataset");
         std::fs::create_dir(&dataset).unwrap();

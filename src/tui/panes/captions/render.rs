@@ -10,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Wrap};
 
 use super::editor::completion;
-use super::{CaptionFilter, CaptionsPane, Mode, caption_text, draft_view};
+use super::{CaptionFilter, CaptionsPane, Mode, caption_text, draft_view, drafts};
 use crate::captions::lint::Lint;
 use crate::captions::mentions_trigger;
 use crate::captions::text::{DiffPiece, word_diff};
@@ -87,8 +87,8 @@ pub(super) fn render(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, ar
         }
         Mode::ConfirmAccept(accepted) => {
             let lines = vec![
-                Line::from(format!("Write {} drafts without lint findings as their captions?", accepted.len())),
-                Line::from("One edit: u undoes all of them."),
+                Line::from(format!("Write {} without lint findings as captions?", drafts::counted(accepted.len()))),
+                Line::from("One edit: u undoes it whole."),
                 Line::default(),
                 Line::from("y  accept them"),
                 Line::from("n  keep them waiting"),

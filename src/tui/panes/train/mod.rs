@@ -89,11 +89,12 @@ impl TrainPane {
         let drafted_only = shared.files.captions.as_ref().map_or(0, |r| r.uncaptioned_with_drafts());
         if drafted_only > 0 && self.warned_start.take() != Some(action) {
             self.warned_start = Some(action);
+            let images = if drafted_only == 1 { "1 image has".into() } else { format!("{drafted_only} images have") };
             return vec![Effect::say(
                 Level::Warning,
                 format!(
-                    "{drafted_only} images have only an unreviewed draft and are left out: the same key again \
-                     starts anyway; the Captions pane's D reviews the drafts."
+                    "{images} only an unreviewed draft and would be left out: the same key again starts \
+                     anyway; the Captions pane's D reviews the drafts."
                 ),
             )];
         }

@@ -135,8 +135,14 @@ fn loaded_app(root: &Path, theme: &str) -> App {
     let project = Project::open(root).unwrap();
     // The workbench's first read of the files, showing the newest run.
     let shown = list_runs(&project.runs_dir()).first().map(|run| run.dir.clone());
-    let request =
-        ReadFiles { project: project.clone(), previous: Inventory::default(), captions: true, shown, compare: None };
+    let request = ReadFiles {
+        project: project.clone(),
+        previous: Inventory::default(),
+        captions: true,
+        drafts_changed: None,
+        shown,
+        compare: None,
+    };
     let files = jobs::read_files(request);
     let mut app = App::new(project, Theme::resolve(theme, Path::new(".")).unwrap());
     app.files_loaded(files);
@@ -414,12 +420,22 @@ fn help_lists_the_keys_of_every_caption_mode() {
         "Captions pane, Reviewing normalization",
         "Captions pane, Tag edit",
         "Captions pane, Caption changed on disk while edited",
+        "Captions pane, Accepting every draft without findings",
+        "Captions pane, Which images to draft captions for",
+        "Captions pane, The captioning model's folder (type a path)",
     ] {
         assert!(screen.contains(heading), "no section {heading:?}:\n{screen}");
     }
-    for key in
-        ["Ctrl-s", "save now, keep editing", "leave this change out", "apply to the listed captions", "overwrite it"]
-    {
+    for key in [
+        "Ctrl-s",
+        "save now, keep editing",
+        "leave this change out",
+        "apply to the listed captions",
+        "overwrite it",
+        "accept the draft as the caption, then the next",
+        "accept all drafts without findings",
+        "stop the captioning run after this batch",
+    ] {
         assert!(screen.contains(key), "{key:?} is not listed:\n{screen}");
     }
     // Esc closes the help and the editor is still open: typing goes on.

@@ -99,6 +99,9 @@ pub struct CaptionReport {
     pub drafts: std::collections::BTreeMap<PathBuf, QueuedDraft>,
     /// Why the drafts file could not be read, if it could not.
     pub drafts_error: Option<String>,
+    /// When the drafts file was last changed, as read (a run from the
+    /// command line shows up with the next read of the files).
+    pub drafts_changed: Option<std::time::SystemTime>,
 }
 
 /// A draft awaiting review, with what a person needs to judge it.
@@ -132,6 +135,8 @@ impl CaptionReport {
                 return (report, None);
             }
         };
+        // Looked at before the drafts are read: a change in between is read again next time.
+        let drafts_changed = drafts_changed(&context.dataset);
         let captions = context.captions();
         let suggestions = context.suggestions(&captions);
         let findings = context
@@ -156,6 +161,7 @@ impl CaptionReport {
             redo,
             drafts,
             drafts_error,
+            drafts_changed,
         };
         (report, Some(context))
     }
@@ -164,6 +170,11 @@ impl CaptionReport {
     pub fn uncaptioned_with_drafts(&self) -> usize {
         self.drafts.values().filter(|queued| queued.is_only_text()).count()
     }
+}
+
+/// When the dataset's drafts file was last changed (`None`: there is none).
+pub fn drafts_changed(dataset: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(dataset.join(drafts::FILE)).and_then(|m| m.modified()).ok()
 }
 
 /// The drafts awaiting review of `captions`' images, linted and diffed

@@ -492,6 +492,20 @@ mod tests {
     }
 
     #[test]
+    fn no_key_does_two_things_in_one_scope() {
+        let app = app();
+        let panes = app.keymap.panes.iter().map(|keys| (keys.pane.title(), keys.bindings.as_slice()));
+        let modes = app.keymap.panes.iter().flat_map(|keys| &keys.modes).map(|m| (m.name, m.bindings.as_slice()));
+        for (scope, bindings) in panes.chain(modes) {
+            let mut seen = Vec::new();
+            for key in bindings.iter().flat_map(|b| &b.keys) {
+                assert!(!seen.contains(key), "{scope}: {} is bound twice", key.label());
+                seen.push(*key);
+            }
+        }
+    }
+
+    #[test]
     fn panes_cycle_both_ways() {
         let mut app = app();
         app.apply(Action::PreviousPane);

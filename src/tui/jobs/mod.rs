@@ -159,6 +159,7 @@ impl Jobs {
                     project: shared.project.clone(),
                     previous: shared.files.inventory.clone(),
                     captions: captions || shared.files.captions.is_none(),
+                    drafts_changed: shared.files.captions.as_ref().and_then(|r| r.drafts_changed),
                     shown,
                     compare,
                 };
@@ -367,17 +368,21 @@ pub struct ReadFiles {
     pub previous: Inventory,
     /// Lint the captions again even if no file changed.
     pub captions: bool,
+    /// When the drafts file had last changed as last read: another change reads the drafts again.
+    pub drafts_changed: Option<std::time::SystemTime>,
     /// The shown and compared runs' folders, whose metrics are read.
     pub shown: Option<PathBuf>,
     pub compare: Option<PathBuf>,
 }
 
 /// Reads the dataset, the runs and the shown runs' metrics; the captions are
-/// linted again when asked or when the images or captions changed.
+/// linted again when asked or when the images, captions or drafts changed.
 pub fn read_files(request: ReadFiles) -> ProjectFiles {
-    let ReadFiles { project, previous, captions, shown, compare } = request;
-    let inventory = Inventory::read(&project.dataset_dir(), &project.config.caption_extension, Some(&previous));
-    let (captions, caption_context) = if captions || inventory != previous {
+    let ReadFiles { project, previous, captions, drafts_changed, shown, compare } = request;
+    let dataset = project.dataset_dir();
+    let inventory = Inventory::read(&dataset, &project.config.caption_extension, Some(&previous));
+    let drafts_changed = crate::captions::drafts_changed(&dataset) != drafts_changed;
+    let (captions, caption_context) = if captions || inventory != previous || drafts_changed {
         let (report, context) = crate::captions::CaptionReport::build(&project);
         (Some(report), context.map(|c| SharedContext(std::sync::Arc::new(c))))
     } else {

@@ -47,7 +47,7 @@ impl AutoRun {
 pub(super) fn bindings() -> Vec<Binding> {
     vec![
         Binding::new(&[Key::char('c')], Action::StartAutoCaptions, "draft captions with a model, in the background"),
-        Binding::new(&[Key::char('X')], Action::StopAutoCaptions, "stop the captioning run after the batch in hand"),
+        Binding::new(&[Key::char('X')], Action::StopAutoCaptions, "stop the captioning run after this batch"),
     ]
 }
 
@@ -65,11 +65,7 @@ pub(super) fn keys() -> Vec<ModeKeys> {
                     Action::DraftMissing,
                     "images without a caption or a draft",
                 ),
-                Binding::new(
-                    &[Key::char('a')],
-                    Action::DraftAll,
-                    "every image without a draft to review (shown against its caption)",
-                ),
+                Binding::new(&[Key::char('a')], Action::DraftAll, "every image without a draft awaiting review"),
                 Binding::new(&[esc], Action::Close, "cancel"),
             ],
         ),

@@ -30,12 +30,8 @@ pub(super) fn bindings() -> Vec<Binding> {
         Binding::new(&[Key::char('[')], Action::PreviousDraft, "previous draft to review"),
         Binding::new(&[Key::char('a')], Action::AcceptDraft, "accept the draft as the caption, then the next"),
         Binding::new(&[Key::char('E')], Action::EditDraft, "edit the draft; saving it accepts it"),
-        Binding::new(&[Key::char('x')], Action::RejectDraft, "reject the draft, then the next (not proposed again)"),
-        Binding::new(
-            &[Key::char('Y')],
-            Action::AcceptCleanDrafts,
-            "accept every draft without findings (asks; one undo)",
-        ),
+        Binding::new(&[Key::char('x')], Action::RejectDraft, "reject the draft, then the next"),
+        Binding::new(&[Key::char('Y')], Action::AcceptCleanDrafts, "accept all drafts without findings (one undo)"),
     ]
 }
 
@@ -107,6 +103,7 @@ impl CaptionsPane {
         queue.map_or(0, |q| q.keys().filter(|image| !self.decided.contains(*image)).count())
     }
 
+    /// The queue's keys while browsing.
     pub(super) fn drafts_action(&mut self, action: Action, shared: &Shared) -> Vec<Effect> {
         let no_draft = || vec![Effect::info("No draft for this image (D lists the drafts to review).")];
         match action {
@@ -230,11 +227,18 @@ mod tests {
     use crate::tui::jobs::{self, Done, ReadFiles};
     use crate::tui::pane::Pane;
 
-    /// Reads the files as the workbench's job does.
-    fn reread(app: &mut App) {
-        let project = app.shared.project.clone();
-        let previous = app.shared.files.inventory.clone();
-        app.files_loaded(jobs::read_files(ReadFiles { project, previous, captions: true, shown: None, compare: None }));
+    /// Reads the files as the workbench's job does (`captions`: linted again even if no file changed).
+    fn reread(app: &mut App, captions: bool) {
+        let files = &app.shared.files;
+        let request = ReadFiles {
+            project: app.shared.project.clone(),
+            previous: files.inventory.clone(),
+            captions: captions || files.captions.is_none(),
+            drafts_changed: files.captions.as_ref().and_then(|r| r.drafts_changed),
+            shown: None,
+            compare: None,
+        };
+        app.files_loaded(jobs::read_files(request));
     }
 
     /// Carries out the caption writes and reads the effects ask for, as the job runner would.
@@ -246,9 +250,20 @@ mod tests {
                     let more = app.done(Done::Caption(job, result));
                     run(app, more);
                 }
-                Effect::Refresh { .. } => reread(app),
+                Effect::Refresh { captions } => reread(app, captions),
                 _ => {}
             }
+        }
+    }
+
+    fn pending(image: &str, text: &str) -> Draft {
+        Draft {
+            image: image.into(),
+            text: text.into(),
+            raw: text.into(),
+            model: "test".into(),
+            made: 0,
+            review: Review::Pending,
         }
     }
 
@@ -257,21 +272,13 @@ mod tests {
     fn app_with_drafts() -> (tempfile::TempDir, App, std::path::PathBuf) {
         let (dir, mut app) = app_with_captions();
         let dataset = dir.path().join("dataset");
-        let draft = |image: &str, text: &str| Draft {
-            image: image.into(),
-            text: text.into(),
-            raw: text.into(),
-            model: "test".into(),
-            made: 0,
-            review: Review::Pending,
-        };
         store::update(&dataset, |drafts| {
-            drafts.insert(draft("b.png", "zeltmug, a red mug on a wooden table"));
-            drafts.insert(draft("c.png", "zeltmug, a mug"));
+            drafts.insert(pending("b.png", "zeltmug, a red mug on a wooden table"));
+            drafts.insert(pending("c.png", "zeltmug, a mug"));
             Ok(())
         })
         .unwrap();
-        reread(&mut app);
+        reread(&mut app, true);
         (dir, app, dataset)
     }
 
@@ -318,6 +325,22 @@ mod tests {
         let stored = store::Drafts::read(&dataset).unwrap();
         assert_eq!(stored.get(Path::new("c.png")).unwrap().review, Review::Rejected);
         assert_eq!(fs::read(dataset.join("a.txt")).unwrap(), human, "a human caption without a draft is untouched");
+    }
+
+    #[test]
+    fn drafts_made_elsewhere_show_up_with_the_next_read_of_the_files() {
+        let (_dir, mut app, dataset) = app_with_drafts();
+        reread(&mut app, false);
+        assert_eq!(app.shared.files.captions.as_ref().unwrap().drafts.len(), 2);
+        // `easel captions auto` in another window drafts for a.
+        store::update(&dataset, |drafts| {
+            drafts.insert(pending("a.png", "zeltmug, a mug on a shelf"));
+            Ok(())
+        })
+        .unwrap();
+        reread(&mut app, false);
+        app.apply(Action::ShowDrafts);
+        assert_eq!(listed(&app), ["a.png", "b.png", "c.png"]);
     }
 
     #[test]

@@ -108,8 +108,12 @@ fn tag_changes<'a>(edit: &TagEdit, entries: impl Iterator<Item = &'a DatasetEntr
         .collect()
 }
 
-/// The editor's text written: as the caption, or as its draft accepted.
 fn save(editor: &Editor, force: bool) -> Effect {
+    Effect::Caption(save_job(editor, force))
+}
+
+/// The editor's text written: as the caption, or as its draft accepted.
+fn save_job(editor: &Editor, force: bool) -> CaptionJob {
     if editor.accepts_draft {
         let accepted = DraftAcceptance {
             image: editor.image.clone(),
@@ -117,15 +121,15 @@ fn save(editor: &Editor, force: bool) -> Effect {
             reviewed_against: editor.loaded.clone(),
             force,
         };
-        return Effect::Caption(CaptionJob::AcceptDrafts(vec![accepted]));
+        return CaptionJob::AcceptDrafts(vec![accepted]);
     }
-    Effect::Caption(CaptionJob::Save {
+    CaptionJob::Save {
         image: editor.image.clone(),
         file: editor.file.clone(),
         before: editor.loaded.clone(),
         after: editor.text(),
         force,
-    })
+    }
 }
 
 impl CaptionsPane {
@@ -185,10 +189,7 @@ impl CaptionsPane {
     /// Closes the editor, returning its save when something changed.
     fn close_editor(&mut self) -> Option<Effect> {
         let Mode::Edit(editor) = std::mem::take(&mut self.mode) else { return None };
-        match save(&editor, false) {
-            Effect::Caption(job) if editor.dirty() => Some(self.write(job)),
-            _ => None,
-        }
+        editor.dirty().then(|| self.write(save_job(&editor, false)))
     }
 
     /// Moves the selection one row (or, with `wanted`, to the next row it
@@ -284,7 +285,14 @@ impl CaptionsPane {
             Action::UndoCaption => return vec![Effect::Caption(CaptionJob::Undo)],
             Action::RedoCaption => return vec![Effect::Caption(CaptionJob::Redo)],
             Action::StartAutoCaptions | Action::StopAutoCaptions => return self.auto_action(action),
-            action => return self.drafts_action(action, shared),
+            Action::ShowDrafts
+            | Action::NextDraft
+            | Action::PreviousDraft
+            | Action::AcceptDraft
+            | Action::EditDraft
+            | Action::RejectDraft
+            | Action::AcceptCleanDrafts => return self.drafts_action(action, shared),
+            _ => {}
         }
         Vec::new()
     }
@@ -433,7 +441,7 @@ impl Pane for CaptionsPane {
     fn unsaved(&self) -> Option<String> {
         let editor = self.editing().filter(|e| e.dirty())?;
         Some(match editor.accepts_draft {
-            true => format!("the draft for {} is edited and not accepted", editor.file.display()),
+            true => format!("the draft for {} is edited and not accepted", editor.image.display()),
             false => format!("the caption {} has unsaved changes", editor.file.display()),
         })
     }

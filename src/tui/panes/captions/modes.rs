@@ -134,8 +134,10 @@ impl CaptionsPane {
             Action::SaveCaption if editor.dirty() => {
                 let saving = save(editor, false);
                 // What is being written is what the next save replaces (saves run in
-                // order); a failed one brings the editor back dirty (see `job_done`).
+                // order; a draft is accepted once, later saves edit the caption); a
+                // failed one brings the editor back dirty (see `job_done`).
                 editor.loaded = Some(editor.text());
+                editor.accepts_draft = false;
                 vec![saving]
             }
             Action::NextImage | Action::PreviousImage => self.edit_next(shared, action == Action::NextImage),

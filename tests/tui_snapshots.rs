@@ -229,6 +229,19 @@ fn the_drafts_queue_shows_each_draft_with_its_findings_and_what_it_changes() {
     app.handle_key(Key::char(']'));
     insta::assert_snapshot!("captions_drafts_80x24", draw(&app, 80, 24).backend());
     insta::assert_snapshot!("captions_drafts_120x36", draw(&app, 120, 36).backend());
+    app.handle_key(Key::char('E'));
+    for c in " on a shelf".chars() {
+        app.handle_key(Key::char(c));
+    }
+    insta::assert_snapshot!("captions_draft_editor_80x24", draw(&app, 80, 24).backend());
+    app.handle_key(Key::ctrl('c'));
+    let screen = format!("{:?}", draw(&app, 80, 24).backend());
+    assert!(screen.contains("the draft for zeltmug_11.png is edited"), "quitting asks: {screen}");
+    app.handle_key(Key::plain(KeyCode::Esc));
+    for _ in " on a shelf".chars() {
+        app.handle_key(Key::plain(KeyCode::Backspace));
+    }
+    assert_eq!(app.handle_key(Key::plain(KeyCode::Esc)), [], "the draft as proposed: nothing accepted");
     app.handle_key(Key::char('Y'));
     insta::assert_snapshot!("captions_drafts_accept_clean_80x24", draw(&app, 80, 24).backend());
     app.handle_key(Key::char('n'));

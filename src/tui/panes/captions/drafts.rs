@@ -173,8 +173,9 @@ impl CaptionsPane {
         };
         let image = queued.draft.image.clone();
         let file = image.with_extension(&shared.project.config.caption_extension);
-        self.mode = Mode::Edit(Editor::on_draft(image, file, queued.caption.clone(), queued.draft.text.clone()));
-        vec![Effect::info("Editing the draft: Enter or Esc accepts it as edited · Ctrl-n/p next/previous image.")]
+        let text = queued.draft.text.clone();
+        self.mode = Mode::Edit(Editor::on_draft(image, file, queued.caption.clone(), text.clone(), text));
+        vec![Effect::info("Editing the draft: Enter or Esc accepts your changes (none: it still waits).")]
     }
 
     /// A draft decided on the selected image: its write, and the selection
@@ -366,6 +367,9 @@ mod tests {
         let (_dir, mut app, dataset) = app_with_drafts();
         app.apply(Action::ShowDrafts);
         app.apply(Action::Last);
+        app.handle_key(Key::char('E'));
+        assert_eq!(app.handle_key(Key::plain(KeyCode::Esc)), [], "left unchanged, the draft still waits");
+        assert_eq!(listed(&app), ["b.png", "c.png"]);
         app.handle_key(Key::char('E'));
         for c in " on a shelf".chars() {
             app.handle_key(Key::char(c));

@@ -15,9 +15,10 @@ pub struct Editor {
     /// The text on disk when the editor opened (`None`: no file yet).
     pub loaded: Option<String>,
     pub area: TextArea<'static>,
-    /// It holds the image's draft: saving accepts the draft with this text
-    /// (over `loaded`) instead of writing a plain caption.
-    pub accepts_draft: bool,
+    /// The image's draft as the model proposed it, when the editor holds
+    /// it: saving accepts the draft with the edited text (over `loaded`)
+    /// instead of writing a plain caption; nothing changed is nothing to save.
+    pub draft: Option<String>,
 }
 
 impl Editor {
@@ -26,7 +27,7 @@ impl Editor {
         area.set_wrap_mode(WrapMode::Word);
         area.move_cursor(ratatui_textarea::CursorMove::Bottom);
         area.move_cursor(ratatui_textarea::CursorMove::End);
-        Self { image, file, loaded, area, accepts_draft: false }
+        Self { image, file, loaded, area, draft: None }
     }
 
     /// The caption as typed: lines joined by spaces (a caption is one line).
@@ -36,9 +37,9 @@ impl Editor {
 
     pub fn dirty(&self) -> bool {
         let text = self.text();
-        match &self.loaded {
-            Some(loaded) => loaded.trim() != text,
-            None => !text.is_empty(),
+        match (&self.draft, &self.loaded) {
+            (Some(start), _) | (None, Some(start)) => start.trim() != text,
+            (None, None) => !text.is_empty(),
         }
     }
 
@@ -74,9 +75,9 @@ impl Editor {
         editor
     }
 
-    /// An editor on an image's draft, over the caption the file holds.
-    pub fn on_draft(image: PathBuf, file: PathBuf, caption: Option<String>, draft: String) -> Self {
-        Self { accepts_draft: true, ..Self::with_text(image, file, caption, draft) }
+    /// An editor holding `text` typed over an image's `draft`, over the caption the file holds.
+    pub fn on_draft(image: PathBuf, file: PathBuf, caption: Option<String>, draft: String, text: String) -> Self {
+        Self { draft: Some(draft), ..Self::with_text(image, file, caption, text) }
     }
 }
 

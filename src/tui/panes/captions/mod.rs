@@ -114,7 +114,7 @@ fn save(editor: &Editor, force: bool) -> Effect {
 
 /// The editor's text written: as the caption, or as its draft accepted.
 fn save_job(editor: &Editor, force: bool) -> CaptionJob {
-    if editor.accepts_draft {
+    if editor.draft.is_some() {
         let accepted = DraftAcceptance {
             image: editor.image.clone(),
             edited: Some(editor.text()),
@@ -308,12 +308,16 @@ impl CaptionsPane {
             }
             // A draft accepted from the editor: what was typed comes back if it failed.
             CaptionJob::AcceptDrafts(accepted) => match accepted.as_slice() {
-                [DraftAcceptance { image, edited: Some(text), reviewed_against, .. }] => Some(Editor::on_draft(
-                    image.clone(),
-                    image.with_extension(&shared.project.config.caption_extension),
-                    reviewed_against.clone(),
-                    text.clone(),
-                )),
+                [DraftAcceptance { image, edited: Some(text), reviewed_against, .. }] => {
+                    let queued = shared.files.captions.as_ref().and_then(|r| r.drafts.get(image));
+                    Some(Editor::on_draft(
+                        image.clone(),
+                        image.with_extension(&shared.project.config.caption_extension),
+                        reviewed_against.clone(),
+                        queued.map_or_else(String::new, |q| q.draft.text.clone()),
+                        text.clone(),
+                    ))
+                }
                 _ => None,
             },
             _ => None,
@@ -325,7 +329,7 @@ impl CaptionsPane {
                 {
                     // Written after all: nothing is left to decide; the file now holds the caption.
                     editor.loaded = Some(saved.text());
-                    editor.accepts_draft = false;
+                    editor.draft = None;
                     self.mode = Mode::Edit(editor.clone());
                 }
                 Effect::say(Level::Success, text)
@@ -440,7 +444,7 @@ impl Pane for CaptionsPane {
 
     fn unsaved(&self) -> Option<String> {
         let editor = self.editing().filter(|e| e.dirty())?;
-        Some(match editor.accepts_draft {
+        Some(match editor.draft.is_some() {
             true => format!("the draft for {} is edited and not accepted", editor.image.display()),
             false => format!("the caption {} has unsaved changes", editor.file.display()),
         })

@@ -137,7 +137,7 @@ impl CaptionsPane {
                 // order; a draft is accepted once, later saves edit the caption); a
                 // failed one brings the editor back dirty (see `job_done`).
                 editor.loaded = Some(editor.text());
-                editor.accepts_draft = false;
+                editor.draft = None;
                 vec![saving]
             }
             Action::NextImage | Action::PreviousImage => self.edit_next(shared, action == Action::NextImage),

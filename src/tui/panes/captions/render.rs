@@ -228,15 +228,12 @@ fn render_caption(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area:
     };
     match editor {
         Some(editor) => {
-            let unsaved = match (editor.accepts_draft, editor.dirty()) {
-                (true, _) => " draft: saving accepts it",
-                (false, true) => " ● unsaved",
-                (false, false) => "",
-            };
+            let unsaved = if editor.dirty() { " ● unsaved" } else { "" };
+            let draft = if editor.draft.is_some() { "draft → " } else { "" };
             let block = Block::default()
                 .borders(Borders::ALL)
                 .border_style(theme.border(true))
-                .title(Span::styled(format!(" {file}{unsaved} "), theme.accent()));
+                .title(Span::styled(format!(" {draft}{file}{unsaved} "), theme.accent()));
             let mut area = editor.area.clone();
             area.set_block(block);
             area.set_cursor_line_style(theme.base());

@@ -95,6 +95,30 @@ fn demo_with_checkpoints() -> tempfile::TempDir {
     dir
 }
 
+/// The demo copy with a model's drafts to review: one for 07, whose caption
+/// is gone, and one over 11's generic caption (itself generic: a finding).
+fn demo_with_drafts() -> tempfile::TempDir {
+    use easel::captions::drafts::{Draft, Review, update};
+    let dir = demo_copy();
+    let dataset = dir.path().join("dataset");
+    fs::remove_file(dataset.join("zeltmug_07.txt")).unwrap();
+    let draft = |image: &str, text: &str| Draft {
+        image: image.into(),
+        text: text.into(),
+        raw: text.into(),
+        model: "BLIP (blip-image-captioning-base)".into(),
+        made: 0,
+        review: Review::Pending,
+    };
+    update(&dataset, |drafts| {
+        drafts.insert(draft("zeltmug_07.png", "zeltmug, a teal ceramic mug with an orange star on a wooden table"));
+        drafts.insert(draft("zeltmug_11.png", "zeltmug, a photo of a cup"));
+        Ok(())
+    })
+    .unwrap();
+    dir
+}
+
 /// The Train pane's checkpoints view of the shown run, its report read as the
 /// workbench's job reads it.
 fn checkpoints_open(root: &Path) -> App {
@@ -111,8 +135,14 @@ fn loaded_app(root: &Path, theme: &str) -> App {
     let project = Project::open(root).unwrap();
     // The workbench's first read of the files, showing the newest run.
     let shown = list_runs(&project.runs_dir()).first().map(|run| run.dir.clone());
-    let request =
-        ReadFiles { project: project.clone(), previous: Inventory::default(), captions: true, shown, compare: None };
+    let request = ReadFiles {
+        project: project.clone(),
+        previous: Inventory::default(),
+        captions: true,
+        drafts_changed: None,
+        shown,
+        compare: None,
+    };
     let files = jobs::read_files(request);
     let mut app = App::new(project, Theme::resolve(theme, Path::new(".")).unwrap());
     app.files_loaded(files);
@@ -189,6 +219,38 @@ fn the_captions_pane_edits_and_reviews() {
 }
 
 #[test]
+fn the_drafts_queue_shows_each_draft_with_its_findings_and_what_it_changes() {
+    let dir = demo_with_drafts();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Captions));
+    app.handle_key(Key::char('D'));
+    let screen = format!("{:?}", draw(&app, 80, 24).backend());
+    assert!(screen.contains("2 drafts to review"), "the status bar counts them: {screen}");
+    app.handle_key(Key::char(']'));
+    insta::assert_snapshot!("captions_drafts_80x24", draw(&app, 80, 24).backend());
+    insta::assert_snapshot!("captions_drafts_120x36", draw(&app, 120, 36).backend());
+    app.handle_key(Key::char('E'));
+    for c in " on a shelf".chars() {
+        app.handle_key(Key::char(c));
+    }
+    insta::assert_snapshot!("captions_draft_editor_80x24", draw(&app, 80, 24).backend());
+    app.handle_key(Key::ctrl('c'));
+    let screen = format!("{:?}", draw(&app, 80, 24).backend());
+    assert!(screen.contains("the draft for zeltmug_11.png is edited"), "quitting asks: {screen}");
+    app.handle_key(Key::plain(KeyCode::Esc));
+    for _ in " on a shelf".chars() {
+        app.handle_key(Key::plain(KeyCode::Backspace));
+    }
+    assert_eq!(app.handle_key(Key::plain(KeyCode::Esc)), [], "the draft as proposed: nothing accepted");
+    app.handle_key(Key::char('Y'));
+    insta::assert_snapshot!("captions_drafts_accept_clean_80x24", draw(&app, 80, 24).backend());
+    app.handle_key(Key::char('n'));
+    app.handle_key(Key::char('c'));
+    app.handle_key(Key::char('m'));
+    insta::assert_snapshot!("captions_model_prompt_80x24", draw(&app, 80, 24).backend());
+}
+
+#[test]
 fn selection_moves_the_detail_view() {
     let dir = demo_copy();
     let mut app = loaded_app(dir.path(), "dark");
@@ -237,14 +299,19 @@ fn smallest_supported_and_too_small() {
 
 #[test]
 fn every_view_draws_at_every_small_size_without_panicking() {
-    let dir = demo_copy();
+    let dir = demo_with_drafts();
     let mut app = loaded_app(dir.path(), "light");
     scanned(&mut app);
     let mut views: Vec<Vec<Action>> = PaneId::ALL.iter().map(|p| vec![Action::ShowPane(*p)]).collect();
     views.push(vec![Action::ShowPane(PaneId::Dataset), Action::NextToReview]);
     views.push(vec![Action::ToggleFullView]);
     views.push(vec![Action::ShowPane(PaneId::Captions), Action::EditCaption]);
-    views.push(vec![Action::ToggleVocabulary]);
+    views.push(vec![Action::CloseEditor, Action::ToggleVocabulary]);
+    views.push(vec![Action::ToggleVocabulary, Action::ShowDrafts, Action::NextDraft]);
+    views.push(vec![Action::AcceptCleanDrafts]);
+    views.push(vec![Action::Close, Action::StartAutoCaptions]);
+    views.push(vec![Action::DraftMissing]);
+    views.push(vec![Action::Close, Action::EditDraft]);
     views.push(vec![Action::ToggleHelp]);
     views.push(vec![Action::Close, Action::CycleTheme, Action::Quit]);
     for actions in views {
@@ -366,12 +433,22 @@ fn help_lists_the_keys_of_every_caption_mode() {
         "Captions pane, Reviewing normalization",
         "Captions pane, Tag edit",
         "Captions pane, Caption changed on disk while edited",
+        "Captions pane, Accepting every draft without findings",
+        "Captions pane, Which images to draft captions for",
+        "Captions pane, The captioning model's folder (type a path)",
     ] {
         assert!(screen.contains(heading), "no section {heading:?}:\n{screen}");
     }
-    for key in
-        ["Ctrl-s", "save now, keep editing", "leave this change out", "apply to the listed captions", "overwrite it"]
-    {
+    for key in [
+        "Ctrl-s",
+        "save now, keep editing",
+        "leave this change out",
+        "apply to the listed captions",
+        "overwrite it",
+        "accept the draft as the caption, then the next",
+        "accept all drafts without findings",
+        "stop the captioning run after this batch",
+    ] {
         assert!(screen.contains(key), "{key:?} is not listed:\n{screen}");
     }
     // Esc closes the help and the editor is still open: typing goes on.

@@ -21,8 +21,8 @@ pub trait Captioner: Send {
     fn caption(&mut self, images: &[RgbImage], request: &CaptionRequest) -> anyhow::Result<Vec<String>>;
 }
 
-/// Opens a captioning model from a Hugging Face folder (BLIP base or large).
-/// A stand-in until the BLIP captioner lands: it refuses every folder.
+/// Opens the captioning model in `folder` on `device`.
+// A stand-in until the BLIP captioner lands on this branch (dropped at the merge).
 pub fn open(folder: &std::path::Path, _device: &candle_core::Device) -> anyhow::Result<Box<dyn Captioner>> {
     anyhow::bail!("{}: no captioning model support built yet", folder.display())
 }

@@ -166,12 +166,8 @@ impl Drafts {
 pub fn update<T>(dataset: &Path, change: impl FnOnce(&mut Drafts) -> Result<T>) -> Result<T> {
     let lock_path = dataset.join(LOCK);
     let lock = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
-    // flock rather than File::lock, which needs Rust 1.89 (the MSRV is 1.88);
-    // released when `lock` is dropped, after the write.
-    // SAFETY: flock only reads the descriptor, which `lock` keeps open.
-    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("cannot lock {}", lock_path.display()));
-    }
+    // Released when `lock` is dropped, after the write.
+    lock.lock().with_context(|| format!("cannot lock {}", lock_path.display()))?;
     let mut drafts = Drafts::read(dataset)?;
     let result = change(&mut drafts)?;
     drafts.write(dataset)?;

@@ -101,6 +101,33 @@ pub struct CaptionReport {
     /// Labels of the journal's next undo and redo.
     pub undo: Option<String>,
     pub redo: Option<String>,
+    /// The drafts awaiting review, by image (images still in the dataset only).
+    pub drafts: std::collections::BTreeMap<PathBuf, QueuedDraft>,
+    /// Why the drafts file could not be read, if it could not.
+    pub drafts_error: Option<String>,
+    /// When the drafts file was last changed, as read (a run from the
+    /// command line shows up with the next read of the files).
+    pub drafts_changed: Option<std::time::SystemTime>,
+}
+
+/// A draft awaiting review, with what a person needs to judge it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueuedDraft {
+    pub draft: drafts::Draft,
+    /// What the image's caption file holds now.
+    pub caption: Option<String>,
+    /// The draft's own lint findings.
+    pub findings: Vec<Lint>,
+    /// From the caption to the draft, word by word; empty without a caption.
+    pub diff: Vec<text::DiffPiece>,
+}
+
+impl QueuedDraft {
+    /// Whether the draft is the only text its image has: training leaves
+    /// the image out until it is accepted.
+    pub fn is_only_text(&self) -> bool {
+        self.caption.as_deref().is_none_or(|c| c.trim().is_empty())
+    }
 }
 
 impl CaptionReport {
@@ -114,6 +141,8 @@ impl CaptionReport {
                 return (report, None);
             }
         };
+        // Looked at before the drafts are read: a change in between is read again next time.
+        let drafts_changed = drafts_changed(&context.dataset);
         let captions = context.captions();
         let suggestions = context.suggestions(&captions);
         let findings = context
@@ -123,6 +152,10 @@ impl CaptionReport {
             .filter(|(found, _)| !found.is_empty())
             .map(|(found, caption)| (caption.image.clone(), found))
             .collect();
+        let (drafts, drafts_error) = match queue(&context, &captions) {
+            Ok(drafts) => (drafts, None),
+            Err(error) => (Default::default(), Some(format!("{error:#}"))),
+        };
         let report = Self {
             findings,
             suggestions,
@@ -132,9 +165,45 @@ impl CaptionReport {
             vocabulary_error: None,
             undo,
             redo,
+            drafts,
+            drafts_error,
+            drafts_changed,
         };
         (report, Some(context))
     }
+
+    /// Images left out of training because their only text is a draft awaiting review.
+    pub fn uncaptioned_with_drafts(&self) -> usize {
+        self.drafts.values().filter(|queued| queued.is_only_text()).count()
+    }
+}
+
+/// When the dataset's drafts file was last changed (`None`: there is none).
+pub fn drafts_changed(dataset: &Path) -> Option<std::time::SystemTime> {
+    std::fs::metadata(dataset.join(drafts::FILE)).and_then(|m| m.modified()).ok()
+}
+
+/// The drafts awaiting review of `captions`' images, linted and diffed
+/// against their captions.
+fn queue(
+    context: &CaptionContext,
+    captions: &[Caption],
+) -> anyhow::Result<std::collections::BTreeMap<PathBuf, QueuedDraft>> {
+    let stored = drafts::Drafts::read(&context.dataset)?;
+    let images: std::collections::HashSet<&Path> = captions.iter().map(|c| c.image.as_path()).collect();
+    let mut linter = context.linter();
+    Ok(drafts::awaiting_review(&context.dataset, &context.extension, &stored)
+        .into_iter()
+        .filter(|(draft, _)| images.contains(draft.image.as_path()))
+        .map(|(draft, caption)| {
+            let diff = match caption.as_deref().filter(|c| !c.trim().is_empty()) {
+                Some(caption) => text::word_diff(caption, &draft.text),
+                None => Vec::new(),
+            };
+            let findings = linter.lint(&draft.text);
+            (draft.image.clone(), QueuedDraft { draft, caption, findings, diff })
+        })
+        .collect())
 }
 
 /// One image's caption as read from disk.

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 
 use super::config::Invalid;
 
+/// Where a captioning model comes from, for whoever has none yet.
+pub const HOW_TO_GET_A_MODEL: &str = "BLIP: `huggingface-cli download Salesforce/blip-image-captioning-base \
+     --local-dir models/blip`, then model = \"models/blip\" under [auto_captions] in project.toml";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AutoCaptionConfig {

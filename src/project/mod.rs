@@ -10,7 +10,7 @@ pub mod locate;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-pub use auto_captions::AutoCaptionConfig;
+pub use auto_captions::{AutoCaptionConfig, HOW_TO_GET_A_MODEL};
 pub use config::{
     BaseModel, Invalid, LoraConfig, LoraTargets, LrSchedule, ModelConfig, ModelFamily, Precision, ProjectConfig,
     SamplePrompt, ScanConfig, TrainConfig,

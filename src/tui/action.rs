@@ -157,6 +157,25 @@ pub enum Action {
     /// export: replace the file already at the destination.
     Overwrite,
     KeepTheirs,
+    /// Captions pane: list the drafts awaiting review; the next or previous one.
+    ShowDrafts,
+    NextDraft,
+    PreviousDraft,
+    /// Captions pane: write the selected draft as the caption; edit it first
+    /// (saving accepts); reject it (never proposed again).
+    AcceptDraft,
+    EditDraft,
+    RejectDraft,
+    /// Captions pane: accept every draft without lint findings, as one undoable edit.
+    AcceptCleanDrafts,
+    /// Captions pane: draft captions with the model in the background, or stop that.
+    StartAutoCaptions,
+    StopAutoCaptions,
+    /// Captioning scope question: draft for uncaptioned images only, or for all.
+    DraftMissing,
+    DraftAll,
+    /// A question's yes (a prompt's Enter).
+    Confirm,
     /// Evaluate pane: render (the rest of) the shown run's evaluation grid, or stop it.
     StartEvaluation,
     StopEvaluation,

@@ -99,6 +99,11 @@ impl App {
         self.panes.iter().filter_map(|p| p.running()).collect()
     }
 
+    /// Where the panes' running work stands, for the status bar.
+    pub fn progress(&self) -> Vec<String> {
+        self.panes.iter().filter_map(|p| p.progress()).collect()
+    }
+
     /// The help overlay's sections for where the user is.
     pub fn help_sections(&self) -> Vec<(String, &[Binding])> {
         self.keymap.help_sections(self.pane, self.current().mode())
@@ -484,6 +489,20 @@ mod tests {
         }
         assert_eq!(app.unsaved(), None);
         assert_eq!(app.apply(Action::Save), []);
+    }
+
+    #[test]
+    fn no_key_does_two_things_in_one_scope() {
+        let app = app();
+        let panes = app.keymap.panes.iter().map(|keys| (keys.pane.title(), keys.bindings.as_slice()));
+        let modes = app.keymap.panes.iter().flat_map(|keys| &keys.modes).map(|m| (m.name, m.bindings.as_slice()));
+        for (scope, bindings) in panes.chain(modes) {
+            let mut seen = Vec::new();
+            for key in bindings.iter().flat_map(|b| &b.keys) {
+                assert!(!seen.contains(key), "{scope}: {} is bound twice", key.label());
+                seen.push(*key);
+            }
+        }
     }
 
     #[test]

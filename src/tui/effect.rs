@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use crate::captions::auto::Scope;
 use crate::captions::journal::Change;
 use crate::dataset::decisions::Decision;
 use crate::model::lora_file::LoraFormat;
@@ -52,6 +53,13 @@ pub enum Effect {
     /// Render and score the run's evaluation grid; `StopEvaluation` ends it after the cell in hand.
     StartEvaluation(PathBuf),
     StopEvaluation,
+    /// Draft captions with the model in this folder, in the background;
+    /// `StopAutoCaptions` ends the run after the batch in hand.
+    StartAutoCaptions {
+        model: PathBuf,
+        scope: Scope,
+    },
+    StopAutoCaptions,
 }
 
 impl Effect {
@@ -88,6 +96,23 @@ pub enum CaptionJob {
         canonical: String,
         alias: String,
     },
+    /// Writes drafts as their images' captions, as one undoable edit.
+    AcceptDrafts(Vec<DraftAcceptance>),
+    /// Marks an image's draft rejected (not proposed again).
+    RejectDraft(PathBuf),
+}
+
+/// A draft a person accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DraftAcceptance {
+    pub image: PathBuf,
+    /// The text as the person edited it; `None`: the draft's own.
+    pub edited: Option<String>,
+    /// The caption the draft was shown against: a caption changed since is
+    /// never overwritten (a conflict, as with any caption edit)...
+    pub reviewed_against: Option<String>,
+    /// ...unless the person chose to write over it.
+    pub force: bool,
 }
 
 /// A checkpoint's LoRA exported to a file of its own.

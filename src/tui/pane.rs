@@ -68,6 +68,11 @@ pub trait Pane: std::any::Any {
         None
     }
 
+    /// Where that work stands, in words for the status bar ("drafting 12/40, 1:05 left").
+    fn progress(&self) -> Option<String> {
+        None
+    }
+
     /// Why quitting needs a confirmation, beyond unsaved work.
     fn quit_warning(&self) -> Option<String> {
         None

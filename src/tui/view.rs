@@ -76,12 +76,22 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         "reading…".to_string()
     } else {
         let runs = app.shared.files.runs.len();
-        format!(
+        let mut counts = format!(
             "{} img · {} cap · {runs} run{}",
             inventory.image_count(),
             inventory.captioned_count(),
             if runs == 1 { "" } else { "s" }
-        )
+        );
+        // Drafts are not captions: until someone reviews them, they say so everywhere.
+        match app.shared.files.captions.as_ref().map_or(0, |r| r.drafts.len()) {
+            0 => {}
+            1 => counts.push_str(" · 1 draft to review"),
+            n => counts.push_str(&format!(" · {n} drafts to review")),
+        }
+        for progress in app.progress() {
+            counts.push_str(&format!(" · {progress}"));
+        }
+        counts
     };
     let message_style = match app.message.level {
         Level::Info => theme.status(),

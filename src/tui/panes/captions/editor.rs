@@ -15,6 +15,10 @@ pub struct Editor {
     /// The text on disk when the editor opened (`None`: no file yet).
     pub loaded: Option<String>,
     pub area: TextArea<'static>,
+    /// The image's draft as the model proposed it, when the editor holds
+    /// it: saving accepts the draft with the edited text (over `loaded`)
+    /// instead of writing a plain caption; nothing changed is nothing to save.
+    pub draft: Option<String>,
 }
 
 impl Editor {
@@ -23,7 +27,7 @@ impl Editor {
         area.set_wrap_mode(WrapMode::Word);
         area.move_cursor(ratatui_textarea::CursorMove::Bottom);
         area.move_cursor(ratatui_textarea::CursorMove::End);
-        Self { image, file, loaded, area }
+        Self { image, file, loaded, area, draft: None }
     }
 
     /// The caption as typed: lines joined by spaces (a caption is one line).
@@ -33,9 +37,9 @@ impl Editor {
 
     pub fn dirty(&self) -> bool {
         let text = self.text();
-        match &self.loaded {
-            Some(loaded) => loaded.trim() != text,
-            None => !text.is_empty(),
+        match (&self.draft, &self.loaded) {
+            (Some(start), _) | (None, Some(start)) => start.trim() != text,
+            (None, None) => !text.is_empty(),
         }
     }
 
@@ -67,7 +71,13 @@ impl Editor {
         let mut editor = Self::new(image, file, loaded);
         editor.area = TextArea::from([text]);
         editor.area.set_wrap_mode(WrapMode::Word);
+        editor.area.move_cursor(ratatui_textarea::CursorMove::End);
         editor
+    }
+
+    /// An editor holding `text` typed over an image's `draft`, over the caption the file holds.
+    pub fn on_draft(image: PathBuf, file: PathBuf, caption: Option<String>, draft: String, text: String) -> Self {
+        Self { draft: Some(draft), ..Self::with_text(image, file, caption, text) }
     }
 }
 

@@ -1,13 +1,20 @@
 //! Captions pane: every image's caption with its lint findings; the image
 //! beside its caption, edited in place; the vocabulary panel (term
 //! frequencies, suggested alias rules); the normalization review; tag edits
-//! across the listed captions. Writes are `CaptionJob` effects, carried out
-//! through the caption journal (each undoable, never over an edit made
-//! elsewhere).
+//! across the listed captions; a model's drafts to review (`drafts`) and the
+//! captioning run that makes them (`auto`). Writes are `CaptionJob` effects,
+//! carried out through the caption journal (each undoable, never over an
+//! edit made elsewhere).
 
+mod auto;
+mod draft_view;
+mod drafts;
 mod editor;
 mod modes;
 mod render;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
 
 use crossterm::event::{KeyCode, KeyEvent};
 use ratatui::Frame;
@@ -17,7 +24,7 @@ use crate::captions::journal::{Change, JournalError};
 use crate::captions::text::TagEdit;
 use crate::dataset::{CaptionState, DatasetEntry};
 use crate::tui::action::{Action, PaneId};
-use crate::tui::effect::{CaptionJob, Effect};
+use crate::tui::effect::{CaptionJob, DraftAcceptance, Effect};
 use crate::tui::jobs::Done;
 use crate::tui::keymap::{Binding, Key, ModeKeys};
 use crate::tui::pane::{Pane, Selection, list_bindings};
@@ -34,6 +41,8 @@ pub enum CaptionFilter {
     WithFindings,
     /// Missing, empty or unreadable captions.
     Uncaptioned,
+    /// Images with a model's draft awaiting review.
+    Drafts,
 }
 
 impl CaptionFilter {
@@ -42,6 +51,7 @@ impl CaptionFilter {
             Self::All => "all",
             Self::WithFindings => "with findings",
             Self::Uncaptioned => "uncaptioned",
+            Self::Drafts => "drafts to review",
         }
     }
 
@@ -49,7 +59,8 @@ impl CaptionFilter {
         match self {
             Self::All => Self::WithFindings,
             Self::WithFindings => Self::Uncaptioned,
-            Self::Uncaptioned => Self::All,
+            Self::Uncaptioned => Self::Drafts,
+            Self::Drafts => Self::All,
         }
     }
 }
@@ -66,6 +77,12 @@ pub struct CaptionsPane {
     /// The selected suggestion in that panel.
     suggestion: usize,
     selection: Selection,
+    /// Drafts accepted or rejected here whose write the queue does not show yet.
+    decided: HashSet<PathBuf>,
+    /// The captioning run started here.
+    auto: Option<auto::AutoRun>,
+    /// The captioning model's folder typed here (project.toml names none).
+    model: Option<PathBuf>,
 }
 
 /// The caption text of an entry, when it has a readable one.
@@ -92,13 +109,27 @@ fn tag_changes<'a>(edit: &TagEdit, entries: impl Iterator<Item = &'a DatasetEntr
 }
 
 fn save(editor: &Editor, force: bool) -> Effect {
-    Effect::Caption(CaptionJob::Save {
+    Effect::Caption(save_job(editor, force))
+}
+
+/// The editor's text written: as the caption, or as its draft accepted.
+fn save_job(editor: &Editor, force: bool) -> CaptionJob {
+    if editor.draft.is_some() {
+        let accepted = DraftAcceptance {
+            image: editor.image.clone(),
+            edited: Some(editor.text()),
+            reviewed_against: editor.loaded.clone(),
+            force,
+        };
+        return CaptionJob::AcceptDrafts(vec![accepted]);
+    }
+    CaptionJob::Save {
         image: editor.image.clone(),
         file: editor.file.clone(),
         before: editor.loaded.clone(),
         after: editor.text(),
         force,
-    })
+    }
 }
 
 impl CaptionsPane {
@@ -118,6 +149,7 @@ impl CaptionsPane {
                 CaptionFilter::All => true,
                 CaptionFilter::WithFindings => findings.is_some_and(|f| f.contains_key(&entries[i].path)),
                 CaptionFilter::Uncaptioned => caption_text(&entries[i]).is_none_or(|t| t.trim().is_empty()),
+                CaptionFilter::Drafts => self.queued(shared, &entries[i].path).is_some(),
             })
             .collect()
     }
@@ -132,7 +164,19 @@ impl CaptionsPane {
         rows.get(self.selected(shared)?).map(|&i| &shared.files.inventory.entries[i])
     }
 
+    /// Selects the image's row, when the list shows it.
+    fn select_image(&mut self, shared: &Shared, image: &Path) {
+        let entries = &shared.files.inventory.entries;
+        if let Some(row) = self.rows(shared).iter().position(|&i| entries[i].path == image) {
+            self.selection.set(row);
+        }
+    }
+
+    /// The editor on the selected image: its draft in the drafts list, else its caption.
     fn open_editor(&mut self, shared: &Shared) -> Vec<Effect> {
+        if self.filter == CaptionFilter::Drafts {
+            return self.open_draft_editor(shared);
+        }
         let Some(entry) = self.entry(shared) else { return vec![Effect::info("No image selected.")] };
         if let CaptionState::Unreadable(why) = &entry.caption {
             return vec![Effect::say(Level::Error, format!("Not editable: {why}; fix the file first."))];
@@ -145,7 +189,7 @@ impl CaptionsPane {
     /// Closes the editor, returning its save when something changed.
     fn close_editor(&mut self) -> Option<Effect> {
         let Mode::Edit(editor) = std::mem::take(&mut self.mode) else { return None };
-        editor.dirty().then(|| save(&editor, false))
+        editor.dirty().then(|| self.write(save_job(&editor, false)))
     }
 
     /// Moves the selection one row (or, with `wanted`, to the next row it
@@ -171,7 +215,12 @@ impl CaptionsPane {
         if !self.move_selection(shared, forward, None) {
             return vec![Effect::info(format!("This is the {} image.", if forward { "last" } else { "first" }))];
         }
+        // An accepted draft leaves the drafts list: the image moved to is found again after.
+        let next = self.entry(shared).map(|e| e.path.clone());
         let mut effects: Vec<Effect> = self.close_editor().into_iter().collect();
+        if let Some(next) = next {
+            self.select_image(shared, &next);
+        }
         effects.extend(self.open_editor(shared));
         effects
     }
@@ -235,6 +284,14 @@ impl CaptionsPane {
             }
             Action::UndoCaption => return vec![Effect::Caption(CaptionJob::Undo)],
             Action::RedoCaption => return vec![Effect::Caption(CaptionJob::Redo)],
+            Action::StartAutoCaptions | Action::StopAutoCaptions => return self.auto_action(action),
+            Action::ShowDrafts
+            | Action::NextDraft
+            | Action::PreviousDraft
+            | Action::AcceptDraft
+            | Action::EditDraft
+            | Action::RejectDraft
+            | Action::AcceptCleanDrafts => return self.drafts_action(action, shared),
             _ => {}
         }
         Vec::new()
@@ -243,25 +300,42 @@ impl CaptionsPane {
     /// A caption job finished: an editor still open on the saved file now
     /// holds what is on disk; a failed save brings the editor back with the
     /// typed text (a conflict asks what to do).
-    fn job_done(&mut self, job: &CaptionJob, result: &Result<String, JournalError>) -> Effect {
+    fn job_done(&mut self, job: &CaptionJob, result: &Result<String, JournalError>, shared: &Shared) -> Effect {
+        self.forget_decisions(job, result.is_err());
         let saved = match job {
-            CaptionJob::Save { image, file, before, after, .. } => Some((image, file, before, after)),
+            CaptionJob::Save { image, file, before, after, .. } => {
+                Some(Editor::with_text(image.clone(), file.clone(), before.clone(), after.clone()))
+            }
+            // A draft accepted from the editor: what was typed comes back if it failed.
+            CaptionJob::AcceptDrafts(accepted) => match accepted.as_slice() {
+                [DraftAcceptance { image, edited: Some(text), reviewed_against, .. }] => {
+                    let queued = shared.files.captions.as_ref().and_then(|r| r.drafts.get(image));
+                    Some(Editor::on_draft(
+                        image.clone(),
+                        image.with_extension(&shared.project.config.caption_extension),
+                        reviewed_against.clone(),
+                        queued.map_or_else(String::new, |q| q.draft.text.clone()),
+                        text.clone(),
+                    ))
+                }
+                _ => None,
+            },
             _ => None,
         };
         match (result, saved) {
             (Ok(text), saved) => {
-                if let (Some((_, file, _, after)), Mode::Edit(editor) | Mode::Conflict(editor)) =
-                    (saved, &mut self.mode)
-                    && &editor.file == file
+                if let (Some(saved), Mode::Edit(editor) | Mode::Conflict(editor)) = (saved, &mut self.mode)
+                    && editor.file == saved.file
                 {
-                    editor.loaded = Some(after.clone());
-                    // Written after all: nothing is left to decide.
+                    // Written after all: nothing is left to decide; the file now holds the caption.
+                    editor.loaded = Some(saved.text());
+                    editor.draft = None;
                     self.mode = Mode::Edit(editor.clone());
                 }
                 Effect::say(Level::Success, text)
             }
-            (Err(error), Some((image, file, before, after))) => {
-                let editor = Editor::with_text(image.clone(), file.clone(), before.clone(), after.clone());
+            (Err(error), Some(editor)) => {
+                let file = editor.file.clone();
                 if matches!(error, JournalError::Conflict { .. }) {
                     self.mode = Mode::Conflict(editor);
                     Effect::say(
@@ -296,13 +370,13 @@ impl Pane for CaptionsPane {
             Binding::new(
                 &[Key::plain(KeyCode::Enter), Key::char('e')],
                 Action::EditCaption,
-                "edit the caption (Enter/Esc save and close, Tab completes, Ctrl-u undoes typing)",
+                "edit the caption, or in the drafts list the draft (Enter/Esc save and close, Tab completes)",
             ),
             Binding::new(&[Key::ctrl('n')], Action::NextImage, "next image (also while editing; saves first)"),
             Binding::new(&[Key::ctrl('p')], Action::PreviousImage, "previous image (also while editing)"),
             Binding::new(&[Key::char('m')], Action::NextUncaptioned, "next image without a caption"),
             Binding::new(&[Key::char('n')], Action::NextWithFinding, "next caption with a lint finding"),
-            Binding::new(&[Key::char('f')], Action::CycleFilter, "list: all, with findings, uncaptioned"),
+            Binding::new(&[Key::char('f')], Action::CycleFilter, "list: all, with findings, uncaptioned, drafts"),
             Binding::new(&[Key::char('N')], Action::ReviewNormalization, "review what normalization changes, apply"),
             Binding::new(&[Key::char('T')], Action::EditTags, "add / remove / replace a tag in the listed captions"),
             Binding::new(&[Key::char('u')], Action::UndoCaption, "undo the last caption edit (kept across restarts)"),
@@ -312,6 +386,8 @@ impl Pane for CaptionsPane {
             Binding::new(&[Key::char('<')], Action::PreviousSuggestion, "previous suggested rule"),
             Binding::new(&[Key::char('A')], Action::AcceptSuggestion, "accept the suggested rule into vocabulary.toml"),
         ]);
+        bindings.extend(drafts::bindings());
+        bindings.extend(auto::bindings());
         bindings
     }
 
@@ -330,12 +406,15 @@ impl Pane for CaptionsPane {
             Mode::Review { .. } => self.review(action, shared),
             Mode::Prompt(_) => self.tag_prompt(action, shared),
             Mode::Conflict(_) => self.conflict(action),
+            Mode::ConfirmAccept(_) => self.confirm_accept(action),
+            Mode::AutoScope => self.scope_chosen(action, shared),
+            Mode::ModelPrompt(..) => self.model_typed(action),
         }
     }
 
     fn type_key(&mut self, key: Key, _shared: &Shared) -> Vec<Effect> {
         match &mut self.mode {
-            Mode::Edit(Editor { area, .. }) | Mode::Prompt(area) => {
+            Mode::Edit(Editor { area, .. }) | Mode::Prompt(area) | Mode::ModelPrompt(area, _) => {
                 area.input(KeyEvent::new(key.code, key.modifiers));
             }
             _ => {}
@@ -343,15 +422,18 @@ impl Pane for CaptionsPane {
         Vec::new()
     }
 
-    fn done(&mut self, done: &Done, _shared: &Shared) -> Vec<Effect> {
+    fn done(&mut self, done: &Done, shared: &Shared) -> Vec<Effect> {
         match done {
-            // The vocabulary or the journal changed: the captions are linted again.
-            Done::Caption(job, result) => vec![self.job_done(job, result), Effect::Refresh { captions: true }],
+            // The vocabulary, the journal or the drafts changed: the captions are linted again.
+            Done::Caption(job, result) => vec![self.job_done(job, result, shared), Effect::Refresh { captions: true }],
+            Done::AutoCaptionProgress(progress) => self.auto_progressed(progress),
+            Done::AutoCaptionsEnded(result) => self.auto_ended(result),
             _ => Vec::new(),
         }
     }
 
     fn files_loaded(&mut self, _previous: &crate::tui::shared::ProjectFiles, shared: &Shared) -> Vec<Effect> {
+        self.drafts_reread(shared);
         self.selection.clamp(self.rows(shared).len());
         Vec::new()
     }
@@ -362,11 +444,28 @@ impl Pane for CaptionsPane {
 
     fn unsaved(&self) -> Option<String> {
         let editor = self.editing().filter(|e| e.dirty())?;
-        Some(format!("the caption {} has unsaved changes", editor.file.display()))
+        Some(match editor.draft.is_some() {
+            true => format!("the draft for {} is edited and not accepted", editor.image.display()),
+            false => format!("the caption {} has unsaved changes", editor.file.display()),
+        })
     }
 
     fn save_unsaved(&self) -> Option<Effect> {
         Some(save(self.editing().filter(|e| e.dirty())?, false))
+    }
+
+    fn running(&self) -> Option<&'static str> {
+        self.auto.is_some().then_some("captioning")
+    }
+
+    fn progress(&self) -> Option<String> {
+        self.auto.as_ref().map(auto::AutoRun::describe)
+    }
+
+    fn quit_warning(&self) -> Option<String> {
+        self.auto
+            .is_some()
+            .then(|| "a captioning run is going: quitting stops it (its drafts are kept; c continues)".into())
     }
 }
 
@@ -378,7 +477,7 @@ mod tests {
     use crate::tui::app::App;
     use crate::tui::shared::ProjectFiles;
 
-    fn app_with_captions() -> (tempfile::TempDir, App) {
+    pub(super) fn app_with_captions() -> (tempfile::TempDir, App) {
         let dir = tempfile::tempdir().unwrap();
         let dataset = dir.path().join("dataset");
         std::fs::create_dir(&dataset).unwrap();

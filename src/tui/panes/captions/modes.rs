@@ -1,5 +1,7 @@
 //! The Captions pane's modes: the editor, the normalization review, the tag
 //! prompt and the conflict question; their keys and what their actions do.
+//! (The review queue's question and the captioning run's prompts keep their
+//! keys and actions in `drafts` and `auto`.)
 
 use std::path::PathBuf;
 
@@ -7,11 +9,12 @@ use crossterm::event::KeyCode;
 use ratatui_textarea::TextArea;
 
 use super::editor::{Editor, completion};
-use super::{CaptionsPane, save, tag_changes};
+use super::{CaptionsPane, auto, drafts, save, tag_changes};
+use crate::captions::auto::Scope;
 use crate::captions::journal::Change;
 use crate::captions::text::TagEdit;
 use crate::tui::action::Action;
-use crate::tui::effect::{CaptionJob, Effect};
+use crate::tui::effect::{CaptionJob, DraftAcceptance, Effect};
 use crate::tui::keymap::{Binding, Key, ModeKeys};
 use crate::tui::shared::Shared;
 
@@ -36,6 +39,12 @@ pub(super) enum Mode {
     Prompt(TextArea<'static>),
     /// The caption changed on disk while it was edited here.
     Conflict(Editor),
+    /// These drafts (every one without findings) are accepted on a yes.
+    ConfirmAccept(Vec<DraftAcceptance>),
+    /// Which images a captioning run drafts for.
+    AutoScope,
+    /// The captioning model's folder, being typed; the run drafts for `Scope`.
+    ModelPrompt(TextArea<'static>, Scope),
 }
 
 impl Mode {
@@ -47,6 +56,9 @@ impl Mode {
             Mode::Review { .. } => Some(REVIEW),
             Mode::Prompt(_) => Some(TAG_PROMPT),
             Mode::Conflict(_) => Some(CONFLICT),
+            Mode::ConfirmAccept(_) => Some(drafts::CONFIRM_ACCEPT),
+            Mode::AutoScope => Some(auto::SCOPE),
+            Mode::ModelPrompt(..) => Some(auto::MODEL_PROMPT),
         }
     }
 }
@@ -55,7 +67,7 @@ impl Mode {
 pub(super) fn keys() -> Vec<ModeKeys> {
     let esc = Key::plain(KeyCode::Esc);
     let enter = Key::plain(KeyCode::Enter);
-    vec![
+    let mut keys = vec![
         ModeKeys::new(
             EDITING,
             "Editing a caption (other keys type; Ctrl-u undoes)",
@@ -104,7 +116,10 @@ pub(super) fn keys() -> Vec<ModeKeys> {
                 Binding::new(&[esc], Action::Close, "keep editing"),
             ],
         ),
-    ]
+        drafts::keys(),
+    ];
+    keys.extend(auto::keys());
+    keys
 }
 
 impl CaptionsPane {
@@ -119,8 +134,10 @@ impl CaptionsPane {
             Action::SaveCaption if editor.dirty() => {
                 let saving = save(editor, false);
                 // What is being written is what the next save replaces (saves run in
-                // order); a failed one brings the editor back dirty (see `job_done`).
+                // order; a draft is accepted once, later saves edit the caption); a
+                // failed one brings the editor back dirty (see `job_done`).
                 editor.loaded = Some(editor.text());
+                editor.draft = None;
                 vec![saving]
             }
             Action::NextImage | Action::PreviousImage => self.edit_next(shared, action == Action::NextImage),

@@ -1,6 +1,7 @@
 //! Drawing the Captions pane: the caption list, the image with its caption
 //! (or the editor) and findings, the vocabulary panel, the normalization
-//! review, the tag prompt and the conflict question.
+//! review, the tag prompt and the conflict question; the drafts list draws
+//! each draft in place of the caption (`draft_view`).
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -9,7 +10,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Wrap};
 
 use super::editor::completion;
-use super::{CaptionsPane, Mode, caption_text};
+use super::{CaptionFilter, CaptionsPane, Mode, caption_text, draft_view, drafts};
 use crate::captions::lint::Lint;
 use crate::captions::mentions_trigger;
 use crate::captions::text::{DiffPiece, word_diff};
@@ -35,6 +36,10 @@ pub(super) fn render(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, ar
             let [body, prompt] = Layout::vertical([Constraint::Min(0), Constraint::Length(3)]).areas(body);
             (body, Some(prompt))
         }
+        Mode::ModelPrompt(..) => {
+            let [body, prompt] = Layout::vertical([Constraint::Min(0), Constraint::Length(5)]).areas(body);
+            (body, Some(prompt))
+        }
         _ => (body, None),
     };
     let (list, detail) = list_and_detail(body);
@@ -45,6 +50,8 @@ pub(super) fn render(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, ar
         frame.render_widget(block, detail);
         if pane.vocabulary_panel {
             render_vocabulary(pane, shared, frame, inner);
+        } else if let Some(queued) = pane.shows_draft(shared) {
+            draft_view::render_draft(queued, shared, frame, inner);
         } else {
             render_caption(pane, shared, frame, inner);
         }
@@ -53,32 +60,65 @@ pub(super) fn render(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, ar
         frame.render_widget(Clear, list);
         render_caption(pane, shared, frame, list);
     }
-    if let (Some(area), Mode::Prompt(prompt)) = (prompt, &pane.mode) {
-        let count = pane.rows(shared).len();
-        let block = Block::default().borders(Borders::ALL).border_style(theme.border(true)).title(Span::styled(
-            format!(" Tag edit for {count} listed captions (Enter applies, Esc cancels) "),
-            theme.accent(),
-        ));
-        let mut prompt = prompt.clone();
-        prompt.set_block(block);
-        frame.render_widget(&prompt, area);
+    match (prompt, &pane.mode) {
+        (Some(area), Mode::Prompt(prompt)) => {
+            let count = pane.rows(shared).len();
+            let block = Block::default().borders(Borders::ALL).border_style(theme.border(true)).title(Span::styled(
+                format!(" Tag edit for {count} listed captions (Enter applies, Esc cancels) "),
+                theme.accent(),
+            ));
+            let mut prompt = prompt.clone();
+            prompt.set_block(block);
+            frame.render_widget(&prompt, area);
+        }
+        (Some(area), Mode::ModelPrompt(prompt, _)) => draft_view::render_model_prompt(prompt, shared, frame, area),
+        _ => {}
     }
-    if let Mode::Conflict(editor) = &pane.mode {
-        let area = centered(area, 60, 7);
-        frame.render_widget(Clear, area);
-        let lines = vec![
-            Line::from(format!("{} changed on disk while you edited it.", editor.file.display())),
-            Line::default(),
-            Line::from("o  overwrite it with your text (undo brings theirs back)"),
-            Line::from("r  keep the version on disk, drop yours"),
-            Line::from("Esc  keep editing"),
-        ];
-        let block = Block::default()
-            .borders(Borders::ALL)
-            .border_style(theme.base().fg(theme.warning))
-            .title(Span::styled(" Changed elsewhere ", theme.base().fg(theme.warning)));
-        frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
+    match &pane.mode {
+        Mode::Conflict(editor) => {
+            let lines = vec![
+                Line::from(format!("{} changed on disk while you edited it.", editor.file.display())),
+                Line::default(),
+                Line::from("o  overwrite it with your text (undo brings theirs back)"),
+                Line::from("r  keep the version on disk, drop yours"),
+                Line::from("Esc  keep editing"),
+            ];
+            question(shared, frame, area, " Changed elsewhere ", lines);
+        }
+        Mode::ConfirmAccept(accepted) => {
+            let lines = vec![
+                Line::from(format!("Write {} without lint findings as captions?", drafts::counted(accepted.len()))),
+                Line::from("One edit: u undoes it whole."),
+                Line::default(),
+                Line::from("y  accept them"),
+                Line::from("n  keep them waiting"),
+            ];
+            question(shared, frame, area, " Accept drafts ", lines);
+        }
+        Mode::AutoScope => {
+            let lines = vec![
+                Line::from("Draft captions with the model for:"),
+                Line::default(),
+                Line::from("m  images without a caption or a draft"),
+                Line::from("a  every image without a draft to review"),
+                Line::from("Esc  cancel"),
+            ];
+            question(shared, frame, area, " Caption with a model ", lines);
+        }
+        _ => {}
     }
+}
+
+/// A question over the pane, framed in the warning colour.
+fn question(shared: &Shared, frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static>>) {
+    let theme = &shared.theme;
+    let area = centered(area, 60, lines.len() as u16 + 2);
+    frame.render_widget(Clear, area);
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(theme.base().fg(theme.warning))
+        .title(Span::styled(title.to_string(), theme.base().fg(theme.warning)));
+    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
 }
 
 fn summary_line(pane: &CaptionsPane, shared: &Shared) -> Line<'static> {
@@ -105,6 +145,16 @@ fn summary_line(pane: &CaptionsPane, shared: &Shared) -> Line<'static> {
         if !report.normalization.is_empty() {
             spans.push(Span::raw(format!(" · {} to normalize (N)", report.normalization.len())));
         }
+        if let Some(error) = &report.drafts_error {
+            spans.push(Span::styled(format!(" · {error}"), theme.base().fg(theme.error)));
+        }
+        match pane.drafts_waiting(shared) {
+            0 => {}
+            n => spans.push(Span::styled(format!(" · {n} drafts to review (D)"), theme.accent())),
+        }
+    }
+    if let Some(run) = &pane.auto {
+        spans.push(Span::styled(format!(" · {} (X stops)", run.describe()), theme.base().fg(theme.ok)));
     }
     spans.push(Span::styled(format!(" · {}", pane.filter.label()), theme.muted()));
     Line::from(spans)
@@ -122,7 +172,9 @@ fn render_list(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area: Re
         .into_iter()
         .map(|i| {
             let entry = &entries[i];
+            let queued = pane.queued(shared, &entry.path).filter(|_| pane.filter == CaptionFilter::Drafts);
             let caption = match &entry.caption {
+                _ if queued.is_some() => Cell::from(queued.map_or_else(String::new, |q| q.draft.text.clone())),
                 CaptionState::Text(text) => Cell::from(text.clone()),
                 CaptionState::Missing => Cell::from(Span::styled("(no caption)", theme.base().fg(theme.warning))),
                 CaptionState::Empty => Cell::from(Span::styled("(empty)", theme.base().fg(theme.warning))),
@@ -130,7 +182,10 @@ fn render_list(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area: Re
                     Cell::from(Span::styled(format!("({why})"), theme.base().fg(theme.error)))
                 }
             };
-            let count = findings_of(shared, entry).len();
+            let count = match pane.filter {
+                CaptionFilter::Drafts => pane.queued(shared, &entry.path).map_or(0, |q| q.findings.len()),
+                _ => findings_of(shared, entry).len(),
+            };
             let mark = if count == 0 {
                 Span::raw(" ")
             } else {
@@ -150,7 +205,8 @@ fn render_list(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area: Re
         );
     }
     let widths = [Constraint::Length(12), Constraint::Length(1), Constraint::Min(10)];
-    render_table(frame, area, theme, pane.selected(shared), (Row::new(["Image", "!", "Caption"]), rows), &widths);
+    let text = if pane.filter == CaptionFilter::Drafts { "Draft" } else { "Caption" };
+    render_table(frame, area, theme, pane.selected(shared), (Row::new(["Image", "!", text]), rows), &widths);
 }
 
 /// The image, its caption (or the editor) and the caption's findings.
@@ -173,10 +229,11 @@ fn render_caption(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area:
     match editor {
         Some(editor) => {
             let unsaved = if editor.dirty() { " ● unsaved" } else { "" };
+            let draft = if editor.draft.is_some() { "draft → " } else { "" };
             let block = Block::default()
                 .borders(Borders::ALL)
                 .border_style(theme.border(true))
-                .title(Span::styled(format!(" {file}{unsaved} "), theme.accent()));
+                .title(Span::styled(format!(" {draft}{file}{unsaved} "), theme.accent()));
             let mut area = editor.area.clone();
             area.set_block(block);
             area.set_cursor_line_style(theme.base());
@@ -216,6 +273,9 @@ fn render_caption(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area:
     }
     if lines.is_empty() {
         lines.push(Line::styled("No findings.", theme.base().fg(theme.ok)));
+    }
+    if editor.is_none() && pane.queued(shared, &entry.path).is_some() {
+        lines.push(Line::styled("A model's draft awaits review here (D lists the drafts).", theme.accent()));
     }
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), notes);
 }
@@ -266,20 +326,28 @@ fn render_review(shared: &Shared, frame: &mut Frame, area: Rect, selected: usize
         let style = if i == selected { theme.selection() } else { theme.muted() };
         lines.push(Line::styled(change.path.display().to_string(), style));
         let mut spans = vec![Span::raw("  ")];
-        for piece in word_diff(change.before.as_deref().unwrap_or(""), change.after.as_deref().unwrap_or("")) {
-            spans.push(match piece {
-                DiffPiece::Same(text) => Span::raw(text),
-                DiffPiece::Removed(text) => Span::styled(
-                    format!("[-{text}-]"),
-                    theme.base().fg(theme.error).add_modifier(Modifier::CROSSED_OUT),
-                ),
-                DiffPiece::Added(text) => Span::styled(format!("{{+{text}+}}"), theme.base().fg(theme.ok)),
-            });
-            spans.push(Span::raw(" "));
-        }
+        let diff = word_diff(change.before.as_deref().unwrap_or(""), change.after.as_deref().unwrap_or(""));
+        spans.extend(diff_spans(shared, &diff));
         lines.push(Line::from(spans));
     }
     // Keep the selected change in view: scroll by whole entries.
     let scroll = (selected * 2).saturating_sub(usize::from(list.height) / 2);
     frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }).scroll((scroll as u16, 0)), list);
+}
+
+/// A word diff as text a person reads in any theme: `[-removed-]` and `{+added+}`.
+pub(super) fn diff_spans(shared: &Shared, diff: &[DiffPiece]) -> Vec<Span<'static>> {
+    let theme = &shared.theme;
+    let mut spans = Vec::new();
+    for piece in diff {
+        spans.push(match piece {
+            DiffPiece::Same(text) => Span::raw(text.clone()),
+            DiffPiece::Removed(text) => {
+                Span::styled(format!("[-{text}-]"), theme.base().fg(theme.error).add_modifier(Modifier::CROSSED_OUT))
+            }
+            DiffPiece::Added(text) => Span::styled(format!("{{+{text}+}}"), theme.base().fg(theme.ok)),
+        });
+        spans.push(Span::raw(" "));
+    }
+    spans
 }

@@ -228,7 +228,8 @@ impl TrainPane {
             (Action::RollBack, Some(file)) => {
                 let run = view.run.clone();
                 let starting = format!("Training on from {run} at step {} in a new run…", file.step);
-                let effects = self.start_training(Some(Resume::Checkpoint { run, step: file.step }), starting);
+                let resume = Some(Resume::Checkpoint { run, step: file.step });
+                let effects = self.start_training(Action::RollBack, resume, starting, shared);
                 if matches!(effects.last(), Some(Effect::StartTraining { .. })) {
                     // Back to the runs, where the new one is selected as it starts.
                     self.checkpoints = None;

@@ -64,6 +64,8 @@ pub struct TrainPane {
     checkpoints: Option<CheckpointsView>,
     /// The shown run's evaluation scores per checkpoint, from its report.
     scores: Option<CheckpointScores>,
+    /// The start asked for while images had only a draft: the same key again starts it.
+    warned_start: Option<Action>,
 }
 
 impl TrainPane {
@@ -71,10 +73,30 @@ impl TrainPane {
         self.selection.get(shared.files.runs.len())
     }
 
-    /// Starts training, unless a run trains here already.
-    fn start_training(&mut self, resume: Option<Resume>, starting: String) -> Vec<Effect> {
+    /// Starts training, unless a run trains here already. Images whose only
+    /// text is a draft awaiting review are left out by the trainer: the
+    /// first press says how many, the same key again starts anyway.
+    fn start_training(
+        &mut self,
+        action: Action,
+        resume: Option<Resume>,
+        starting: String,
+        shared: &Shared,
+    ) -> Vec<Effect> {
         if self.training() {
             return vec![Effect::info("A run is already training here.")];
+        }
+        let drafted_only = shared.files.captions.as_ref().map_or(0, |r| r.uncaptioned_with_drafts());
+        if drafted_only > 0 && self.warned_start.take() != Some(action) {
+            self.warned_start = Some(action);
+            let images = if drafted_only == 1 { "1 image has".into() } else { format!("{drafted_only} images have") };
+            return vec![Effect::say(
+                Level::Warning,
+                format!(
+                    "{images} only an unreviewed draft and would be left out: the same key again starts \
+                     anyway; the Captions pane's D reviews the drafts."
+                ),
+            )];
         }
         self.live = None;
         vec![Effect::info(starting), Effect::StartTraining { resume }]
@@ -213,6 +235,10 @@ impl Pane for TrainPane {
     }
 
     fn apply(&mut self, action: Action, shared: &Shared) -> Vec<Effect> {
+        // Only a start asked for twice in a row goes past the drafts warning.
+        if !matches!(action, Action::StartTraining | Action::ResumeRun | Action::RollBack) {
+            self.warned_start = None;
+        }
         if self.checkpoints.is_some() {
             return self.checkpoints_action(action, shared);
         }
@@ -220,12 +246,12 @@ impl Pane for TrainPane {
             return self.show(shared);
         }
         match action {
-            Action::StartTraining => return self.start_training(None, "Starting a run…".into()),
+            Action::StartTraining => return self.start_training(action, None, "Starting a run…".into(), shared),
             Action::ResumeRun => {
                 return match self.selected(shared) {
                     Some(index) => {
                         let id = shared.files.runs[index].id.clone();
-                        self.start_training(Some(Resume::Run(id.clone())), format!("Resuming {id}…"))
+                        self.start_training(action, Some(Resume::Run(id.clone())), format!("Resuming {id}…"), shared)
                     }
                     None => vec![Effect::info("No run to resume.")],
                 };

@@ -6,11 +6,16 @@
 //! waits for `next`.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc;
 
+mod captions;
+
+use crate::captions::auto::{AutoProgress, AutoSummary};
 use crate::captions::journal::JournalError;
 use crate::dataset::Inventory;
 use crate::dataset::decisions::{self, Decision, Kept};
@@ -24,6 +29,8 @@ use super::shared::{ProjectFiles, Shared, SharedContext};
 use crate::evaluate::render::Progress;
 use crate::evaluate::report::EvalReport;
 use crate::model::lora_file::{ExportOptions, export};
+use captions::auto_caption;
+pub use captions::write_captions;
 
 /// Re-reading the shown run's metrics while a run trains: at most this often.
 const METRICS_EVERY: Duration = Duration::from_millis(300);
@@ -70,6 +77,10 @@ pub enum Done {
     EvaluationEnded(PathBuf, Result<(Box<EvalReport>, Vec<String>), String>),
     /// An export ended.
     Exported(ExportRequest, Result<(), ExportError>),
+    /// A background captioning run saved a batch of drafts.
+    AutoCaptionProgress(AutoProgress),
+    /// A background captioning run ended (finished, stopped or failed).
+    AutoCaptionsEnded(Result<AutoSummary, String>),
 }
 
 /// Why an export wrote nothing.
@@ -100,7 +111,9 @@ pub struct Jobs {
     writing: bool,
     writes: VecDeque<Job>,
     /// Set to stop the running evaluation after the cell in hand.
-    evaluation_stop: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    evaluation_stop: Option<Arc<AtomicBool>>,
+    /// Set to stop the background captioning run after the batch in hand.
+    auto_captions_stop: Option<Arc<AtomicBool>>,
 }
 
 /// A job's work, run on a blocking thread.
@@ -124,6 +137,7 @@ impl Default for Jobs {
             writing: false,
             writes: VecDeque::new(),
             evaluation_stop: None,
+            auto_captions_stop: None,
         }
     }
 }
@@ -145,6 +159,7 @@ impl Jobs {
                     project: shared.project.clone(),
                     previous: shared.files.inventory.clone(),
                     captions: captions || shared.files.captions.is_none(),
+                    drafts_changed: shared.files.captions.as_ref().and_then(|r| r.drafts_changed),
                     shown,
                     compare,
                 };
@@ -223,7 +238,7 @@ impl Jobs {
             }
             Effect::StartEvaluation(_) if self.evaluation_stop.is_some() => {}
             Effect::StartEvaluation(run_dir) => {
-                let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let stop = Arc::new(AtomicBool::new(false));
                 self.evaluation_stop = Some(stop.clone());
                 let (project, sender) = (shared.project.clone(), self.sender.clone());
                 std::thread::spawn(move || {
@@ -231,11 +246,18 @@ impl Jobs {
                     let _ = sender.send(Done::EvaluationEnded(run_dir, result));
                 });
             }
-            Effect::StopEvaluation => {
-                if let Some(stop) = &self.evaluation_stop {
-                    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-                }
+            Effect::StopEvaluation => raise(&self.evaluation_stop),
+            Effect::StartAutoCaptions { .. } if self.auto_captions_stop.is_some() => {}
+            Effect::StartAutoCaptions { model, scope } => {
+                let stop = Arc::new(AtomicBool::new(false));
+                self.auto_captions_stop = Some(stop.clone());
+                let (project, sender) = (shared.project.clone(), self.sender.clone());
+                std::thread::spawn(move || {
+                    let result = auto_caption(&project, &model, scope, &sender, &stop).map_err(|e| format!("{e:#}"));
+                    let _ = sender.send(Done::AutoCaptionsEnded(result));
+                });
             }
+            Effect::StopAutoCaptions => raise(&self.auto_captions_stop),
             Effect::Say(_) | Effect::ShowRuns { .. } | Effect::Quit => {}
         }
         None
@@ -268,6 +290,7 @@ impl Jobs {
             Done::Scanned(_) => self.scanning = false,
             Done::Preview(..) => self.previews -= 1,
             Done::EvaluationEnded(..) => self.evaluation_stop = None,
+            Done::AutoCaptionsEnded(_) => self.auto_captions_stop = None,
             Done::Caption(..) | Done::Decided { .. } | Done::ThemeSaved(_) | Done::Exported(..) => {
                 match self.writes.pop_front() {
                     Some(next) => self.spawn(next),
@@ -345,17 +368,21 @@ pub struct ReadFiles {
     pub previous: Inventory,
     /// Lint the captions again even if no file changed.
     pub captions: bool,
+    /// When the drafts file had last changed as last read: another change reads the drafts again.
+    pub drafts_changed: Option<std::time::SystemTime>,
     /// The shown and compared runs' folders, whose metrics are read.
     pub shown: Option<PathBuf>,
     pub compare: Option<PathBuf>,
 }
 
 /// Reads the dataset, the runs and the shown runs' metrics; the captions are
-/// linted again when asked or when the images or captions changed.
+/// linted again when asked or when the images, captions or drafts changed.
 pub fn read_files(request: ReadFiles) -> ProjectFiles {
-    let ReadFiles { project, previous, captions, shown, compare } = request;
-    let inventory = Inventory::read(&project.dataset_dir(), &project.config.caption_extension, Some(&previous));
-    let (captions, caption_context) = if captions || inventory != previous {
+    let ReadFiles { project, previous, captions, drafts_changed, shown, compare } = request;
+    let dataset = project.dataset_dir();
+    let inventory = Inventory::read(&dataset, &project.config.caption_extension, Some(&previous));
+    let drafts_changed = crate::captions::drafts_changed(&dataset) != drafts_changed;
+    let (captions, caption_context) = if captions || inventory != previous || drafts_changed {
         let (report, context) = crate::captions::CaptionReport::build(&project);
         (Some(report), context.map(|c| SharedContext(std::sync::Arc::new(c))))
     } else {
@@ -376,9 +403,9 @@ pub fn read_files(request: ReadFiles) -> ProjectFiles {
 /// compute pool), reporting each cell, then scores it.
 fn evaluate_run(
     project: &Project,
-    run_dir: &std::path::Path,
+    run_dir: &Path,
     sender: &mpsc::UnboundedSender<Done>,
-    stop: &std::sync::atomic::AtomicBool,
+    stop: &AtomicBool,
 ) -> anyhow::Result<(Box<EvalReport>, Vec<String>)> {
     use crate::evaluate::{plan, render, scoring};
     let plan = plan::Plan::new(project, run_dir, &plan::Overrides::default())?;
@@ -386,12 +413,19 @@ fn evaluate_run(
     crate::device::on_compute_threads(&device, || {
         let mut progress = |p: Progress| {
             let _ = sender.send(Done::EvaluationProgress(p));
-            !stop.load(std::sync::atomic::Ordering::Relaxed)
+            !stop.load(Ordering::Relaxed)
         };
         let mut report = render::evaluate(project, &plan, &device, &mut progress)?;
         let notes = scoring::score_finished(project, &plan, &device, &mut report)?;
         Ok((Box::new(report), notes))
     })
+}
+
+/// Asks the work this flag belongs to, if it runs, to stop at its next check.
+fn raise(stop: &Option<Arc<AtomicBool>>) {
+    if let Some(stop) = stop {
+        stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// Scans the dataset (rayon inside), after completing a reject or restore
@@ -438,41 +472,6 @@ pub fn export_checkpoint(request: &ExportRequest) -> Result<(), ExportError> {
     export(source, out, &options).map(drop).map_err(|e| ExportError::Failed(format!("{e:#}")))
 }
 
-/// Writes captions through the journal (or a rule into vocabulary.toml).
-fn write_captions(project: &Project, job: &CaptionJob) -> Result<String, JournalError> {
-    use crate::captions::journal::{Change, Journal, read_text};
-    let dataset = project.dataset_dir();
-    let mut journal = Journal::open(&dataset);
-    match job {
-        CaptionJob::Save { file, before, after, force, .. } => {
-            // The file's exact text (a trailing newline, say) is what undo brings back.
-            let on_disk = read_text(&dataset.join(file))?;
-            let unchanged = on_disk.as_deref().unwrap_or("").trim() == before.as_deref().unwrap_or("").trim();
-            let before = if *force || unchanged { on_disk } else { before.clone() };
-            let change = Change { path: file.clone(), before, after: Some(after.clone()) };
-            journal.apply(&format!("edit {}", file.display()), vec![change])?;
-            Ok(format!("Saved {} (u undoes).", file.display()))
-        }
-        CaptionJob::Apply { label, changes } => {
-            let count = journal.apply(label, changes.clone())?;
-            Ok(format!("Applied: {label} ({count} files; u undoes)."))
-        }
-        CaptionJob::Undo => Ok(match journal.undo()? {
-            Some(label) => format!("Undid: {label} (U redoes)."),
-            None => "Nothing to undo.".into(),
-        }),
-        CaptionJob::Redo => Ok(match journal.redo()? {
-            Some(label) => format!("Redid: {label}."),
-            None => "Nothing to redo.".into(),
-        }),
-        CaptionJob::AcceptRule { canonical, alias } => {
-            crate::captions::vocabulary::Vocabulary::add_alias(&project.root, canonical, alias)
-                .map_err(|e| JournalError::Io(format!("{e:#}")))?;
-            Ok(format!("Added {canonical} = [\"{alias}\"] to vocabulary.toml (N reviews what it changes)."))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -494,6 +493,26 @@ mod tests {
             }
             assert!(jobs.start(Effect::Preview(missing(3)), &shared).is_none());
             assert!(matches!(jobs.start(Effect::Trainer(Command::Stop), &shared), Some(Done::TrainerGone)));
+        });
+    }
+
+    #[test]
+    fn a_captioning_run_without_its_model_folder_ends_in_an_error_that_says_where_models_come_from() {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async {
+            let shared = Shared::for_tests();
+            let mut jobs = Jobs::default();
+            let start = Effect::StartAutoCaptions { model: "models/none".into(), scope: Default::default() };
+            assert!(jobs.start(start, &shared).is_none());
+            match jobs.next().await {
+                Done::AutoCaptionsEnded(Err(why)) => {
+                    assert!(
+                        why.contains("no model folder at demo/models/none") && why.contains("huggingface-cli"),
+                        "{why}"
+                    )
+                }
+                other => panic!("{other:?}"),
+            }
         });
     }
 

@@ -12,7 +12,7 @@ use super::CaptionsPane;
 use super::modes::Mode;
 use crate::captions::auto::{AutoProgress, AutoSummary, Scope};
 use crate::project::HOW_TO_GET_A_MODEL;
-use crate::train::headless::duration;
+use crate::console::duration;
 use crate::tui::action::Action;
 use crate::tui::effect::Effect;
 use crate::tui::keymap::{Binding, Key, ModeKeys};

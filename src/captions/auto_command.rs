@@ -44,7 +44,7 @@ pub struct AutoArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DraftsArgs {
-    /// Accept every draft without lint findings, as one undoable edit.
+    /// Accept every draft without lint findings whose image has no caption, as one undoable edit.
     #[arg(long, conflicts_with_all = ["accept", "reject"])]
     accept_clean: bool,
     /// Accept these images' drafts (paths relative to the dataset folder), as one undoable edit.
@@ -67,6 +67,13 @@ struct Queued {
 }
 
 impl Queued {
+    /// Free of lint findings, and for an image without a caption: what
+    /// `--accept-clean` takes; a draft that would replace a person's caption
+    /// is accepted only by name.
+    fn is_clean(&self) -> bool {
+        self.findings.is_empty() && self.caption().is_none()
+    }
+
     /// The current caption when it says something (a blank one is no caption).
     fn caption(&self) -> Option<&str> {
         self.caption.as_deref().filter(|text| !text.trim().is_empty())
@@ -188,14 +195,14 @@ pub fn review(context: &CaptionContext, dir: &Path, args: DraftsArgs) -> Result<
         return Ok(());
     }
     let accepted: Vec<PathBuf> = if args.accept_clean {
-        queue.iter().filter(|queued| queued.findings.is_empty()).map(|queued| queued.draft.image.clone()).collect()
+        queue.iter().filter(|queued| queued.is_clean()).map(|queued| queued.draft.image.clone()).collect()
     } else if !args.accept.is_empty() {
         chosen(&args.accept)?
     } else {
         return list(&queue, dir, args.json);
     };
     if accepted.is_empty() {
-        println!("No draft is free of lint findings; nothing accepted.");
+        println!("No draft for an uncaptioned image is free of lint findings; nothing accepted.");
         return Ok(());
     }
     let acceptances: Vec<Acceptance> = accepted.into_iter().map(|image| Acceptance { image, edited: None }).collect();
@@ -235,10 +242,10 @@ fn list(queue: &[Queued], dir: &Path, json: bool) -> Result<()> {
             println!("      • {}", lint.describe());
         }
     }
-    let clean = queue.iter().filter(|queued| queued.findings.is_empty()).count();
+    let clean = queue.iter().filter(|queued| queued.is_clean()).count();
     let replacing = queue.iter().filter(|queued| queued.caption().is_some()).count();
     println!(
-        "\n{} awaiting review: {clean} without lint findings, {replacing} would replace a caption (shown as a diff).",
+        "\n{} awaiting review: {clean} clean (no findings, no caption to replace), {replacing} would replace a caption (shown as a diff).",
         drafts_count(queue.len())
     );
     println!(

@@ -133,14 +133,18 @@ impl CaptionsPane {
             Action::AcceptCleanDrafts => {
                 let queue = shared.files.captions.iter().flat_map(|r| r.drafts.values());
                 let clean: Vec<DraftAcceptance> = queue
-                    .filter(|q| q.findings.is_empty() && !self.decided.contains(&q.draft.image))
+                    .filter(|q| q.findings.is_empty() && q.is_only_text() && !self.decided.contains(&q.draft.image))
                     .map(acceptance)
                     .collect();
                 if clean.is_empty() {
-                    return vec![Effect::info("No draft without findings to accept (a accepts one at a time).")];
+                    return vec![Effect::info(
+                        "No draft without findings for an uncaptioned image (a accepts one at a time).",
+                    )];
                 }
-                let question =
-                    format!("Accept {} without findings as captions? y accepts, n keeps them.", counted(clean.len()));
+                let question = format!(
+                    "Accept {} without findings as captions (none replaces a caption)? y accepts, n keeps them.",
+                    counted(clean.len())
+                );
                 self.mode = Mode::ConfirmAccept(clean);
                 return vec![Effect::say(Level::Warning, question)];
             }

@@ -233,7 +233,9 @@ fn drafts_are_reviewed_from_the_command_line_and_an_accept_is_undone_whole() {
     assert!(listed.contains("generic: 0 content words"), "{listed}");
     assert!(listed.contains("[-") && listed.contains("{+shelf+}"), "the captioned image's draft as a diff: {listed}");
     assert!(
-        listed.contains("3 drafts awaiting review: 1 clean (no findings, no caption to replace), 1 would replace a caption"),
+        listed.contains(
+            "3 drafts awaiting review: 1 clean (no findings, no caption to replace), 1 would replace a caption"
+        ),
         "{listed}"
     );
     let queue: serde_json::Value = serde_json::from_str(&stdout(&easel(dir, &["drafts", "--json"]))).unwrap();

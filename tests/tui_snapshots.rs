@@ -6,15 +6,14 @@ use std::fs;
 use std::path::Path;
 
 use crossterm::event::KeyCode;
-use easel::dataset::Inventory;
-use easel::project::Project;
-use easel::train::list_runs;
-use easel::tui::jobs::{self, ReadFiles};
-use easel::tui::{Action, App, Done, Effect, Key, PaneId, Theme, render};
+use easel::tui::jobs;
+use easel::tui::{Action, App, Done, Effect, Key, PaneId, render};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
 mod common;
+
+use common::workbench::loaded_app;
 
 /// A copy of the demo project with one finished-looking run, so snapshots do
 /// not depend on runs made in the checkout.
@@ -128,24 +127,6 @@ fn checkpoints_open(root: &Path) -> App {
     let [Effect::ReadEvaluation(run)] = effects.as_slice() else { panic!("{effects:?}") };
     let report = easel::evaluate::report::EvalReport::read(&run.join("eval/default")).unwrap();
     app.done(Done::Evaluation(run.clone(), Ok(Some(Box::new(report)))));
-    app
-}
-
-fn loaded_app(root: &Path, theme: &str) -> App {
-    let project = Project::open(root).unwrap();
-    // The workbench's first read of the files, showing the newest run.
-    let shown = list_runs(&project.runs_dir()).first().map(|run| run.dir.clone());
-    let request = ReadFiles {
-        project: project.clone(),
-        previous: Inventory::default(),
-        captions: true,
-        drafts_changed: None,
-        shown,
-        compare: None,
-    };
-    let files = jobs::read_files(request);
-    let mut app = App::new(project, Theme::resolve(theme, Path::new(".")).unwrap());
-    app.files_loaded(files);
     app
 }
 

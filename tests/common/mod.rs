@@ -4,6 +4,7 @@
 
 pub mod families;
 pub mod sgm;
+pub mod workbench;
 
 use std::collections::HashMap;
 use std::fs;

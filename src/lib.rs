@@ -19,3 +19,4 @@ pub mod project;
 pub mod train;
 pub mod tui;
 pub mod utc;
+pub mod vision;

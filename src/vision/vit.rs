@@ -1,6 +1,7 @@
-//! The vision transformer CLIP's and DINOv2's image towers share (pre-norm
-//! blocks, fused attention), with where each checkpoint keeps its parts, and
-//! DINOv2's bicubic interpolation of position embeddings to another grid.
+//! The vision transformer CLIP's, DINOv2's and BLIP's image towers share
+//! (pre-norm blocks, fused attention), with where each checkpoint keeps its
+//! parts, and DINOv2's bicubic interpolation of position embeddings to
+//! another grid.
 
 use anyhow::bail;
 use candle_core::{DType, IndexOp, Module, Tensor};
@@ -10,20 +11,20 @@ use crate::model::clip::Activation;
 use crate::model::fused::attention;
 use crate::model::nn::{LayerNorm, Linear, quick_gelu};
 
-pub(super) struct VitConfig {
-    pub(super) hidden_size: usize,
-    pub(super) intermediate_size: usize,
-    pub(super) layers: usize,
-    pub(super) heads: usize,
-    pub(super) channels: usize,
-    pub(super) image_size: usize,
-    pub(super) patch_size: usize,
-    pub(super) activation: Activation,
-    pub(super) eps: f64,
+pub struct VitConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub channels: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub activation: Activation,
+    pub eps: f64,
 }
 
-/// Where CLIP's and DINOv2's checkpoints keep the same parts of a ViT.
-pub(super) struct Layout {
+/// Where CLIP's, DINOv2's and BLIP's checkpoints keep the same parts of a ViT.
+pub struct Layout {
     class_token: &'static str,
     patch_conv: &'static str,
     patch_bias: bool,
@@ -38,9 +39,7 @@ pub(super) struct Layout {
 
 struct BlockLayout {
     norm1: &'static str,
-    query: &'static str,
-    key: &'static str,
-    value: &'static str,
+    projections: Projections,
     out: &'static str,
     norm2: &'static str,
     fc1: &'static str,
@@ -49,7 +48,7 @@ struct BlockLayout {
     layer_scales: Option<[&'static str; 2]>,
 }
 
-pub(super) const CLIP_LAYOUT: Layout = Layout {
+pub const CLIP_LAYOUT: Layout = Layout {
     class_token: "embeddings.class_embedding",
     patch_conv: "embeddings.patch_embedding",
     patch_bias: false,
@@ -59,9 +58,11 @@ pub(super) const CLIP_LAYOUT: Layout = Layout {
     final_norm: "post_layernorm",
     block: BlockLayout {
         norm1: "layer_norm1",
-        query: "self_attn.q_proj",
-        key: "self_attn.k_proj",
-        value: "self_attn.v_proj",
+        projections: Projections::Separate {
+            query: "self_attn.q_proj",
+            key: "self_attn.k_proj",
+            value: "self_attn.v_proj",
+        },
         out: "self_attn.out_proj",
         norm2: "layer_norm2",
         fc1: "mlp.fc1",
@@ -70,7 +71,7 @@ pub(super) const CLIP_LAYOUT: Layout = Layout {
     },
 };
 
-pub(super) const DINO_LAYOUT: Layout = Layout {
+pub const DINO_LAYOUT: Layout = Layout {
     class_token: "embeddings.cls_token",
     patch_conv: "embeddings.patch_embeddings.projection",
     patch_bias: true,
@@ -80,9 +81,11 @@ pub(super) const DINO_LAYOUT: Layout = Layout {
     final_norm: "layernorm",
     block: BlockLayout {
         norm1: "norm1",
-        query: "attention.attention.query",
-        key: "attention.attention.key",
-        value: "attention.attention.value",
+        projections: Projections::Separate {
+            query: "attention.attention.query",
+            key: "attention.attention.key",
+            value: "attention.attention.value",
+        },
         out: "attention.output.dense",
         norm2: "norm2",
         fc1: "mlp.fc1",
@@ -91,8 +94,41 @@ pub(super) const DINO_LAYOUT: Layout = Layout {
     },
 };
 
-/// A pre-norm ViT up to its final-normed class token.
-pub(super) struct VisionTransformer {
+/// How a checkpoint stores the query, key and value projections.
+enum Projections {
+    Separate {
+        query: &'static str,
+        key: &'static str,
+        value: &'static str,
+    },
+    /// One `[3·hidden, hidden]` layer, rows q, k, v stacked (BLIP's `qkv`).
+    Fused(&'static str),
+}
+
+/// BLIP's vision model (`vision_model.` in `BlipForConditionalGeneration`):
+/// CLIP's parts without the pre-norm, a biased patch conv, positions as a
+/// `[1, positions, hidden]` parameter and a fused q/k/v layer.
+pub const BLIP_LAYOUT: Layout = Layout {
+    class_token: "embeddings.class_embedding",
+    patch_conv: "embeddings.patch_embedding",
+    patch_bias: true,
+    positions: "embeddings.position_embedding",
+    pre_norm: None,
+    blocks: "encoder.layers",
+    final_norm: "post_layernorm",
+    block: BlockLayout {
+        norm1: "layer_norm1",
+        projections: Projections::Fused("self_attn.qkv"),
+        out: "self_attn.projection",
+        norm2: "layer_norm2",
+        fc1: "mlp.fc1",
+        fc2: "mlp.fc2",
+        layer_scales: None,
+    },
+};
+
+/// A pre-norm ViT up to its final-normed tokens.
+pub struct VisionTransformer {
     class_token: Tensor,
     patch_weight: Tensor,
     patch_bias: Option<Tensor>,
@@ -102,11 +138,11 @@ pub(super) struct VisionTransformer {
     blocks: Vec<Block>,
     final_norm: LayerNorm,
     patch_size: usize,
-    pub(super) image_size: usize,
+    pub image_size: usize,
 }
 
 impl VisionTransformer {
-    pub(super) fn load(vb: VarBuilder, config: &VitConfig, layout: &Layout) -> candle_core::Result<Self> {
+    pub fn load(vb: VarBuilder, config: &VitConfig, layout: &Layout) -> candle_core::Result<Self> {
         let (hidden, patch) = (config.hidden_size, config.patch_size);
         let positions = vb.get_unchecked(layout.positions)?;
         let positions = positions.reshape((positions.elem_count() / hidden, hidden))?;
@@ -128,7 +164,13 @@ impl VisionTransformer {
     }
 
     /// `[N, C, H, W]` → the final-normed class token `[N, hidden]`.
-    pub(super) fn forward(&self, pixels: &Tensor) -> anyhow::Result<Tensor> {
+    pub fn forward(&self, pixels: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(self.tokens(pixels)?.i((.., 0))?.contiguous()?)
+    }
+
+    /// `[N, C, H, W]` → every final-normed token `[N, 1 + patches, hidden]`,
+    /// the class token first (BLIP's text decoder attends to all of them).
+    pub fn tokens(&self, pixels: &Tensor) -> anyhow::Result<Tensor> {
         let (batch, _, height, width) = pixels.dims4()?;
         if height < self.patch_size || width < self.patch_size {
             bail!("{width}×{height} pixels are smaller than one {0}×{0} patch", self.patch_size);
@@ -148,7 +190,7 @@ impl VisionTransformer {
         for block in &self.blocks {
             x = block.forward(&x)?;
         }
-        Ok(self.final_norm.forward(&x.i((.., 0))?.contiguous()?)?)
+        Ok(self.final_norm.forward(&x)?)
     }
 
     /// The position embeddings for a `grid` of patches: as stored when the
@@ -176,9 +218,9 @@ impl VisionTransformer {
 /// branch scaled per channel where the model has layer scales.
 struct Block {
     norm1: LayerNorm,
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// Query, key and value as one `[3·hidden, hidden]` layer (stored fused
+    /// or concatenated at load): one product instead of three.
+    qkv: Linear,
     out: Linear,
     norm2: LayerNorm,
     fc1: Linear,
@@ -198,9 +240,15 @@ impl Block {
         };
         Ok(Self {
             norm1: LayerNorm::load(vb.pp(layout.norm1), h, eps)?,
-            query: linear(layout.query, h, h)?,
-            key: linear(layout.key, h, h)?,
-            value: linear(layout.value, h, h)?,
+            qkv: match layout.projections {
+                Projections::Fused(name) => linear(name, h, 3 * h)?,
+                Projections::Separate { query, key, value } => {
+                    let parts = [linear(query, h, h)?, linear(key, h, h)?, linear(value, h, h)?];
+                    let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
+                    let biases = parts.iter().map(|p| p.bias.as_ref()).collect::<Option<Vec<_>>>();
+                    Linear { weight: Tensor::cat(&weights, 0)?, bias: biases.map(|b| Tensor::cat(&b, 0)).transpose()? }
+                }
+            },
             out: linear(layout.out, h, h)?,
             norm2: LayerNorm::load(vb.pp(layout.norm2), h, eps)?,
             fc1: linear(layout.fc1, h, i)?,
@@ -241,9 +289,10 @@ impl Block {
                 head_dim,
             ))
         };
-        let q = heads(self.query.forward(x)?)?;
-        let k = heads(self.key.forward(x)?)?;
-        let v = heads(self.value.forward(x)?)?;
+        let qkv = self.qkv.forward(x)?;
+        let q = heads(qkv.narrow(2, 0, hidden)?)?;
+        let k = heads(qkv.narrow(2, hidden, hidden)?)?;
+        let v = heads(qkv.narrow(2, 2 * hidden, hidden)?)?;
         let attended = attention(&q, &k, &v, false)?
             .reshape((batch, self.heads, tokens, head_dim))?
             .transpose(1, 2)?

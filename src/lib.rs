@@ -6,6 +6,7 @@
 //! them together.
 
 pub mod bench;
+pub mod captioner;
 pub mod captions;
 pub mod cli;
 pub mod dataset;

@@ -47,6 +47,12 @@ enum SizeSpec {
     Square(usize),
 }
 
+/// `processor_config.json`: the processor's parts in one file.
+#[derive(Deserialize)]
+struct ProcessorBundle {
+    image_processor: Option<ProcessorFile>,
+}
+
 #[derive(Deserialize)]
 struct ProcessorFile {
     size: Option<SizeSpec>,
@@ -92,13 +98,22 @@ impl Preprocess {
         }
     }
 
-    /// `preprocessor_config.json` in `folder` over `defaults`, key by key.
+    /// `preprocessor_config.json` in `folder` over `defaults`, key by key;
+    /// else the `image_processor` of `processor_config.json` (where
+    /// transformers 5 saves a whole processor).
     pub fn read(folder: &Path, defaults: Self) -> anyhow::Result<Self> {
-        let path = folder.join("preprocessor_config.json");
-        if !path.is_file() {
+        let (path, bundle) = (folder.join("preprocessor_config.json"), folder.join("processor_config.json"));
+        let (path, file) = if path.is_file() {
+            let file: ProcessorFile = crate::model::read_json_config(&path)?;
+            (path, file)
+        } else if bundle.is_file() {
+            match crate::model::read_json_config::<ProcessorBundle>(&bundle)?.image_processor {
+                Some(file) => (bundle, file),
+                None => return Ok(defaults),
+            }
+        } else {
             return Ok(defaults);
-        }
-        let file: ProcessorFile = crate::model::read_json_config(&path)?;
+        };
         let resize = match file.size {
             Some(SizeSpec::Edge { shortest_edge }) => Resize::ShortestEdge(shortest_edge),
             Some(SizeSpec::Box { height, width }) => Resize::Exact(height, width),

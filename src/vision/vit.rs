@@ -28,8 +28,11 @@ pub struct Layout {
     class_token: &'static str,
     patch_conv: &'static str,
     patch_bias: bool,
-    /// A `[positions, hidden]` embedding table (CLIP) or a `[1, positions, hidden]` parameter (DINOv2).
     positions: &'static str,
+    /// Class token and positions stored as `[1, 1, hidden]` and `[1,
+    /// positions, hidden]` parameters (DINOv2, BLIP), not as a vector and an
+    /// embedding table `[positions, hidden]` (CLIP).
+    batched_parameters: bool,
     /// CLIP normalises the embeddings before the blocks.
     pre_norm: Option<&'static str>,
     blocks: &'static str,
@@ -53,6 +56,7 @@ pub const CLIP_LAYOUT: Layout = Layout {
     patch_conv: "embeddings.patch_embedding",
     patch_bias: false,
     positions: "embeddings.position_embedding.weight",
+    batched_parameters: false,
     pre_norm: Some("pre_layrnorm"),
     blocks: "encoder.layers",
     final_norm: "post_layernorm",
@@ -76,6 +80,7 @@ pub const DINO_LAYOUT: Layout = Layout {
     patch_conv: "embeddings.patch_embeddings.projection",
     patch_bias: true,
     positions: "embeddings.position_embeddings",
+    batched_parameters: true,
     pre_norm: None,
     blocks: "encoder.layer",
     final_norm: "layernorm",
@@ -113,6 +118,7 @@ pub const BLIP_LAYOUT: Layout = Layout {
     patch_conv: "embeddings.patch_embedding",
     patch_bias: true,
     positions: "embeddings.position_embedding",
+    batched_parameters: true,
     pre_norm: None,
     blocks: "encoder.layers",
     final_norm: "post_layernorm",
@@ -144,14 +150,18 @@ pub struct VisionTransformer {
 impl VisionTransformer {
     pub fn load(vb: VarBuilder, config: &VitConfig, layout: &Layout) -> candle_core::Result<Self> {
         let (hidden, patch) = (config.hidden_size, config.patch_size);
-        let positions = vb.get_unchecked(layout.positions)?;
-        let positions = positions.reshape((positions.elem_count() / hidden, hidden))?;
+        let count = (config.image_size / patch).pow(2) + 1;
+        let (class_token, positions) = if layout.batched_parameters {
+            (vb.get((1, 1, hidden), layout.class_token)?, vb.get((1, count, hidden), layout.positions)?.squeeze(0)?)
+        } else {
+            (vb.get(hidden, layout.class_token)?.reshape((1, 1, hidden))?, vb.get((count, hidden), layout.positions)?)
+        };
         let conv = vb.pp(layout.patch_conv);
         let blocks = (0..config.layers)
             .map(|i| Block::load(vb.pp(format!("{}.{i}", layout.blocks)), config, &layout.block))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
-            class_token: vb.get_unchecked(layout.class_token)?.reshape((1, 1, hidden))?,
+            class_token,
             patch_weight: conv.get((hidden, config.channels, patch, patch), "weight")?,
             patch_bias: if layout.patch_bias { Some(conv.get(hidden, "bias")?) } else { None },
             positions,
@@ -243,10 +253,7 @@ impl Block {
             qkv: match layout.projections {
                 Projections::Fused(name) => linear(name, h, 3 * h)?,
                 Projections::Separate { query, key, value } => {
-                    let parts = [linear(query, h, h)?, linear(key, h, h)?, linear(value, h, h)?];
-                    let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
-                    let biases = parts.iter().map(|p| p.bias.as_ref()).collect::<Option<Vec<_>>>();
-                    Linear { weight: Tensor::cat(&weights, 0)?, bias: biases.map(|b| Tensor::cat(&b, 0)).transpose()? }
+                    Linear::stacked(&[linear(query, h, h)?, linear(key, h, h)?, linear(value, h, h)?])?
                 }
             },
             out: linear(layout.out, h, h)?,

@@ -55,7 +55,7 @@ def main():
                 "seconds": seconds,
                 "images_per_s": len(images) / seconds,
                 "tokens": len(images) * args.max_tokens,
-                "first_caption": captions[0],
+                "captions": captions,
             }
         )
     )

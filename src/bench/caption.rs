@@ -34,15 +34,29 @@ pub struct BenchCaption {
 pub fn run(options: &BenchCaption, device: &Device) -> Result<Vec<Value>> {
     let model = ensure_model(&options.dir)?;
     let images = ensure_images(&options.dir, options.count)?;
-    let mut easel = crate::device::on_compute_threads(device, || easel_side(&model, &images, options, device))?;
+    let (mut easel, captions) =
+        crate::device::on_compute_threads(device, || easel_side(&model, &images, options, device))?;
     let Some(script) = &options.python else { return Ok(vec![easel]) };
-    let reference = python_side(script, &model, options, device)?;
+    let mut reference = python_side(script, &model, options, device)?;
     let ratio = easel["images_per_s"].as_f64().unwrap_or(0.0) / reference["images_per_s"].as_f64().unwrap_or(f64::NAN);
     easel["speed_vs_transformers"] = json!(ratio);
+    // The same greedy captions on both sides: the full-size model agrees too.
+    let theirs: Vec<String> = serde_json::from_value(reference["captions"].take()).unwrap_or_default();
+    easel["captions_equal_to_transformers"] = json!(captions.iter().zip(&theirs).filter(|(a, b)| a == b).count());
+    reference["first_caption"] = json!(theirs.first());
+    if let Some(fields) = reference.as_object_mut() {
+        fields.remove("captions");
+    }
     Ok(vec![easel, reference])
 }
 
-fn easel_side(model: &Path, images: &[image::RgbImage], options: &BenchCaption, device: &Device) -> Result<Value> {
+/// Easel's JSON line and its captions.
+fn easel_side(
+    model: &Path,
+    images: &[image::RgbImage],
+    options: &BenchCaption,
+    device: &Device,
+) -> Result<(Value, Vec<String>)> {
     let mut blip = Blip::load(model, device)?;
     let fixed = |tokens| CaptionRequest { prompt: None, max_tokens: tokens, min_tokens: tokens };
     // Warm-up, as the Python side does: first-call allocations and thread start.
@@ -53,12 +67,13 @@ fn easel_side(model: &Path, images: &[image::RgbImage], options: &BenchCaption, 
         captions.extend(blip.caption(batch, &fixed(options.max_tokens))?);
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(json!({
+    let line = json!({
         "side": "easel", "model": blip.describe(), "device": format!("{device:?}"),
         "images": images.len(), "batch": options.batch, "threads": rayon::current_num_threads(),
         "seconds": seconds, "images_per_s": images.len() as f64 / seconds,
         "tokens": images.len() * options.max_tokens, "first_caption": captions.first(),
-    }))
+    });
+    Ok((line, captions))
 }
 
 /// Runs benches/caption.py on the same folder and images; its JSON line.

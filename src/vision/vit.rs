@@ -272,7 +272,7 @@ impl Block {
         let hidden = self.fc1.forward(&self.norm2.forward(&x)?)?;
         let hidden = match self.activation {
             Activation::QuickGelu => quick_gelu(&hidden)?,
-            Activation::Gelu => hidden.gelu_erf()?,
+            Activation::Gelu => crate::model::fused::gelu(&hidden)?,
         };
         let mlp = self.fc2.forward(&hidden)?;
         x + self.scaled(mlp, 1)?

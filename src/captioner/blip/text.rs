@@ -193,7 +193,7 @@ impl TextDecoder {
 
     fn activate(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self.activation {
-            Activation::Gelu => x.gelu_erf(),
+            Activation::Gelu => crate::model::fused::gelu(x),
             Activation::QuickGelu => quick_gelu(x),
         }
     }

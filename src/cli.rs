@@ -128,6 +128,24 @@ pub enum BenchCommand {
         #[arg(long)]
         python: Option<PathBuf>,
     },
+    /// BLIP-base captions (random weights, the real architecture) of photo-like images; with --python, transformers beside it.
+    Caption {
+        #[arg(long, default_value_t = 8)]
+        count: usize,
+        /// Images per call.
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
+        /// New tokens per caption, exactly (the end token is held off on both sides, so both do the same work).
+        #[arg(long, default_value_t = 20)]
+        max_tokens: usize,
+        /// Where the random model folder and the images are kept between runs.
+        #[arg(long, default_value = "target/bench-caption")]
+        dir: PathBuf,
+        /// Also caption the same images with transformers (benches/caption.py; `pip install torch transformers pillow`)
+        /// and report Easel's speed as a ratio to it.
+        #[arg(long)]
+        python: Option<PathBuf>,
+    },
     /// The GPU's numerics: fused ops against the CPU, the fixture UNet against diffusers, a falling loss.
     Conformance {
         /// The repository's test fixtures folder.
@@ -266,6 +284,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench { what: BenchCommand::Scan { dir, count, size, python } }) => {
             crate::bench::scan_images(&dir, count, size)?;
             println!("{}", crate::bench::scan(&dir, python.as_deref())?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Bench { what: BenchCommand::Caption { count, batch, max_tokens, dir, python } }) => {
+            let options = crate::bench::caption::BenchCaption {
+                count: count.max(1),
+                batch: batch.max(1),
+                max_tokens: max_tokens.max(1),
+                dir,
+                python,
+            };
+            for line in crate::bench::caption::run(&options, &crate::device::default_device())? {
+                println!("{line}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Bench { what: BenchCommand::Conformance { fixtures, arch, steps } }) => {

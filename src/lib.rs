@@ -21,3 +21,4 @@ pub mod project;
 pub mod train;
 pub mod tui;
 pub mod utc;
+pub mod vision;

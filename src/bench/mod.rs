@@ -1,6 +1,7 @@
 //! `easel bench`: the LoRA training step (`train.rs`), the caption rules and
 //! the dataset scan, each beside a reference where there is one.
 
+pub mod caption;
 pub mod conformance;
 pub mod lora;
 pub mod train;

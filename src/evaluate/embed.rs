@@ -7,8 +7,8 @@
 //! tests/eval_models.rs): the vision transformers are written here, sharing
 //! one pre-norm block; CLIP's text tower is Easel's own `model::clip`, with
 //! Easel's CLIP tokenizer. Images are prepared as the models' image
-//! processors do, PIL's bicubic resize included (`preprocess.rs`); the
-//! vision transformer both share is in `vit.rs`.
+//! processors do, PIL's bicubic resize included (`vision::preprocess`); the
+//! vision transformer both share is `vision::vit`.
 
 use std::path::{Path, PathBuf};
 
@@ -18,13 +18,12 @@ use candle_nn::VarBuilder;
 use image::RgbImage;
 use serde::Deserialize;
 
-use super::preprocess::Preprocess;
-use super::vit::{CLIP_LAYOUT, DINO_LAYOUT, VisionTransformer, VitConfig};
-
 use crate::model::clip::{Activation, ClipTextConfig, ClipTextModel};
 use crate::model::nn::Linear;
 use crate::model::tokenizer::{CONTEXT_LENGTH, ClipTokenizer, Padding};
 use crate::model::weights::{WeightFiles, WeightSource};
+use crate::vision::preprocess::Preprocess;
+use crate::vision::vit::{CLIP_LAYOUT, DINO_LAYOUT, VisionTransformer, VitConfig};
 
 /// Images embedded per forward pass: bounds the activations' memory.
 const BATCH: usize = 16;

@@ -5,10 +5,8 @@
 pub mod command;
 pub mod embed;
 pub mod plan;
-mod preprocess;
 pub mod render;
 pub mod report;
 pub mod scores;
 pub mod scoring;
 pub mod sheet;
-mod vit;

@@ -80,7 +80,8 @@ impl Generator {
     /// the load order does not matter.
     fn make(name: &str, shape: &Shape) -> candle_core::Result<Tensor> {
         let dims = shape.dims();
-        let is_norm = name.contains("norm");
+        // Any case: BERT-style models name theirs `LayerNorm`.
+        let is_norm = name.to_ascii_lowercase().contains("norm");
         if is_norm && name.ends_with(".weight") {
             return Tensor::ones(shape, DType::F32, &Device::Cpu);
         }
@@ -123,7 +124,7 @@ impl SimpleBackend for Generator {
 
 /// The tensors module code asks for, with their shapes, in the order asked:
 /// what to write so that loading the module code finds exactly its weights.
-fn weight_shapes(load: impl FnOnce(VarBuilder) -> candle_core::Result<()>) -> Result<Vec<(String, Shape)>> {
+pub(crate) fn weight_shapes(load: impl FnOnce(VarBuilder) -> candle_core::Result<()>) -> Result<Vec<(String, Shape)>> {
     let asked = Arc::new(Mutex::new(Vec::new()));
     load(VarBuilder::from_backend(Box::new(Weightless { asked: Some(asked.clone()) }), DType::F32, Device::Cpu))?;
     let asked = std::mem::take(&mut *asked.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
@@ -175,7 +176,7 @@ impl SimpleBackend for Weightless {
     }
 }
 
-fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+pub(crate) fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(value)? + "\n")
         .with_context(|| format!("cannot write {}", path.display()))
 }
@@ -242,7 +243,7 @@ fn write_tiny(folder: &Path) -> Result<()> {
 
 /// Writes `config.json` and the weights named in `shapes`, each drawn when
 /// the writer reaches it, so no more than one tensor is ever in memory.
-fn write_weights(
+pub(crate) fn write_weights(
     folder: &Path,
     stem: &str,
     config: &serde_json::Value,

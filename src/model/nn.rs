@@ -92,6 +92,14 @@ impl Linear {
         let bias = if bias { Some(vb.get(out_features, "bias")?) } else { None };
         Ok(Self { weight, bias })
     }
+
+    /// Layers reading the same input as one, their outputs side by side:
+    /// one product instead of several (attention's query, key and value).
+    pub fn stacked(parts: &[Linear]) -> Result<Self> {
+        let weights: Vec<&Tensor> = parts.iter().map(|p| &p.weight).collect();
+        let biases = parts.iter().map(|p| p.bias.as_ref()).collect::<Option<Vec<_>>>();
+        Ok(Self { weight: Tensor::cat(&weights, 0)?, bias: biases.map(|b| Tensor::cat(&b, 0)).transpose()? })
+    }
 }
 
 impl Module for Linear {

@@ -329,6 +329,29 @@ pub fn geglu_forward<T: Real>(projected: &[T], width: usize) -> Vec<T> {
     out
 }
 
+/// Exact GELU of every element, in parallel blocks (inference: no backward).
+pub fn gelu_forward<T: Real>(x: &[T]) -> Vec<T> {
+    const BLOCK: usize = 1 << 14;
+    let mut out = vec![T::zero(); x.len()];
+    let block = |(b, out): (usize, &mut [T])| {
+        let x = &x[b * BLOCK..b * BLOCK + out.len()];
+        vectorised(
+            #[inline(always)]
+            || {
+                for (y, &x) in out.iter_mut().zip(x) {
+                    *y = gelu_and_slope(x).0;
+                }
+            },
+        )
+    };
+    if out.len() >= PARALLEL_MIN_ELEMENTS {
+        out.par_chunks_mut(BLOCK).enumerate().for_each(block);
+    } else {
+        out.chunks_mut(BLOCK).enumerate().for_each(block);
+    }
+    out
+}
+
 /// One row of [`geglu_backward`]: `projected` 2·w wide, `grad` w wide.
 #[inline(always)]
 fn geglu_backward_row<T: Real>(projected: &[T], grad: &[T], out: &mut [T]) {

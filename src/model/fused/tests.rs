@@ -4,7 +4,7 @@
 
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 
-use super::{attention, geglu, group_norm, layer_norm};
+use super::{attention, geglu, gelu, group_norm, layer_norm};
 use crate::model::gradcheck::{max_gradient_error, weighted_sum};
 
 fn input(shape: &[usize], dtype: DType) -> Tensor {
@@ -113,6 +113,27 @@ fn fused_layer_norm_and_geglu_match_the_composed_ones() {
         // exact, as the finite-difference check below shows): 1e-6 apart.
         let result = largest_difference(|t| geglu(&t[0]), |t| reference_geglu(&t[0]), &[x]);
         assert_within(&format!("geglu {dtype:?}"), result, if dtype == DType::F64 { 5e-6 } else { 2e-4 });
+    }
+}
+
+#[test]
+fn inference_gelu_matches_candles_exact_gelu() {
+    // Enough elements for the parallel blocks, one partial at the end.
+    for dtype in [DType::F64, DType::F32] {
+        let x = input(&[3, 40_001], dtype).affine(3.0, 0.0).unwrap();
+        let difference = (gelu(&x).unwrap() - x.gelu_erf().unwrap())
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_dtype(DType::F64)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        assert!(difference < 1e-5, "{dtype:?}: {difference}");
     }
 }
 

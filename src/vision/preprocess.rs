@@ -1,6 +1,7 @@
 //! Images to model input as transformers' image processors make it: resize
 //! with PIL's own bicubic (fixed-point weights and rounding, so the pixels
-//! match), centre crop, ×1/255, (x − mean)/std per channel.
+//! match), centre crop (CLIP, DINOv2; not BLIP), ×1/255, (x − mean)/std per
+//! channel.
 
 use std::path::Path;
 
@@ -18,12 +19,15 @@ const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// How an image becomes model input, as transformers' image processors do
 /// it: resize (bicubic), centre crop, ×1/255, (x − mean)/std per channel.
 #[derive(Debug, Clone, PartialEq)]
-pub(super) struct Preprocess {
+pub struct Preprocess {
     resize: Resize,
-    /// (height, width).
-    crop: (usize, usize),
+    /// (height, width); `None`: no centre crop, so the resize must be exact.
+    crop: Option<(usize, usize)>,
     mean: [f32; 3],
     std: [f32; 3],
+    /// What a bare number as `size` means: a square (BLIP's
+    /// `default_to_square`) or the shortest edge (CLIP, DINOv2).
+    number_is_square: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -43,10 +47,17 @@ enum SizeSpec {
     Square(usize),
 }
 
+/// `processor_config.json`: the processor's parts in one file.
+#[derive(Deserialize)]
+struct ProcessorBundle {
+    image_processor: Option<ProcessorFile>,
+}
+
 #[derive(Deserialize)]
 struct ProcessorFile {
     size: Option<SizeSpec>,
     crop_size: Option<SizeSpec>,
+    do_center_crop: Option<bool>,
     image_mean: Option<[f32; 3]>,
     image_std: Option<[f32; 3]>,
 }
@@ -54,56 +65,99 @@ struct ProcessorFile {
 impl Preprocess {
     /// CLIP's processor for a model of `image_size`: short side and crop
     /// both `image_size` (224 for the OpenAI models).
-    pub(super) fn clip(image_size: usize) -> Self {
+    pub fn clip(image_size: usize) -> Self {
         Self {
             resize: Resize::ShortestEdge(image_size),
-            crop: (image_size, image_size),
+            crop: Some((image_size, image_size)),
             mean: CLIP_MEAN,
             std: CLIP_STD,
+            number_is_square: false,
+        }
+    }
+
+    /// BLIP's processor for a model of `image_size`: resized to the square
+    /// (aspect ratio not kept), no crop, CLIP's normalisation.
+    pub fn blip(image_size: usize) -> Self {
+        Self {
+            resize: Resize::Exact(image_size, image_size),
+            crop: None,
+            mean: CLIP_MEAN,
+            std: CLIP_STD,
+            number_is_square: true,
         }
     }
 
     /// DINOv2's processor (facebook/dinov2-*): short side 256, crop 224.
-    pub(super) fn dino() -> Self {
-        Self { resize: Resize::ShortestEdge(256), crop: (224, 224), mean: IMAGENET_MEAN, std: IMAGENET_STD }
+    pub fn dino() -> Self {
+        Self {
+            resize: Resize::ShortestEdge(256),
+            crop: Some((224, 224)),
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+            number_is_square: false,
+        }
     }
 
-    /// `preprocessor_config.json` in `folder` over `defaults`, key by key.
-    pub(super) fn read(folder: &Path, defaults: Self) -> anyhow::Result<Self> {
-        let path = folder.join("preprocessor_config.json");
-        if !path.is_file() {
+    /// `preprocessor_config.json` in `folder` over `defaults`, key by key;
+    /// else the `image_processor` of `processor_config.json` (where
+    /// transformers 5 saves a whole processor).
+    pub fn read(folder: &Path, defaults: Self) -> anyhow::Result<Self> {
+        let (path, bundle) = (folder.join("preprocessor_config.json"), folder.join("processor_config.json"));
+        let (path, file) = if path.is_file() {
+            let file: ProcessorFile = crate::model::read_json_config(&path)?;
+            (path, file)
+        } else if bundle.is_file() {
+            match crate::model::read_json_config::<ProcessorBundle>(&bundle)?.image_processor {
+                Some(file) => (bundle, file),
+                None => return Ok(defaults),
+            }
+        } else {
             return Ok(defaults);
-        }
-        let file: ProcessorFile = crate::model::read_json_config(&path)?;
+        };
         let resize = match file.size {
             Some(SizeSpec::Edge { shortest_edge }) => Resize::ShortestEdge(shortest_edge),
             Some(SizeSpec::Box { height, width }) => Resize::Exact(height, width),
+            Some(SizeSpec::Square(side)) if defaults.number_is_square => Resize::Exact(side, side),
             Some(SizeSpec::Square(side)) => Resize::ShortestEdge(side),
             None => defaults.resize,
         };
-        let crop = match file.crop_size {
-            Some(SizeSpec::Box { height, width }) => (height, width),
-            Some(SizeSpec::Square(side) | SizeSpec::Edge { shortest_edge: side }) => (side, side),
-            None => defaults.crop,
+        let crop = match (file.do_center_crop.unwrap_or(defaults.crop.is_some()), file.crop_size) {
+            (false, _) => None,
+            (true, Some(SizeSpec::Box { height, width })) => Some((height, width)),
+            (true, Some(SizeSpec::Square(side) | SizeSpec::Edge { shortest_edge: side })) => Some((side, side)),
+            (true, None) => defaults.crop,
         };
-        if crop.0 == 0
-            || crop.1 == 0
+        if crop.is_some_and(|(height, width)| height == 0 || width == 0)
             || matches!(resize, Resize::ShortestEdge(0) | Resize::Exact(0, _) | Resize::Exact(_, 0))
         {
             bail!("{}: a zero size or crop size", path.display());
+        }
+        if crop.is_none() && matches!(resize, Resize::ShortestEdge(_)) {
+            bail!("{}: images resized by their shortest edge need a centre crop to share one size", path.display());
         }
         Ok(Self {
             resize,
             crop,
             mean: file.image_mean.unwrap_or(defaults.mean),
             std: file.image_std.unwrap_or(defaults.std),
+            number_is_square: defaults.number_is_square,
         })
     }
 
+    /// (height, width) of every prepared image.
+    fn output_size(&self) -> (usize, usize) {
+        match (self.crop, self.resize) {
+            (Some(crop), _) => crop,
+            (None, Resize::Exact(height, width)) => (height, width),
+            // `read` and the constructors never pair these.
+            (None, Resize::ShortestEdge(edge)) => (edge, edge),
+        }
+    }
+
     /// `images` prepared and stacked `[N, 3, crop height, crop width]`.
-    pub(super) fn pixel_values(&self, images: &[RgbImage], device: &Device) -> anyhow::Result<Tensor> {
+    pub fn pixel_values(&self, images: &[RgbImage], device: &Device) -> anyhow::Result<Tensor> {
         let planes = images.iter().map(|image| self.apply(image)).collect::<anyhow::Result<Vec<_>>>()?;
-        let (height, width) = self.crop;
+        let (height, width) = self.output_size();
         Ok(Tensor::from_vec(planes.concat(), (images.len(), 3, height, width), device)?)
     }
 
@@ -111,7 +165,7 @@ impl Preprocess {
     fn apply(&self, image: &RgbImage) -> anyhow::Result<Vec<f32>> {
         let (width, height) = (image.width() as usize, image.height() as usize);
         if width == 0 || height == 0 {
-            bail!("cannot embed an empty ({width}×{height}) image");
+            bail!("cannot prepare an empty ({width}×{height}) image");
         }
         let (new_height, new_width) = self.resize.output((height, width));
         let resized = resize_bicubic(image.as_raw(), (height, width), (new_height, new_width));
@@ -121,7 +175,7 @@ impl Preprocess {
     /// transformers' `center_crop`: top = ⌊(h − crop)/2⌋ (left alike), zeros
     /// where the crop reaches past the image, then rescale and normalise.
     fn crop_and_normalize(&self, pixels: &[u8], (height, width): (usize, usize)) -> Vec<f32> {
-        let (crop_height, crop_width) = self.crop;
+        let (crop_height, crop_width) = self.output_size();
         let top = (height as isize - crop_height as isize).div_euclid(2);
         let left = (width as isize - crop_width as isize).div_euclid(2);
         let mut planes = vec![0.0f32; 3 * crop_height * crop_width];
@@ -282,7 +336,13 @@ mod tests {
 
     #[test]
     fn crop_centres_with_the_floor() {
-        let preprocess = Preprocess { resize: Resize::Exact(3, 4), crop: (1, 1), mean: [0.0; 3], std: [1.0; 3] };
+        let preprocess = Preprocess {
+            resize: Resize::Exact(3, 4),
+            crop: Some((1, 1)),
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            number_is_square: false,
+        };
         // A 4×3 image whose red channel counts the pixels: the centre crop
         // starts at ⌊(4−1)/2⌋ = 1, ⌊(3−1)/2⌋ = 1 → pixel 5.
         let pixels: Vec<u8> = (0..12u8).flat_map(|i| [i, 0, 0]).collect();

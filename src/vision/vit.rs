@@ -1,6 +1,7 @@
-//! The vision transformer CLIP's and DINOv2's image towers share (pre-norm
-//! blocks, fused attention), with where each checkpoint keeps its parts, and
-//! DINOv2's bicubic interpolation of position embeddings to another grid.
+//! The vision transformer CLIP's, DINOv2's and BLIP's image towers share
+//! (pre-norm blocks, fused attention), with where each checkpoint keeps its
+//! parts, and DINOv2's bicubic interpolation of position embeddings to
+//! another grid.
 
 use anyhow::bail;
 use candle_core::{DType, IndexOp, Module, Tensor};
@@ -10,25 +11,28 @@ use crate::model::clip::Activation;
 use crate::model::fused::attention;
 use crate::model::nn::{LayerNorm, Linear, quick_gelu};
 
-pub(super) struct VitConfig {
-    pub(super) hidden_size: usize,
-    pub(super) intermediate_size: usize,
-    pub(super) layers: usize,
-    pub(super) heads: usize,
-    pub(super) channels: usize,
-    pub(super) image_size: usize,
-    pub(super) patch_size: usize,
-    pub(super) activation: Activation,
-    pub(super) eps: f64,
+pub struct VitConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub channels: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub activation: Activation,
+    pub eps: f64,
 }
 
-/// Where CLIP's and DINOv2's checkpoints keep the same parts of a ViT.
-pub(super) struct Layout {
+/// Where CLIP's, DINOv2's and BLIP's checkpoints keep the same parts of a ViT.
+pub struct Layout {
     class_token: &'static str,
     patch_conv: &'static str,
     patch_bias: bool,
-    /// A `[positions, hidden]` embedding table (CLIP) or a `[1, positions, hidden]` parameter (DINOv2).
     positions: &'static str,
+    /// Class token and positions stored as `[1, 1, hidden]` and `[1,
+    /// positions, hidden]` parameters (DINOv2, BLIP), not as a vector and an
+    /// embedding table `[positions, hidden]` (CLIP).
+    batched_parameters: bool,
     /// CLIP normalises the embeddings before the blocks.
     pre_norm: Option<&'static str>,
     blocks: &'static str,
@@ -38,9 +42,7 @@ pub(super) struct Layout {
 
 struct BlockLayout {
     norm1: &'static str,
-    query: &'static str,
-    key: &'static str,
-    value: &'static str,
+    projections: Projections,
     out: &'static str,
     norm2: &'static str,
     fc1: &'static str,
@@ -49,19 +51,22 @@ struct BlockLayout {
     layer_scales: Option<[&'static str; 2]>,
 }
 
-pub(super) const CLIP_LAYOUT: Layout = Layout {
+pub const CLIP_LAYOUT: Layout = Layout {
     class_token: "embeddings.class_embedding",
     patch_conv: "embeddings.patch_embedding",
     patch_bias: false,
     positions: "embeddings.position_embedding.weight",
+    batched_parameters: false,
     pre_norm: Some("pre_layrnorm"),
     blocks: "encoder.layers",
     final_norm: "post_layernorm",
     block: BlockLayout {
         norm1: "layer_norm1",
-        query: "self_attn.q_proj",
-        key: "self_attn.k_proj",
-        value: "self_attn.v_proj",
+        projections: Projections::Separate {
+            query: "self_attn.q_proj",
+            key: "self_attn.k_proj",
+            value: "self_attn.v_proj",
+        },
         out: "self_attn.out_proj",
         norm2: "layer_norm2",
         fc1: "mlp.fc1",
@@ -70,19 +75,22 @@ pub(super) const CLIP_LAYOUT: Layout = Layout {
     },
 };
 
-pub(super) const DINO_LAYOUT: Layout = Layout {
+pub const DINO_LAYOUT: Layout = Layout {
     class_token: "embeddings.cls_token",
     patch_conv: "embeddings.patch_embeddings.projection",
     patch_bias: true,
     positions: "embeddings.position_embeddings",
+    batched_parameters: true,
     pre_norm: None,
     blocks: "encoder.layer",
     final_norm: "layernorm",
     block: BlockLayout {
         norm1: "norm1",
-        query: "attention.attention.query",
-        key: "attention.attention.key",
-        value: "attention.attention.value",
+        projections: Projections::Separate {
+            query: "attention.attention.query",
+            key: "attention.attention.key",
+            value: "attention.attention.value",
+        },
         out: "attention.output.dense",
         norm2: "norm2",
         fc1: "mlp.fc1",
@@ -91,8 +99,42 @@ pub(super) const DINO_LAYOUT: Layout = Layout {
     },
 };
 
-/// A pre-norm ViT up to its final-normed class token.
-pub(super) struct VisionTransformer {
+/// How a checkpoint stores the query, key and value projections.
+enum Projections {
+    Separate {
+        query: &'static str,
+        key: &'static str,
+        value: &'static str,
+    },
+    /// One `[3·hidden, hidden]` layer, rows q, k, v stacked (BLIP's `qkv`).
+    Fused(&'static str),
+}
+
+/// BLIP's vision model (`vision_model.` in `BlipForConditionalGeneration`):
+/// CLIP's parts without the pre-norm, a biased patch conv, positions as a
+/// `[1, positions, hidden]` parameter and a fused q/k/v layer.
+pub const BLIP_LAYOUT: Layout = Layout {
+    class_token: "embeddings.class_embedding",
+    patch_conv: "embeddings.patch_embedding",
+    patch_bias: true,
+    positions: "embeddings.position_embedding",
+    batched_parameters: true,
+    pre_norm: None,
+    blocks: "encoder.layers",
+    final_norm: "post_layernorm",
+    block: BlockLayout {
+        norm1: "layer_norm1",
+        projections: Projections::Fused("self_attn.qkv"),
+        out: "self_attn.projection",
+        norm2: "layer_norm2",
+        fc1: "mlp.fc1",
+        fc2: "mlp.fc2",
+        layer_scales: None,
+    },
+};
+
+/// A pre-norm ViT up to its final-normed tokens.
+pub struct VisionTransformer {
     class_token: Tensor,
     patch_weight: Tensor,
     patch_bias: Option<Tensor>,
@@ -102,20 +144,24 @@ pub(super) struct VisionTransformer {
     blocks: Vec<Block>,
     final_norm: LayerNorm,
     patch_size: usize,
-    pub(super) image_size: usize,
+    pub image_size: usize,
 }
 
 impl VisionTransformer {
-    pub(super) fn load(vb: VarBuilder, config: &VitConfig, layout: &Layout) -> candle_core::Result<Self> {
+    pub fn load(vb: VarBuilder, config: &VitConfig, layout: &Layout) -> candle_core::Result<Self> {
         let (hidden, patch) = (config.hidden_size, config.patch_size);
-        let positions = vb.get_unchecked(layout.positions)?;
-        let positions = positions.reshape((positions.elem_count() / hidden, hidden))?;
+        let count = (config.image_size / patch).pow(2) + 1;
+        let (class_token, positions) = if layout.batched_parameters {
+            (vb.get((1, 1, hidden), layout.class_token)?, vb.get((1, count, hidden), layout.positions)?.squeeze(0)?)
+        } else {
+            (vb.get(hidden, layout.class_token)?.reshape((1, 1, hidden))?, vb.get((count, hidden), layout.positions)?)
+        };
         let conv = vb.pp(layout.patch_conv);
         let blocks = (0..config.layers)
             .map(|i| Block::load(vb.pp(format!("{}.{i}", layout.blocks)), config, &layout.block))
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(Self {
-            class_token: vb.get_unchecked(layout.class_token)?.reshape((1, 1, hidden))?,
+            class_token,
             patch_weight: conv.get((hidden, config.channels, patch, patch), "weight")?,
             patch_bias: if layout.patch_bias { Some(conv.get(hidden, "bias")?) } else { None },
             positions,
@@ -128,7 +174,13 @@ impl VisionTransformer {
     }
 
     /// `[N, C, H, W]` → the final-normed class token `[N, hidden]`.
-    pub(super) fn forward(&self, pixels: &Tensor) -> anyhow::Result<Tensor> {
+    pub fn forward(&self, pixels: &Tensor) -> anyhow::Result<Tensor> {
+        Ok(self.tokens(pixels)?.i((.., 0))?.contiguous()?)
+    }
+
+    /// `[N, C, H, W]` → every final-normed token `[N, 1 + patches, hidden]`,
+    /// the class token first (BLIP's text decoder attends to all of them).
+    pub fn tokens(&self, pixels: &Tensor) -> anyhow::Result<Tensor> {
         let (batch, _, height, width) = pixels.dims4()?;
         if height < self.patch_size || width < self.patch_size {
             bail!("{width}×{height} pixels are smaller than one {0}×{0} patch", self.patch_size);
@@ -148,7 +200,7 @@ impl VisionTransformer {
         for block in &self.blocks {
             x = block.forward(&x)?;
         }
-        Ok(self.final_norm.forward(&x.i((.., 0))?.contiguous()?)?)
+        Ok(self.final_norm.forward(&x)?)
     }
 
     /// The position embeddings for a `grid` of patches: as stored when the
@@ -176,9 +228,9 @@ impl VisionTransformer {
 /// branch scaled per channel where the model has layer scales.
 struct Block {
     norm1: LayerNorm,
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// Query, key and value as one `[3·hidden, hidden]` layer (stored fused
+    /// or concatenated at load): one product instead of three.
+    qkv: Linear,
     out: Linear,
     norm2: LayerNorm,
     fc1: Linear,
@@ -198,9 +250,12 @@ impl Block {
         };
         Ok(Self {
             norm1: LayerNorm::load(vb.pp(layout.norm1), h, eps)?,
-            query: linear(layout.query, h, h)?,
-            key: linear(layout.key, h, h)?,
-            value: linear(layout.value, h, h)?,
+            qkv: match layout.projections {
+                Projections::Fused(name) => linear(name, h, 3 * h)?,
+                Projections::Separate { query, key, value } => {
+                    Linear::stacked(&[linear(query, h, h)?, linear(key, h, h)?, linear(value, h, h)?])?
+                }
+            },
             out: linear(layout.out, h, h)?,
             norm2: LayerNorm::load(vb.pp(layout.norm2), h, eps)?,
             fc1: linear(layout.fc1, h, i)?,
@@ -217,7 +272,7 @@ impl Block {
         let hidden = self.fc1.forward(&self.norm2.forward(&x)?)?;
         let hidden = match self.activation {
             Activation::QuickGelu => quick_gelu(&hidden)?,
-            Activation::Gelu => hidden.gelu_erf()?,
+            Activation::Gelu => crate::model::fused::gelu(&hidden)?,
         };
         let mlp = self.fc2.forward(&hidden)?;
         x + self.scaled(mlp, 1)?
@@ -241,9 +296,10 @@ impl Block {
                 head_dim,
             ))
         };
-        let q = heads(self.query.forward(x)?)?;
-        let k = heads(self.key.forward(x)?)?;
-        let v = heads(self.value.forward(x)?)?;
+        let qkv = self.qkv.forward(x)?;
+        let q = heads(qkv.narrow(2, 0, hidden)?)?;
+        let k = heads(qkv.narrow(2, hidden, hidden)?)?;
+        let v = heads(qkv.narrow(2, 2 * hidden, hidden)?)?;
         let attended = attention(&q, &k, &v, false)?
             .reshape((batch, self.heads, tokens, head_dim))?
             .transpose(1, 2)?

@@ -51,7 +51,10 @@ fn drafts_for_the_missing_captions_are_reviewed_accepted_undone_and_counted_by_t
     }
     // Train for one step at a small size: the warning comes before training starts.
     let config = fs::read_to_string(dir.join("project.toml")).unwrap();
-    let config = config.replace("steps = 200", "steps = 1").replace("resolution = 128", "resolution = 64");
+    let config = config
+        .replace("steps = 200", "steps = 1")
+        .replace("resolution = 128", "resolution = 64")
+        .replace("warmup_steps = 10", "warmup_steps = 0");
     fs::write(dir.join("project.toml"), config).unwrap();
     let model = tempfile::tempdir().unwrap();
     let small_blip = json!({
@@ -107,7 +110,8 @@ fn drafts_for_the_missing_captions_are_reviewed_accepted_undone_and_counted_by_t
 
     // Training leaves the two unreviewed ones out, and says so first.
     let train = stdout(&easel(&["train", dir_arg]));
-    let warning = format!("warning: 2 images are left out: their drafts await review (easel captions {dir_arg} drafts)");
+    let warning =
+        format!("warning: 2 images are left out: their drafts await review (easel captions {dir_arg} drafts)");
     assert!(train.starts_with(&warning), "{train}");
     assert_eq!(train.matches("no caption: its draft awaits review").count(), 2, "{train}");
 }

@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use super::drafts::{self, Draft, Drafts};
 use super::{Caption, CaptionContext};
 use crate::captioner::{CaptionRequest, Captioner};
+use crate::project::AutoCaptionConfig;
 
 /// Which images a run drafts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,6 +33,22 @@ pub struct AutoOptions {
     /// Images per model call; 0: the captioner's preference.
     pub batch: usize,
     pub request: CaptionRequest,
+}
+
+impl AutoOptions {
+    /// The project's `[auto_captions]` settings for a run over `scope`.
+    pub fn from_settings(settings: &AutoCaptionConfig, scope: Scope) -> Self {
+        let prompt = settings.prompt.trim();
+        Self {
+            scope,
+            batch: settings.batch as usize,
+            request: CaptionRequest {
+                prompt: (!prompt.is_empty()).then(|| prompt.to_string()),
+                max_tokens: settings.max_tokens as usize,
+                min_tokens: 0,
+            },
+        }
+    }
 }
 
 /// Where a run stands, after each batch.
@@ -175,7 +192,7 @@ mod tests {
     }
 
     fn options(scope: Scope) -> AutoOptions {
-        AutoOptions { scope, batch: 0, request: CaptionRequest { prompt: None, max_tokens: 20 } }
+        AutoOptions::from_settings(&AutoCaptionConfig::default(), scope)
     }
 
     #[test]

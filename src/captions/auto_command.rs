@@ -16,9 +16,9 @@ use super::drafts::{self, Acceptance, Draft, Drafts};
 use super::journal::Journal;
 use super::lint::Lint;
 use super::text::diff_text;
-use crate::captioner::{self, CaptionRequest};
+use crate::captioner;
 use crate::console::{ProgressLine, duration, on_stop_signal};
-use crate::project::Project;
+use crate::project::{HOW_TO_GET_A_MODEL, Project};
 
 #[derive(Debug, clap::Args)]
 pub struct AutoArgs {
@@ -97,8 +97,7 @@ pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoA
         Some(model) => model,
         None if !settings.model.as_os_str().is_empty() => project.root.join(&settings.model),
         None => bail!(
-            "no captioning model: pass --model DIR or set auto_captions.model in {}; to get BLIP: \
-             `huggingface-cli download Salesforce/blip-image-captioning-base --local-dir models/blip-base`",
+            "no captioning model: pass --model DIR or set auto_captions.model in {} ({HOW_TO_GET_A_MODEL})",
             project.root.join("project.toml").display()
         ),
     };
@@ -110,15 +109,16 @@ pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoA
         println!("Nothing to draft: every image has a caption or a draft{hint}.");
         return Ok(());
     }
-    let prompt = args.prompt.unwrap_or_else(|| settings.prompt.clone());
-    let options = AutoOptions {
-        scope,
-        batch: args.batch.unwrap_or(settings.batch) as usize,
-        request: CaptionRequest {
-            prompt: (!prompt.trim().is_empty()).then_some(prompt),
-            max_tokens: args.max_tokens.unwrap_or(settings.max_tokens) as usize,
-        },
-    };
+    let mut options = AutoOptions::from_settings(settings, scope);
+    if let Some(prompt) = args.prompt {
+        options.request.prompt = (!prompt.trim().is_empty()).then(|| prompt.trim().to_string());
+    }
+    if let Some(batch) = args.batch {
+        options.batch = batch as usize;
+    }
+    if let Some(max_tokens) = args.max_tokens {
+        options.request.max_tokens = max_tokens as usize;
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let stop_asked = Arc::clone(&stop);
     on_stop_signal(move || stop_asked.store(true, Ordering::Relaxed));

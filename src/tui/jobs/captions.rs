@@ -23,21 +23,12 @@ pub(super) fn auto_caption(
     sender: &mpsc::UnboundedSender<Done>,
     stop: &AtomicBool,
 ) -> anyhow::Result<AutoSummary> {
-    use crate::captioner::CaptionRequest;
     use crate::project::HOW_TO_GET_A_MODEL;
     let folder = project.root.join(model);
     if !folder.is_dir() {
         anyhow::bail!("no model folder at {} ({HOW_TO_GET_A_MODEL})", folder.display());
     }
-    let settings = &project.config.auto_captions;
-    let options = AutoOptions {
-        scope,
-        batch: settings.batch as usize,
-        request: CaptionRequest {
-            prompt: (!settings.prompt.is_empty()).then(|| settings.prompt.clone()),
-            max_tokens: settings.max_tokens as usize,
-        },
-    };
+    let options = AutoOptions::from_settings(&project.config.auto_captions, scope);
     let context = crate::captions::CaptionContext::open(project)?;
     let device = crate::device::default_device();
     let mut captioner = crate::captioner::open(&folder, &device)?;

@@ -145,7 +145,7 @@ pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoA
     if summary.stopped {
         println!("Stopped after the batch under way; the same command continues where this run ended.");
     }
-    println!("Drafted {} ({flagged} with lint findings).", drafts_count(summary.drafted));
+    println!("Made {} ({flagged} with lint findings).", drafts_count(summary.drafted));
     if !summary.unreadable.is_empty() {
         println!("Could not read {} images (no draft made):", summary.unreadable.len());
         for (image, why) in &summary.unreadable {
@@ -154,7 +154,7 @@ pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoA
     }
     println!(
         "Drafts are not captions until accepted: review them with `easel captions {} drafts`, \
-         or in the workbench's Captions pane (filter \"drafts\").",
+         or in the workbench's Captions pane (D lists them).",
         dir.display()
     );
     Ok(())

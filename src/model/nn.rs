@@ -93,6 +93,14 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// The same layer with its weight kept transposed in memory (`weight`
+    /// stays `[out, in]`, a view of a contiguous `[in, out]` tensor): a
+    /// product with a few rows (decoding a token at a time) then reads the
+    /// weight in the order gemm wants, about twice as fast on the CPU.
+    pub fn with_transposed_storage(self) -> Result<Self> {
+        Ok(Self { weight: self.weight.t()?.contiguous()?.t()?, bias: self.bias })
+    }
+
     /// Layers reading the same input as one, their outputs side by side:
     /// one product instead of several (attention's query, key and value).
     pub fn stacked(parts: &[Linear]) -> Result<Self> {

@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use super::config::BlipTextConfig;
 use crate::model::clip::Activation;
 use crate::model::fused::attention;
-use crate::model::nn::{LayerNorm, Linear, quick_gelu};
+use crate::model::nn::{LayerNorm, Linear, quick_gelu, split_heads};
 
 pub struct TextDecoder {
     word_embeddings: Tensor,
@@ -132,16 +132,14 @@ impl TextDecoder {
     /// The state for decoding against `image` `[rows, image tokens, width]`:
     /// every layer's cross-attention keys and values, computed once here.
     pub fn start(&self, image: &Tensor) -> candle_core::Result<DecoderState> {
-        let hidden = self.word_embeddings.dim(1)?;
         let (rows, tokens, width) = image.dims3()?;
         let image = image.reshape((rows * tokens, width))?;
         let cross = self
             .layers
             .iter()
             .map(|layer| {
-                let kv = layer.cross_kv.forward(&image)?;
-                let (k, v) = (kv.narrow(1, 0, hidden)?, kv.narrow(1, hidden, hidden)?);
-                Ok((self.split_heads(&k, rows)?, self.split_heads(&v, rows)?))
+                let [k, v] = self.split_heads(&layer.cross_kv.forward(&image)?, rows)?;
+                Ok((k, v))
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(DecoderState { past: vec![None; self.layers.len()], cross, length: 0, heads: self.heads })
@@ -169,10 +167,7 @@ impl TextDecoder {
         let mut x = self.embedding_norm.forward(&x.reshape((rows * count, hidden))?)?;
         let causal = count > 1;
         for ((layer, past), (cross_k, cross_v)) in self.layers.iter().zip(&mut state.past).zip(&state.cross) {
-            let qkv = layer.self_qkv.forward(&x)?;
-            let q = self.split_heads(&qkv.narrow(1, 0, hidden)?, rows)?;
-            let mut k = self.split_heads(&qkv.narrow(1, hidden, hidden)?, rows)?;
-            let mut v = self.split_heads(&qkv.narrow(1, 2 * hidden, hidden)?, rows)?;
+            let [q, mut k, mut v] = self.split_heads(&layer.self_qkv.forward(&x)?, rows)?;
             if let Some((past_k, past_v)) = past.as_ref() {
                 k = Tensor::cat(&[past_k, &k], 1)?;
                 v = Tensor::cat(&[past_v, &v], 1)?;
@@ -180,7 +175,7 @@ impl TextDecoder {
             let attended = self.merge_heads(&attention(&q, &k, &v, causal)?, rows)?;
             *past = Some((k, v));
             x = layer.self_norm.forward(&(layer.self_out.forward(&attended)? + &x)?)?;
-            let q = self.split_heads(&layer.cross_query.forward(&x)?, rows)?;
+            let [q] = self.split_heads(&layer.cross_query.forward(&x)?, rows)?;
             let attended = self.merge_heads(&attention(&q, cross_k, cross_v, false)?, rows)?;
             x = layer.cross_norm.forward(&(layer.cross_out.forward(&attended)? + &x)?)?;
             let inner = self.activate(&layer.intermediate.forward(&x)?)?;
@@ -209,15 +204,10 @@ impl TextDecoder {
         }
     }
 
-    /// `[rows·tokens, hidden]` → `[rows·heads, tokens, head_dim]`, contiguous.
-    fn split_heads(&self, x: &Tensor, rows: usize) -> candle_core::Result<Tensor> {
-        let (rows_tokens, hidden) = x.dims2()?;
-        let (tokens, head_dim) = (rows_tokens / rows, hidden / self.heads);
-        x.reshape((rows, tokens, self.heads, head_dim))?.transpose(1, 2)?.contiguous()?.reshape((
-            rows * self.heads,
-            tokens,
-            head_dim,
-        ))
+    /// `[rows·tokens, PARTS·hidden]` → each part `[rows·heads, tokens, head_dim]`.
+    fn split_heads<const PARTS: usize>(&self, x: &Tensor, rows: usize) -> candle_core::Result<[Tensor; PARTS]> {
+        let (rows_tokens, width) = x.dims2()?;
+        split_heads(&x.reshape((rows, rows_tokens / rows, width))?, self.heads)
     }
 
     /// `[rows·heads, tokens, head_dim]` → `[rows·tokens, hidden]`.

@@ -79,6 +79,22 @@ pub fn frozen_map(
     value(&x.detach())?.apply_op2(x, GradientCarrier { vjp: Arc::new(vjp) })
 }
 
+/// `[batch, tokens, parts·heads·head_dim]` (a fused projection's outputs
+/// side by side, e.g. q, k, v) → each part as `[batch·heads, tokens,
+/// head_dim]`, contiguous, the layout [`fused::attention`] takes: one copy
+/// for all the parts, where splitting each part first copies twice.
+pub fn split_heads<const PARTS: usize>(x: &Tensor, heads: usize) -> Result<[Tensor; PARTS]> {
+    let (batch, tokens, width) = x.dims3()?;
+    let head_dim = width / (PARTS * heads);
+    let split = x
+        .reshape((batch, tokens, PARTS, heads, head_dim))?
+        .permute((2, 0, 3, 1, 4))?
+        .contiguous()?
+        .reshape((PARTS, batch * heads, tokens, head_dim))?;
+    let parts = (0..PARTS).map(|part| split.get(part)).collect::<Result<Vec<_>>>()?;
+    parts.try_into().map_err(|_| candle_core::Error::msg("split_heads: a part is missing"))
+}
+
 /// A frozen linear layer `y = x·Wᵀ + b` over the last dimension.
 #[derive(Debug, Clone)]
 pub struct Linear {
@@ -91,6 +107,14 @@ impl Linear {
         let weight = vb.get((out_features, in_features), "weight")?;
         let bias = if bias { Some(vb.get(out_features, "bias")?) } else { None };
         Ok(Self { weight, bias })
+    }
+
+    /// The same layer with its weight kept transposed in memory (`weight`
+    /// stays `[out, in]`, a view of a contiguous `[in, out]` tensor): a
+    /// product with a few rows (decoding a token at a time) then reads the
+    /// weight in the order gemm wants, about twice as fast on the CPU.
+    pub fn with_transposed_storage(self) -> Result<Self> {
+        Ok(Self { weight: self.weight.t()?.contiguous()?.t()?, bias: self.bias })
     }
 
     /// Layers reading the same input as one, their outputs side by side:

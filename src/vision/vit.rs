@@ -9,7 +9,7 @@ use candle_nn::VarBuilder;
 
 use crate::model::clip::Activation;
 use crate::model::fused::attention;
-use crate::model::nn::{LayerNorm, Linear, quick_gelu};
+use crate::model::nn::{LayerNorm, Linear, quick_gelu, split_heads};
 
 pub struct VitConfig {
     pub hidden_size: usize,
@@ -289,17 +289,7 @@ impl Block {
     fn attention(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (batch, tokens, hidden) = x.dims3()?;
         let head_dim = hidden / self.heads;
-        let heads = |t: Tensor| {
-            t.reshape((batch, tokens, self.heads, head_dim))?.transpose(1, 2)?.reshape((
-                batch * self.heads,
-                tokens,
-                head_dim,
-            ))
-        };
-        let qkv = self.qkv.forward(x)?;
-        let q = heads(qkv.narrow(2, 0, hidden)?)?;
-        let k = heads(qkv.narrow(2, hidden, hidden)?)?;
-        let v = heads(qkv.narrow(2, 2 * hidden, hidden)?)?;
+        let [q, k, v] = split_heads(&self.qkv.forward(x)?, self.heads)?;
         let attended = attention(&q, &k, &v, false)?
             .reshape((batch, self.heads, tokens, head_dim))?
             .transpose(1, 2)?

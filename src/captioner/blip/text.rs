@@ -15,7 +15,7 @@ use candle_nn::VarBuilder;
 use super::config::BlipTextConfig;
 use crate::model::clip::Activation;
 use crate::model::fused::attention;
-use crate::model::nn::{LayerNorm, Linear, quick_gelu};
+use crate::model::nn::{LayerNorm, Linear, quick_gelu, split_heads};
 
 pub struct TextDecoder {
     word_embeddings: Tensor,
@@ -60,24 +60,28 @@ impl DecoderLayer {
     fn load(vb: VarBuilder, config: &BlipTextConfig, image_width: usize) -> candle_core::Result<Self> {
         let (h, eps) = (config.hidden_size, config.layer_norm_eps);
         let linear = |vb: VarBuilder, input, output| Linear::load(vb, input, output, true);
+        // Layers that see one row per sequence at each step keep their
+        // weights transposed; the image's key/value layer sees every token.
+        let stepping = |vb: VarBuilder, input, output| linear(vb, input, output)?.with_transposed_storage();
         let (own, cross) = (vb.pp("attention"), vb.pp("crossattention"));
         Ok(Self {
             self_qkv: Linear::stacked(&[
                 linear(own.pp("self.query"), h, h)?,
                 linear(own.pp("self.key"), h, h)?,
                 linear(own.pp("self.value"), h, h)?,
-            ])?,
-            self_out: linear(own.pp("output.dense"), h, h)?,
+            ])?
+            .with_transposed_storage()?,
+            self_out: stepping(own.pp("output.dense"), h, h)?,
             self_norm: LayerNorm::load(own.pp("output.LayerNorm"), h, eps)?,
-            cross_query: linear(cross.pp("self.query"), h, h)?,
+            cross_query: stepping(cross.pp("self.query"), h, h)?,
             cross_kv: Linear::stacked(&[
                 linear(cross.pp("self.key"), image_width, h)?,
                 linear(cross.pp("self.value"), image_width, h)?,
             ])?,
-            cross_out: linear(cross.pp("output.dense"), h, h)?,
+            cross_out: stepping(cross.pp("output.dense"), h, h)?,
             cross_norm: LayerNorm::load(cross.pp("output.LayerNorm"), h, eps)?,
-            intermediate: linear(vb.pp("intermediate.dense"), h, config.intermediate_size)?,
-            output: linear(vb.pp("output.dense"), config.intermediate_size, h)?,
+            intermediate: stepping(vb.pp("intermediate.dense"), h, config.intermediate_size)?,
+            output: stepping(vb.pp("output.dense"), config.intermediate_size, h)?,
             output_norm: LayerNorm::load(vb.pp("output.LayerNorm"), h, eps)?,
         })
     }
@@ -110,13 +114,14 @@ impl TextDecoder {
             } else {
                 head.get(config.vocab_size, "bias")?
             }),
-        };
+        }
+        .with_transposed_storage()?;
         Ok(Self {
             position_embeddings: embeddings.get((config.max_position_embeddings, h), "position_embeddings.weight")?,
             embedding_norm: LayerNorm::load(embeddings.pp("LayerNorm"), h, eps)?,
             word_embeddings,
             layers,
-            head_transform: Linear::load(head.pp("transform.dense"), h, h, true)?,
+            head_transform: Linear::load(head.pp("transform.dense"), h, h, true)?.with_transposed_storage()?,
             head_norm: LayerNorm::load(head.pp("transform.LayerNorm"), h, eps)?,
             head_decoder,
             activation: config.hidden_act,
@@ -127,13 +132,14 @@ impl TextDecoder {
     /// The state for decoding against `image` `[rows, image tokens, width]`:
     /// every layer's cross-attention keys and values, computed once here.
     pub fn start(&self, image: &Tensor) -> candle_core::Result<DecoderState> {
-        let hidden = self.word_embeddings.dim(1)?;
+        let (rows, tokens, width) = image.dims3()?;
+        let image = image.reshape((rows * tokens, width))?;
         let cross = self
             .layers
             .iter()
             .map(|layer| {
-                let kv = layer.cross_kv.forward(image)?;
-                Ok((self.split_heads(&kv.narrow(2, 0, hidden)?)?, self.split_heads(&kv.narrow(2, hidden, hidden)?)?))
+                let [k, v] = self.split_heads(&layer.cross_kv.forward(&image)?, rows)?;
+                Ok((k, v))
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
         Ok(DecoderState { past: vec![None; self.layers.len()], cross, length: 0, heads: self.heads })
@@ -154,14 +160,14 @@ impl TextDecoder {
         let words = self.word_embeddings.index_select(&ids.flatten_all()?, 0)?;
         let hidden = self.word_embeddings.dim(1)?;
         let positions = self.position_embeddings.narrow(0, state.length, count)?;
+        // Rows × tokens as one matrix `[rows·tokens, hidden]`: a decoding
+        // step is then one product per layer, not a vector product per row
+        // (each reading the whole weight again).
         let x = words.reshape((rows, count, hidden))?.broadcast_add(&positions)?;
-        let mut x = self.embedding_norm.forward(&x)?;
+        let mut x = self.embedding_norm.forward(&x.reshape((rows * count, hidden))?)?;
         let causal = count > 1;
         for ((layer, past), (cross_k, cross_v)) in self.layers.iter().zip(&mut state.past).zip(&state.cross) {
-            let qkv = layer.self_qkv.forward(&x)?;
-            let q = self.split_heads(&qkv.narrow(2, 0, hidden)?)?;
-            let mut k = self.split_heads(&qkv.narrow(2, hidden, hidden)?)?;
-            let mut v = self.split_heads(&qkv.narrow(2, 2 * hidden, hidden)?)?;
+            let [q, mut k, mut v] = self.split_heads(&layer.self_qkv.forward(&x)?, rows)?;
             if let Some((past_k, past_v)) = past.as_ref() {
                 k = Tensor::cat(&[past_k, &k], 1)?;
                 v = Tensor::cat(&[past_v, &v], 1)?;
@@ -169,14 +175,14 @@ impl TextDecoder {
             let attended = self.merge_heads(&attention(&q, &k, &v, causal)?, rows)?;
             *past = Some((k, v));
             x = layer.self_norm.forward(&(layer.self_out.forward(&attended)? + &x)?)?;
-            let q = self.split_heads(&layer.cross_query.forward(&x)?)?;
+            let [q] = self.split_heads(&layer.cross_query.forward(&x)?, rows)?;
             let attended = self.merge_heads(&attention(&q, cross_k, cross_v, false)?, rows)?;
             x = layer.cross_norm.forward(&(layer.cross_out.forward(&attended)? + &x)?)?;
             let inner = self.activate(&layer.intermediate.forward(&x)?)?;
             x = layer.output_norm.forward(&(layer.output.forward(&inner)? + &x)?)?;
         }
         state.length += count;
-        Ok(x)
+        x.reshape((rows, count, hidden))
     }
 
     /// The LM head: hidden states `[…, hidden]` → vocabulary logits `[…, vocab]`.
@@ -198,21 +204,18 @@ impl TextDecoder {
         }
     }
 
-    /// `[rows, tokens, hidden]` → `[rows·heads, tokens, head_dim]`, contiguous.
-    fn split_heads(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (rows, tokens, hidden) = x.dims3()?;
-        let head_dim = hidden / self.heads;
-        x.reshape((rows, tokens, self.heads, head_dim))?.transpose(1, 2)?.contiguous()?.reshape((
-            rows * self.heads,
-            tokens,
-            head_dim,
-        ))
+    /// `[rows·tokens, PARTS·hidden]` → each part `[rows·heads, tokens, head_dim]`.
+    fn split_heads<const PARTS: usize>(&self, x: &Tensor, rows: usize) -> candle_core::Result<[Tensor; PARTS]> {
+        let (rows_tokens, width) = x.dims2()?;
+        split_heads(&x.reshape((rows, rows_tokens / rows, width))?, self.heads)
     }
 
-    /// `[rows·heads, tokens, head_dim]` → `[rows, tokens, hidden]`.
+    /// `[rows·heads, tokens, head_dim]` → `[rows·tokens, hidden]`.
     fn merge_heads(&self, x: &Tensor, rows: usize) -> candle_core::Result<Tensor> {
         let (_, tokens, head_dim) = x.dims3()?;
-        x.reshape((rows, self.heads, tokens, head_dim))?.transpose(1, 2)?.reshape((rows, tokens, self.heads * head_dim))
+        x.reshape((rows, self.heads, tokens, head_dim))?
+            .transpose(1, 2)?
+            .reshape((rows * tokens, self.heads * head_dim))
     }
 }
 

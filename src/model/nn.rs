@@ -133,6 +133,11 @@ impl Module for Linear {
         frozen_map(
             x,
             |x| {
+                if let Some(bias) = &self.bias
+                    && let Some(fused) = fused::frozen_linear(x, &self.weight, bias)
+                {
+                    return fused;
+                }
                 let y = x.broadcast_matmul(&self.weight.t()?)?;
                 match &self.bias {
                     Some(bias) => y.broadcast_add(bias),

@@ -19,6 +19,10 @@ impl<'a, T> View<'a, T> {
         Self { data, rows, cols, row_stride: cols, col_stride: 1 }
     }
 
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
     pub fn t(self) -> Self {
         Self { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
     }

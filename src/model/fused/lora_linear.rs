@@ -9,6 +9,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor, WithDTyp
 
 use super::cpu::Real;
 use super::cpu_matmul::{View, Write, matmul, threads_for};
+use super::linear::biased_product;
 use super::{contiguous, with_cpu_elements};
 
 /// The sizes: `rows` inputs of `inputs` features, `outputs` out, rank `rank`.
@@ -22,17 +23,9 @@ struct Sizes {
 
 /// Forward: `[rows, outputs]`.
 fn forward<T: Real>(x: &[T], weight: &[T], bias: Option<&[T]>, (down, up): (&[T], &[T]), scale: T, n: Sizes) -> Vec<T> {
-    let mut y = vec![T::zero(); n.rows * n.outputs];
-    let write = match bias {
-        Some(bias) => {
-            y.chunks_exact_mut(n.outputs).for_each(|row| row.copy_from_slice(bias));
-            Write::Accumulate
-        }
-        None => Write::Overwrite,
-    };
+    let mut y = biased_product(x, View::row_major(weight, n.outputs, n.inputs).t(), bias, n.rows, n.inputs);
     let x_view = View::row_major(x, n.rows, n.inputs);
     let threads = threads_for(n.rows * n.inputs * n.outputs);
-    matmul(&mut y, x_view, View::row_major(weight, n.outputs, n.inputs).t(), T::one(), write, threads);
     let mut low = vec![T::zero(); n.rows * n.rank];
     matmul(&mut low, x_view, View::row_major(down, n.rank, n.inputs).t(), T::one(), Write::Overwrite, 1);
     let up = View::row_major(up, n.outputs, n.rank).t();

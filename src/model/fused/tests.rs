@@ -4,7 +4,7 @@
 
 use candle_core::{D, DType, Device, Result, Tensor, Var};
 
-use super::{attention, geglu, gelu, group_norm, layer_norm};
+use super::{attention, frozen_linear, geglu, gelu, group_norm, layer_norm};
 use crate::model::gradcheck::{max_gradient_error, weighted_sum};
 
 fn input(shape: &[usize], dtype: DType) -> Tensor {
@@ -134,6 +134,22 @@ fn inference_gelu_matches_candles_exact_gelu() {
             .to_scalar::<f64>()
             .unwrap();
         assert!(difference < 1e-5, "{dtype:?}: {difference}");
+    }
+}
+
+#[test]
+fn frozen_linear_matches_the_composed_layer_for_both_weight_layouts() {
+    for dtype in [DType::F64, DType::F32] {
+        let (x, weight, bias) = (input(&[2, 37, 48], dtype), input(&[24, 48], dtype), input(&[24], dtype));
+        let composed = x.broadcast_matmul(&weight.t().unwrap()).unwrap().broadcast_add(&bias).unwrap();
+        let transposed_storage = weight.t().unwrap().contiguous().unwrap().t().unwrap();
+        for weight in [&weight, &transposed_storage] {
+            let fused = frozen_linear(&x, weight, &bias).expect("the CPU takes it").unwrap();
+            assert_eq!(fused.dims(), [2, 37, 24]);
+            let difference = (fused - &composed).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+            let difference = difference.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+            assert!(difference < if dtype == DType::F64 { 1e-12 } else { 1e-5 }, "{dtype:?}: {difference}");
+        }
     }
 }
 

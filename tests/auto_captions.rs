@@ -9,14 +9,15 @@ use std::fs;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use easel::captioner::blip::random::write_random_blip;
+use easel::captioner::blip::random::{tiny_config, write_random_blip};
 use easel::captions::drafts::{Drafts, Review};
 use easel::tui::{Action, Key, PaneId, render};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use serde_json::json;
 
 mod common;
+
+use common::captions_of;
 
 const DELETED: [&str; 3] = ["zeltmug_04", "zeltmug_09", "zeltmug_14"];
 
@@ -27,18 +28,6 @@ fn easel(args: &[&str]) -> Output {
 fn stdout(output: &Output) -> String {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Every caption file of the dataset with its bytes, in name order.
-fn captions_of(dataset: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut all: Vec<_> = fs::read_dir(dataset)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|e| e == "txt"))
-        .map(|path| (path.file_name().unwrap().to_string_lossy().into_owned(), fs::read(&path).unwrap()))
-        .collect();
-    all.sort();
-    all
 }
 
 #[test]
@@ -57,16 +46,7 @@ fn drafts_for_the_missing_captions_are_reviewed_accepted_undone_and_counted_by_t
         .replace("warmup_steps = 10", "warmup_steps = 0");
     fs::write(dir.join("project.toml"), config).unwrap();
     let model = tempfile::tempdir().unwrap();
-    let small_blip = json!({
-        "text_config": {
-            "vocab_size": 130, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "max_position_embeddings": 64, "bos_token_id": 128
-        },
-        "vision_config": {
-            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "image_size": 32, "patch_size": 8
-        }
-    });
+    let small_blip = tiny_config();
     write_random_blip(model.path(), &small_blip).unwrap();
     let human = captions_of(&dataset);
     let (dir_arg, model_arg) = (dir.to_str().unwrap(), model.path().to_str().unwrap());

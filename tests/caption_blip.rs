@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
 use easel::captioner::blip::Blip;
-use easel::captioner::blip::random::write_random_blip;
+use easel::captioner::blip::random::{tiny_config, write_random_blip};
 use easel::captioner::{CaptionRequest, open};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 /// f32 through a few layers, summed in another order than torch.
 const TOLERANCE: f32 = 1e-4;
@@ -220,16 +220,7 @@ fn a_missing_tensor_is_named_with_its_file() {
 #[test]
 fn random_folders_load_and_caption_deterministically() {
     let dir = tempfile::tempdir().unwrap();
-    let config = json!({
-        "text_config": {
-            "vocab_size": 130, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "max_position_embeddings": 64, "bos_token_id": 128
-        },
-        "vision_config": {
-            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "image_size": 32, "patch_size": 8
-        }
-    });
+    let config = tiny_config();
     write_random_blip(dir.path(), &config).unwrap();
     let mut captioner = open(dir.path(), &Device::Cpu).unwrap();
     let request = CaptionRequest { max_tokens: 8, ..CaptionRequest::default() };

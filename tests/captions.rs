@@ -13,6 +13,8 @@ use easel::project::Project;
 
 mod common;
 
+use common::captions_of;
+
 fn easel(project: &Path, args: &[&str]) -> Output {
     let output = Command::new(env!("CARGO_BIN_EXE_easel"))
         .arg("captions")
@@ -27,17 +29,6 @@ fn easel(project: &Path, args: &[&str]) -> Output {
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn captions_of(dataset: &Path) -> Vec<(String, String)> {
-    let mut captions: Vec<(String, String)> = fs::read_dir(dataset)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
-        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), fs::read_to_string(&p).unwrap()))
-        .collect();
-    captions.sort();
-    captions
 }
 
 #[test]

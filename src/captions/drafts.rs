@@ -89,6 +89,21 @@ impl Draft {
     }
 }
 
+#[cfg(test)]
+impl Draft {
+    /// A pending draft of `text` as it is, for the tests.
+    pub(crate) fn pending(image: &str, text: &str) -> Self {
+        Self {
+            image: image.into(),
+            text: text.into(),
+            raw: text.into(),
+            model: "test".into(),
+            made: 0,
+            review: Review::Pending,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct StoredDrafts {
     version: u32,
@@ -247,25 +262,14 @@ pub fn unreviewed_uncaptioned(dataset: &Path, extension: &str) -> Result<Vec<Pat
 mod tests {
     use super::*;
 
-    fn draft(image: &str, text: &str) -> Draft {
-        Draft {
-            image: image.into(),
-            text: text.into(),
-            raw: text.into(),
-            model: "test".into(),
-            made: 0,
-            review: Review::Pending,
-        }
-    }
-
     #[test]
     fn accept_writes_through_the_journal_and_undo_brings_the_draft_back() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         fs::write(d.join("b.txt"), "a human caption").unwrap();
         update(d, |drafts| {
-            drafts.insert(draft("a.png", "ohwx, a mug"));
-            drafts.insert(draft("b.png", "ohwx, a cup"));
+            drafts.insert(Draft::pending("a.png", "ohwx, a mug"));
+            drafts.insert(Draft::pending("b.png", "ohwx, a cup"));
             Ok(())
         })
         .unwrap();
@@ -300,7 +304,7 @@ mod tests {
         fs::write(d.join("blank.txt"), "  \n").unwrap();
         update(d, |drafts| {
             for image in ["captioned.png", "blank.png", "missing.png", "rejected.png", "accepted.png"] {
-                drafts.insert(draft(image, "ohwx, a mug"));
+                drafts.insert(Draft::pending(image, "ohwx, a mug"));
             }
             Ok(drafts.reject(&["rejected.png".into()]))
         })

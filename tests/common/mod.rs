@@ -54,3 +54,15 @@ pub fn unet_output(model: &easel::model::pipeline::StableDiffusion) -> Tensor {
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
     (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
 }
+
+/// Every caption file (`.txt`) of a dataset with its text, in name order.
+pub fn captions_of(dataset: &Path) -> Vec<(String, String)> {
+    let mut captions: Vec<(String, String)> = fs::read_dir(dataset)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "txt"))
+        .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), fs::read_to_string(&p).unwrap()))
+        .collect();
+    captions.sort();
+    captions
+}

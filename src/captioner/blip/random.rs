@@ -38,6 +38,21 @@ pub fn base_config() -> serde_json::Value {
     })
 }
 
+/// A BLIP a few kilobytes big (hidden width 32, two layers each side, 32 px
+/// images, 130 words): the shape tests caption with.
+pub fn tiny_config() -> serde_json::Value {
+    json!({
+        "text_config": {
+            "vocab_size": 130, "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "max_position_embeddings": 64, "bos_token_id": 128
+        },
+        "vision_config": {
+            "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "image_size": 32, "patch_size": 8
+        }
+    })
+}
+
 /// Writes a BLIP folder for `config` (a `config.json` value; missing fields
 /// take transformers' defaults, `model_type` and `architectures` BLIP's
 /// captioner): `config.json`, `model.safetensors` (f32,

@@ -34,6 +34,12 @@ fn reference_geglu(x: &Tensor) -> Result<Tensor> {
     x.narrow(D::Minus1, 0, half)? * x.narrow(D::Minus1, half, half)?.gelu_erf()?
 }
 
+/// Largest |a − b| over every element.
+fn max_difference(a: &Tensor, b: &Tensor) -> f64 {
+    let difference = (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+    difference.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap()
+}
+
 /// Largest |difference| between the fused and reference outputs and between
 /// their gradients for every input.
 fn largest_difference(
@@ -52,22 +58,8 @@ fn largest_difference(
     };
     let (fused_y, fused_grads) = run(&fused);
     let (reference_y, reference_grads) = run(&reference);
-    let difference = |a: &Tensor, b: &Tensor| {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    };
-    let gradient = fused_grads.iter().zip(&reference_grads).map(|(a, b)| difference(a, b)).fold(0.0, f64::max);
-    (difference(&fused_y, &reference_y), gradient)
+    let gradient = fused_grads.iter().zip(&reference_grads).map(|(a, b)| max_difference(a, b)).fold(0.0, f64::max);
+    (max_difference(&fused_y, &reference_y), gradient)
 }
 
 fn assert_matches(what: &str, result: (f64, f64), dtype: DType) {
@@ -121,18 +113,7 @@ fn inference_gelu_matches_candles_exact_gelu() {
     // Enough elements for the parallel blocks, one partial at the end.
     for dtype in [DType::F64, DType::F32] {
         let x = input(&[3, 40_001], dtype).affine(3.0, 0.0).unwrap();
-        let difference = (gelu(&x).unwrap() - x.gelu_erf().unwrap())
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_dtype(DType::F64)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let difference = max_difference(&gelu(&x).unwrap(), &x.gelu_erf().unwrap());
         assert!(difference < 1e-5, "{dtype:?}: {difference}");
     }
 }
@@ -146,8 +127,7 @@ fn frozen_linear_matches_the_composed_layer_for_both_weight_layouts() {
         for weight in [&weight, &transposed_storage] {
             let fused = frozen_linear(&x, weight, &bias).expect("the CPU takes it").unwrap();
             assert_eq!(fused.dims(), [2, 37, 24]);
-            let difference = (fused - &composed).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
-            let difference = difference.to_dtype(DType::F64).unwrap().to_scalar::<f64>().unwrap();
+            let difference = max_difference(&fused, &composed);
             assert!(difference < if dtype == DType::F64 { 1e-12 } else { 1e-5 }, "{dtype:?}: {difference}");
         }
     }

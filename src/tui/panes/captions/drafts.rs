@@ -261,25 +261,14 @@ mod tests {
         }
     }
 
-    fn pending(image: &str, text: &str) -> Draft {
-        Draft {
-            image: image.into(),
-            text: text.into(),
-            raw: text.into(),
-            model: "test".into(),
-            made: 0,
-            review: Review::Pending,
-        }
-    }
-
     /// `app_with_captions` (a: "zeltmug, a mug", b: none, c: "zeltmug, a cup") with drafts
     /// for b (clean) and c (generic: a finding), read in.
     fn app_with_drafts() -> (tempfile::TempDir, App, std::path::PathBuf) {
         let (dir, mut app) = app_with_captions();
         let dataset = dir.path().join("dataset");
         store::update(&dataset, |drafts| {
-            drafts.insert(pending("b.png", "zeltmug, a red mug on a wooden table"));
-            drafts.insert(pending("c.png", "zeltmug, a mug"));
+            drafts.insert(Draft::pending("b.png", "zeltmug, a red mug on a wooden table"));
+            drafts.insert(Draft::pending("c.png", "zeltmug, a mug"));
             Ok(())
         })
         .unwrap();
@@ -339,7 +328,7 @@ mod tests {
         assert_eq!(app.shared.files.captions.as_ref().unwrap().drafts.len(), 2);
         // `easel captions auto` in another window drafts for a.
         store::update(&dataset, |drafts| {
-            drafts.insert(pending("a.png", "zeltmug, a mug on a shelf"));
+            drafts.insert(Draft::pending("a.png", "zeltmug, a mug on a shelf"));
             Ok(())
         })
         .unwrap();

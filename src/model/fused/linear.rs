@@ -4,7 +4,7 @@
 //! (`broadcast_matmul`) and a second pass over the output for the bias.
 
 use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, WithDType, bail};
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor, WithDType, bail};
 
 use super::contiguous;
 use super::cpu::Real;
@@ -48,8 +48,19 @@ fn transposed_weight<'a, T: Real>(storage: &'a CpuStorage, layout: &Layout) -> R
     }
 }
 
+/// A frozen linear layer's value, `x·weightᵀ + bias` over the last
+/// dimension, as one op on the CPU in f32 or f64 (no gradient flows through
+/// it: `nn::Linear` carries the input's gradient itself); `None` where
+/// candle's composed ops should run (another device or dtype).
+pub fn frozen_linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Option<Result<Tensor>> {
+    let cpu_float = matches!(x.dtype(), DType::F32 | DType::F64);
+    let same = weight.dtype() == x.dtype() && bias.dtype() == x.dtype();
+    (x.device().is_cpu() && cpu_float && same && !x.track_op())
+        .then(|| x.contiguous()?.apply_op3_no_bwd(weight, &bias.contiguous()?, &FrozenLinear))
+}
+
 /// `x · weightᵀ + bias` over the last dimension (frozen: no backward).
-pub(super) struct FrozenLinear;
+struct FrozenLinear;
 
 impl CustomOp3 for FrozenLinear {
     fn name(&self) -> &'static str {

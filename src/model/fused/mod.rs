@@ -45,6 +45,8 @@ use candle_core::{
     CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor, WithDType, bail,
 };
 
+pub use linear::frozen_linear;
+
 use cpu::{NormSpec, Real, Rows};
 use cpu_attention::AttentionDims;
 use cpu_conv::ConvShape;
@@ -292,17 +294,6 @@ pub fn gelu(x: &Tensor) -> Result<Tensor> {
     }
     let (dtype, working) = (x.dtype(), cpu_working_dtype(x));
     x.to_dtype(working)?.contiguous()?.apply_op1_no_bwd(&GeluInference)?.to_dtype(dtype)
-}
-
-/// A frozen linear layer's value, `x·weightᵀ + bias` over the last
-/// dimension, as one op on the CPU in f32 or f64 (no gradient flows through
-/// it: `nn::Linear` carries the input's gradient itself); `None` where
-/// candle's composed ops should run (another device or dtype).
-pub fn frozen_linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Option<Result<Tensor>> {
-    let cpu_float = matches!(x.dtype(), DType::F32 | DType::F64);
-    let same = weight.dtype() == x.dtype() && bias.dtype() == x.dtype();
-    (x.device().is_cpu() && cpu_float && same && !x.track_op())
-        .then(|| x.contiguous()?.apply_op3_no_bwd(weight, &bias.contiguous()?, &linear::FrozenLinear))
 }
 
 /// Attention over `[batch·heads, tokens, head_dim]`; keeps the log-sum-exp

@@ -78,16 +78,9 @@ pub struct AutoSummary {
     pub stopped: bool,
 }
 
-/// The images a run with `scope` drafts for, in dataset order.
-pub fn plan(
-    dataset: &std::path::Path,
-    extension: &str,
-    captions: &[Caption],
-    drafts: &Drafts,
-    scope: Scope,
-) -> Vec<PathBuf> {
-    let awaiting: std::collections::HashSet<PathBuf> =
-        drafts::awaiting_review(dataset, extension, drafts).into_iter().map(|(draft, _)| draft.image).collect();
+/// The images a run with `scope` drafts for, in dataset order, from the
+/// captions as read and the stored drafts.
+pub fn plan(captions: &[Caption], drafts: &Drafts, scope: Scope) -> Vec<PathBuf> {
     captions
         .iter()
         .filter(|caption| match scope {
@@ -95,22 +88,26 @@ pub fn plan(
                 caption.text.as_ref().is_ok_and(|text| text.as_deref().is_none_or(|t| t.trim().is_empty()))
                     && drafts.get(&caption.image).is_none()
             }
-            Scope::All => !awaiting.contains(&caption.image),
+            Scope::All => !drafts.get(&caption.image).is_some_and(|draft| draft.awaits_review(caption.text())),
         })
         .map(|caption| caption.image.clone())
         .collect()
 }
 
-/// Drafts captions for the planned images. `progress` is told after every
-/// batch and stops the run by returning `false`.
+/// [`plan`] for the dataset as it is now.
+pub fn plan_now(context: &CaptionContext, scope: Scope) -> Result<Vec<PathBuf>> {
+    Ok(plan(&context.captions(), &Drafts::read(&context.dataset)?, scope))
+}
+
+/// Drafts captions for `images` (a [`plan`]). `progress` is told after
+/// every batch and stops the run by returning `false`.
 pub fn run(
     context: &CaptionContext,
     captioner: &mut dyn Captioner,
+    images: &[PathBuf],
     options: &AutoOptions,
     progress: &mut dyn FnMut(&AutoProgress) -> bool,
 ) -> Result<AutoSummary> {
-    let captions = context.captions();
-    let images = plan(&context.dataset, &context.extension, &captions, &Drafts::read(&context.dataset)?, options.scope);
     let batch = if options.batch == 0 { captioner.preferred_batch() } else { options.batch }.max(1);
     let model = captioner.describe();
     let mut summary = AutoSummary { planned: images.len(), ..AutoSummary::default() };
@@ -201,9 +198,13 @@ mod tests {
         let images = [("a.png", None), ("b.png", Some("ohwx, human words")), ("c.png", Some(" ")), ("d.png", None)];
         let context = project_with(dir.path(), &images);
         let before = fs::read(context.dataset.join("b.txt")).unwrap();
-        let summary = run(&context, &mut Widths, &options(Scope::OnlyMissing), &mut |_| false).unwrap();
+        let plan = |scope| plan_now(&context, scope).unwrap();
+        let summary =
+            run(&context, &mut Widths, &plan(Scope::OnlyMissing), &options(Scope::OnlyMissing), &mut |_| false)
+                .unwrap();
         assert_eq!((summary.planned, summary.drafted, summary.stopped), (3, 2, true), "stopped after one batch");
-        let summary = run(&context, &mut Widths, &options(Scope::OnlyMissing), &mut |_| true).unwrap();
+        let summary =
+            run(&context, &mut Widths, &plan(Scope::OnlyMissing), &options(Scope::OnlyMissing), &mut |_| true).unwrap();
         assert_eq!((summary.planned, summary.drafted, summary.stopped), (1, 1, false), "the rerun continues");
         let drafts = Drafts::read(&context.dataset).unwrap();
         let images: Vec<_> = drafts.iter().map(|d| d.image.to_str().unwrap().to_string()).collect();
@@ -211,7 +212,7 @@ mod tests {
         assert_eq!(drafts.get(Path::new("a.png")).unwrap().text, "ohwx, a mug 8 wide");
         assert_eq!(fs::read(context.dataset.join("b.txt")).unwrap(), before, "human captions untouched");
         assert!(!context.dataset.join("a.txt").exists(), "a draft is not a caption");
-        let all = run(&context, &mut Widths, &options(Scope::All), &mut |_| true).unwrap();
+        let all = run(&context, &mut Widths, &plan(Scope::All), &options(Scope::All), &mut |_| true).unwrap();
         assert_eq!(all.planned, 1, "--all adds the captioned image, not the drafts awaiting review");
     }
 }

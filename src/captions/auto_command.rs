@@ -10,12 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, bail};
 
-use super::CaptionContext;
 use super::auto::{self, AutoOptions, AutoProgress, Scope};
-use super::drafts::{self, Acceptance, Draft, Drafts};
+use super::drafts::{self, Acceptance};
 use super::journal::Journal;
-use super::lint::Lint;
 use super::text::diff_text;
+use super::{CaptionContext, QueuedDraft, review_queue};
 use crate::captioner;
 use crate::console::{ProgressLine, duration, on_stop_signal};
 use crate::project::{HOW_TO_GET_A_MODEL, Project};
@@ -58,37 +57,6 @@ pub struct DraftsArgs {
     json: bool,
 }
 
-/// A draft awaiting review, with what its image's caption file holds now
-/// and what lint finds in the draft's text.
-struct Queued {
-    draft: Draft,
-    caption: Option<String>,
-    findings: Vec<Lint>,
-}
-
-impl Queued {
-    /// Free of lint findings, and for an image without a caption: what
-    /// `--accept-clean` takes; a draft that would replace a person's caption
-    /// is accepted only by name.
-    fn is_clean(&self) -> bool {
-        self.findings.is_empty() && self.caption().is_none()
-    }
-
-    /// The current caption when it says something (a blank one is no caption).
-    fn caption(&self) -> Option<&str> {
-        self.caption.as_deref().filter(|text| !text.trim().is_empty())
-    }
-}
-
-fn review_queue(context: &CaptionContext) -> Result<Vec<Queued>> {
-    let drafts = Drafts::read(&context.dataset)?;
-    let mut linter = context.linter();
-    Ok(drafts::awaiting_review(&context.dataset, &context.extension, &drafts)
-        .into_iter()
-        .map(|(draft, caption)| Queued { findings: linter.lint(&draft.text), draft, caption })
-        .collect())
-}
-
 /// `captions auto`: the model from `--model` or project.toml, drafts saved
 /// batch by batch; a stop signal ends the run after the batch under way.
 pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoArgs) -> Result<()> {
@@ -102,8 +70,7 @@ pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoA
         ),
     };
     let scope = if args.all { Scope::All } else { Scope::OnlyMissing };
-    let drafts = Drafts::read(&context.dataset)?;
-    let planned = auto::plan(&context.dataset, &context.extension, &context.captions(), &drafts, scope);
+    let planned = auto::plan_now(context, scope)?;
     if planned.is_empty() {
         let hint = if scope == Scope::All { "" } else { " (--all drafts for captioned images too)" };
         println!("Nothing to draft: every image has a caption or a draft{hint}.");
@@ -129,7 +96,7 @@ pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoA
         let mut captioner = captioner::open(&model, &device)?;
         let on = if device.is_cpu() { "the CPU" } else { "the GPU" };
         println!("Drafting captions for {} images with {} on {on}.", planned.len(), captioner.describe());
-        auto::run(context, captioner.as_mut(), &options, &mut |p| {
+        auto::run(context, captioner.as_mut(), &planned, &options, &mut |p| {
             progress.show(&progress_text(p));
             !stop.load(Ordering::Relaxed)
         })
@@ -213,14 +180,14 @@ pub fn review(context: &CaptionContext, dir: &Path, args: DraftsArgs) -> Result<
     Ok(())
 }
 
-fn list(queue: &[Queued], dir: &Path, json: bool) -> Result<()> {
+fn list(queue: &[QueuedDraft], dir: &Path, json: bool) -> Result<()> {
     if json {
         let report: Vec<_> = queue
             .iter()
             .map(|queued| {
                 serde_json::json!({
                     "image": queued.draft.image, "text": queued.draft.text, "raw": queued.draft.raw,
-                    "model": queued.draft.model, "caption": queued.caption(), "findings": queued.findings,
+                    "model": queued.draft.model, "caption": queued.caption_text(), "findings": queued.findings,
                 })
             })
             .collect();
@@ -233,7 +200,7 @@ fn list(queue: &[Queued], dir: &Path, json: bool) -> Result<()> {
     }
     for queued in queue {
         println!("{}  ({})", queued.draft.image.display(), queued.draft.model);
-        match queued.caption() {
+        match queued.caption_text() {
             // What accepting would change, word by word.
             Some(caption) => println!("    {}", diff_text(caption, &queued.draft.text)),
             None => println!("    {}", queued.draft.text),
@@ -243,7 +210,7 @@ fn list(queue: &[Queued], dir: &Path, json: bool) -> Result<()> {
         }
     }
     let clean = queue.iter().filter(|queued| queued.is_clean()).count();
-    let replacing = queue.iter().filter(|queued| queued.caption().is_some()).count();
+    let replacing = queue.iter().filter(|queued| !queued.is_only_text()).count();
     println!(
         "\n{} awaiting review: {clean} clean (no findings, no caption to replace), {replacing} would replace a caption (shown as a diff).",
         drafts_count(queue.len())

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use super::journal::{Change, Journal, read_text};
+use super::journal::{Change, Journal, read_text, same_caption};
 use super::normalize::{Rules, normalize};
 use super::trigger::mentions_trigger;
 use crate::fsutil::atomic_write;
@@ -80,10 +80,9 @@ impl Draft {
     /// Whether a person still has to look at it, given what the image's
     /// caption file holds now.
     pub fn awaits_review(&self, caption: Option<&str>) -> bool {
-        let same = |a: Option<&str>, b: Option<&str>| a.unwrap_or("").trim() == b.unwrap_or("").trim();
         match &self.review {
             Review::Pending => true,
-            Review::Accepted { replaced } => same(caption, replaced.as_deref()),
+            Review::Accepted { replaced } => same_caption(caption, replaced.as_deref()),
             Review::Rejected => false,
         }
     }

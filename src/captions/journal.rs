@@ -67,6 +67,12 @@ pub fn read_text(path: &Path) -> Result<Option<String>, JournalError> {
     }
 }
 
+/// Whether two caption texts say the same: whitespace around a caption, or
+/// an empty file for none, is no difference (`None` is no file).
+pub fn same_caption(a: Option<&str>, b: Option<&str>) -> bool {
+    a.unwrap_or("").trim() == b.unwrap_or("").trim()
+}
+
 /// The edits of a dataset and where undo stands.
 #[derive(Debug)]
 pub struct Journal {
@@ -135,13 +141,10 @@ impl Journal {
 
     /// Checks that every file holds `from` (or already `to`), then writes `to`.
     fn check(&self, changes: &[(&Path, &Option<String>, &Option<String>)]) -> Result<(), JournalError> {
-        // Whitespace around a caption, or an empty file for none, is not an edit.
-        let same = |a: &Option<String>, b: &Option<String>| {
-            a.as_deref().unwrap_or("").trim() == b.as_deref().unwrap_or("").trim()
-        };
         for (path, from, to) in changes {
             let now = read_text(&self.dataset.join(path))?;
-            if !same(&now, from) && !same(&now, to) {
+            let now = now.as_deref();
+            if !same_caption(now, from.as_deref()) && !same_caption(now, to.as_deref()) {
                 return Err(JournalError::Conflict { path: path.to_path_buf() });
             }
         }

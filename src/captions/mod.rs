@@ -78,9 +78,16 @@ impl CaptionContext {
     /// `lint` with the suggestions already made.
     pub fn lint_with(&self, captions: &[Caption], suggestions: &[Suggestion]) -> Vec<Vec<Lint>> {
         // A drafts file that does not parse is named by `captions drafts` and
-        // by training; lint still lints the captions themselves.
-        let drafted: HashSet<PathBuf> =
-            drafts::unreviewed_uncaptioned(&self.dataset, &self.extension).unwrap_or_default().into_iter().collect();
+        // by training; lint still lints the captions themselves. The captions
+        // are read already: only the drafts file is.
+        let drafted: HashSet<PathBuf> = match drafts::Drafts::read(&self.dataset) {
+            Ok(stored) => captions
+                .iter()
+                .filter(|caption| stored.get(&caption.image).is_some_and(|draft| draft.awaits_review(caption.text())))
+                .map(|caption| caption.image.clone())
+                .collect(),
+            Err(_) => HashSet::new(),
+        };
         lint_all(captions, || self.linter(), suggestions, &drafted)
     }
 }
@@ -123,10 +130,22 @@ pub struct QueuedDraft {
 }
 
 impl QueuedDraft {
+    /// The current caption when it says something (a blank one is no caption).
+    pub fn caption_text(&self) -> Option<&str> {
+        self.caption.as_deref().filter(|c| !c.trim().is_empty())
+    }
+
     /// Whether the draft is the only text its image has: training leaves
     /// the image out until it is accepted.
     pub fn is_only_text(&self) -> bool {
-        self.caption.as_deref().is_none_or(|c| c.trim().is_empty())
+        self.caption_text().is_none()
+    }
+
+    /// Free of lint findings, and for an image without a caption: what
+    /// accepting all at once takes; a draft that would replace a person's
+    /// caption is accepted one at a time.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty() && self.is_only_text()
     }
 }
 
@@ -183,26 +202,35 @@ pub fn drafts_changed(dataset: &Path) -> Option<std::time::SystemTime> {
     std::fs::metadata(dataset.join(drafts::FILE)).and_then(|m| m.modified()).ok()
 }
 
-/// The drafts awaiting review of `captions`' images, linted and diffed
-/// against their captions.
-fn queue(
-    context: &CaptionContext,
-    captions: &[Caption],
-) -> anyhow::Result<std::collections::BTreeMap<PathBuf, QueuedDraft>> {
+/// The drafts awaiting review, in image order, each linted and diffed
+/// against its image's caption: the queue the command line and the pane show.
+pub fn review_queue(context: &CaptionContext) -> anyhow::Result<Vec<QueuedDraft>> {
     let stored = drafts::Drafts::read(&context.dataset)?;
-    let images: std::collections::HashSet<&Path> = captions.iter().map(|c| c.image.as_path()).collect();
     let mut linter = context.linter();
     Ok(drafts::awaiting_review(&context.dataset, &context.extension, &stored)
         .into_iter()
-        .filter(|(draft, _)| images.contains(draft.image.as_path()))
         .map(|(draft, caption)| {
             let diff = match caption.as_deref().filter(|c| !c.trim().is_empty()) {
                 Some(caption) => text::word_diff(caption, &draft.text),
                 None => Vec::new(),
             };
             let findings = linter.lint(&draft.text);
-            (draft.image.clone(), QueuedDraft { draft, caption, findings, diff })
+            QueuedDraft { draft, caption, findings, diff }
         })
+        .collect())
+}
+
+/// The review queue of `captions`' images (drafts of images gone from the
+/// dataset left out), by image.
+fn queue(
+    context: &CaptionContext,
+    captions: &[Caption],
+) -> anyhow::Result<std::collections::BTreeMap<PathBuf, QueuedDraft>> {
+    let images: HashSet<&Path> = captions.iter().map(|c| c.image.as_path()).collect();
+    Ok(review_queue(context)?
+        .into_iter()
+        .filter(|queued| images.contains(queued.draft.image.as_path()))
+        .map(|queued| (queued.draft.image.clone(), queued))
         .collect())
 }
 

@@ -37,20 +37,21 @@ pub(super) fn auto_caption(
             let _ = sender.send(Done::AutoCaptionProgress(*p));
             !stop.load(Ordering::Relaxed)
         };
-        crate::captions::auto::run(&context, captioner.as_mut(), &options, &mut progress)
+        let images = crate::captions::auto::plan_now(&context, scope)?;
+        crate::captions::auto::run(&context, captioner.as_mut(), &images, &options, &mut progress)
     })
 }
 
 /// Writes captions through the journal (or a rule into vocabulary.toml).
 pub fn write_captions(project: &Project, job: &CaptionJob) -> Result<String, JournalError> {
-    use crate::captions::journal::{Change, Journal, read_text};
+    use crate::captions::journal::{Change, Journal, read_text, same_caption};
     let dataset = project.dataset_dir();
     let mut journal = Journal::open(&dataset);
     match job {
         CaptionJob::Save { file, before, after, force, .. } => {
             // The file's exact text (a trailing newline, say) is what undo brings back.
             let on_disk = read_text(&dataset.join(file))?;
-            let unchanged = on_disk.as_deref().unwrap_or("").trim() == before.as_deref().unwrap_or("").trim();
+            let unchanged = same_caption(on_disk.as_deref(), before.as_deref());
             let before = if *force || unchanged { on_disk } else { before.clone() };
             let change = Change { path: file.clone(), before, after: Some(after.clone()) };
             journal.apply(&format!("edit {}", file.display()), vec![change])?;
@@ -90,12 +91,12 @@ fn accept_drafts(
     accepted: &[DraftAcceptance],
     journal: &mut crate::captions::journal::Journal,
 ) -> Result<String, JournalError> {
-    use crate::captions::journal::read_text;
+    use crate::captions::journal::{read_text, same_caption};
     let (dataset, extension) = (project.dataset_dir(), &project.config.caption_extension);
     for acceptance in accepted.iter().filter(|a| !a.force) {
         let file = acceptance.image.with_extension(extension);
         let now = read_text(&dataset.join(&file))?;
-        if now.as_deref().unwrap_or("").trim() != acceptance.reviewed_against.as_deref().unwrap_or("").trim() {
+        if !same_caption(now.as_deref(), acceptance.reviewed_against.as_deref()) {
             return Err(JournalError::Conflict { path: file });
         }
     }

@@ -132,10 +132,8 @@ impl CaptionsPane {
             Action::EditDraft => return self.open_draft_editor(shared),
             Action::AcceptCleanDrafts => {
                 let queue = shared.files.captions.iter().flat_map(|r| r.drafts.values());
-                let clean: Vec<DraftAcceptance> = queue
-                    .filter(|q| q.findings.is_empty() && q.is_only_text() && !self.decided.contains(&q.draft.image))
-                    .map(acceptance)
-                    .collect();
+                let clean: Vec<DraftAcceptance> =
+                    queue.filter(|q| q.is_clean() && !self.decided.contains(&q.draft.image)).map(acceptance).collect();
                 if clean.is_empty() {
                     return vec![Effect::info(
                         "No draft without findings for an uncaptioned image (a accepts one at a time).",

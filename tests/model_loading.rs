@@ -37,6 +37,13 @@ fn pickle_checkpoints_are_refused_with_a_hint() {
         .unwrap();
     let error = load_error(dir.path());
     assert!(error.contains("diffusion_pytorch_model.bin") && error.contains("pickle"), "{error}");
+    // A transformers part (the text encoder) names its pickle pytorch_model.bin.
+    std::fs::rename(unet.join("diffusion_pytorch_model.bin"), unet.join("diffusion_pytorch_model.safetensors"))
+        .unwrap();
+    let text_encoder = dir.path().join("text_encoder");
+    std::fs::rename(text_encoder.join("model.safetensors"), text_encoder.join("pytorch_model.bin")).unwrap();
+    let error = load_error(dir.path());
+    assert!(error.contains("pytorch_model.bin") && error.contains("pickle"), "{error}");
 }
 
 #[test]

@@ -102,8 +102,11 @@ pub(crate) fn part_weights(folder: &Path, stem: &str) -> Result<Vec<PathBuf>> {
         files.dedup();
         return Ok(files);
     }
-    for extension in ["bin", "ckpt", "pt"] {
-        let pickle = folder.join(format!("{stem}.{extension}"));
+    // transformers names its pickle `pytorch_model.bin` (text encoders in a
+    // diffusers folder, captioning models), diffusers `{stem}.bin`.
+    let pickles = ["bin", "ckpt", "pt"].map(|extension| format!("{stem}.{extension}"));
+    for name in pickles.iter().chain([&format!("pytorch_{stem}.bin")]) {
+        let pickle = folder.join(name);
         if pickle.is_file() {
             refuse_pickle(&pickle)?;
         }

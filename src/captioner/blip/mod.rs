@@ -27,7 +27,7 @@ use text::TextDecoder;
 
 use super::wordpiece::WordPiece;
 use super::{CaptionRequest, Captioner};
-use crate::model::weights::{WeightFiles, WeightSource, refuse_pickle};
+use crate::model::weights::{WeightFiles, WeightSource};
 use crate::vision::preprocess::Preprocess;
 use crate::vision::vit::{BLIP_LAYOUT, VisionTransformer};
 
@@ -186,18 +186,10 @@ impl Captioner for Blip {
 }
 
 /// The folder's weight files: `model.safetensors` or a sharded index; a
-/// PyTorch pickle alone is refused, naming the file.
+/// PyTorch pickle alone is refused, naming the file (`part_weights`).
 fn weight_files(folder: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    match crate::model::pipeline::part_weights(folder, "model") {
-        Ok(files) => Ok(files),
-        Err(missing) => {
-            let pickle = folder.join("pytorch_model.bin");
-            if pickle.is_file() {
-                refuse_pickle(&pickle)?;
-            }
-            Err(missing.context(format!("a BLIP model's weights are model.safetensors; {DOWNLOAD_HINT}")))
-        }
-    }
+    crate::model::pipeline::part_weights(folder, "model")
+        .with_context(|| format!("a BLIP model's weights are model.safetensors; {DOWNLOAD_HINT}"))
 }
 
 /// The model's name for messages: the folder's name (the hub's repository

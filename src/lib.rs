@@ -22,3 +22,4 @@ pub mod train;
 pub mod tui;
 pub mod utc;
 pub mod vision;
+pub mod words;

@@ -55,6 +55,7 @@ fn every_line_of_an_existing_log_reads_as_a_record_and_writes_back_the_same() {
                 format!("finished {step}")
             }
             MetricsRecord::ResumedFrom { run, step } => format!("resumed from {run} at {step}"),
+            MetricsRecord::Started { step } => format!("started at {step}"),
         });
     }
     let expected = "samples 0, step 1, step 2, validation 2, samples 2, checkpoint 2, step 3, step 4, \

@@ -260,8 +260,9 @@ fn files_cut_short_are_unreadable_in_the_scan_and_skipped_by_training() {
         assert!(finding["bucket"].is_null(), "{name} was given a bucket");
     }
 
-    let config = easel::project::TrainConfig { resolution: 128, ..Default::default() };
-    let set = easel::train::data::TrainingSet::read(&dataset, "txt", &config).unwrap();
+    let train = easel::project::TrainConfig { resolution: 128, ..Default::default() };
+    let config = easel::project::ProjectConfig { train, ..Default::default() };
+    let set = easel::train::data::TrainingSet::read(&dataset, &config).unwrap();
     for name in &cut {
         let (_, why) = set
             .skipped

@@ -342,3 +342,81 @@ fn images_whose_only_text_is_an_unreviewed_draft_are_counted_and_left_out() {
     assert!(stdout.contains("16 training and 2 validation images"), "18 of 20 used: {stdout}");
     assert_eq!(stdout.matches("no caption: its draft awaits review").count(), 2, "{stdout}");
 }
+
+/// Trains `project` as given in this process; the events it reported.
+fn train_events(project: &Project, options: &TrainOptions) -> Vec<Event> {
+    let (_commands, command_rx) = std::sync::mpsc::channel();
+    let (events, event_rx) = std::sync::mpsc::channel();
+    trainer::run(project, options, &command_rx, &events).unwrap();
+    drop(events);
+    event_rx.iter().collect()
+}
+
+#[test]
+fn a_run_trains_with_and_freezes_exactly_the_settings_it_was_configured_from() {
+    let dir = project(3, 0);
+    // The workbench read project.toml, and it changed on disk after that (the
+    // workbench has not re-read it yet): the run is what the workbench showed.
+    let project = Project::open(dir.path()).unwrap();
+    let file = dir.path().join("project.toml");
+    let edited = project.source.replace("steps = 3\n", "steps = 300\n");
+    std::fs::write(&file, &edited).unwrap();
+    let events = train_events(&project, &TrainOptions::default());
+    let run = run_folder(dir.path());
+    let frozen = std::fs::read_to_string(run.join("project.toml")).unwrap();
+    let steps = events.iter().filter(|e| matches!(e, Event::Step(_))).count();
+    assert_eq!(steps, 3, "trained with the settings it was given");
+    assert_eq!(frozen, project.source, "froze the text those settings were parsed from");
+
+    // An override of the steps is written into the copy, the rest byte for byte.
+    std::fs::remove_dir_all(dir.path().join("runs")).unwrap();
+    let project = Project::open(dir.path()).unwrap();
+    let events = train_events(&project, &TrainOptions { steps: Some(2), ..TrainOptions::default() });
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::Step(_))).count(), 2);
+    let frozen = std::fs::read_to_string(run_folder(dir.path()).join("project.toml")).unwrap();
+    assert_eq!(frozen, edited.replace("steps = 300\n", "steps = 2\n"));
+}
+
+#[test]
+fn pruning_keeps_the_checkpoint_a_roll_back_started_from_and_says_what_it_pruned() {
+    let dir = project(4, 1);
+    let file = dir.path().join("project.toml");
+    let config = std::fs::read_to_string(&file).unwrap() + "keep_checkpoints = 2\n";
+    std::fs::write(&file, config).unwrap();
+    let path = dir.path().to_str().unwrap();
+    let first = output(easel(&["train", path]));
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    let original = run_folder(dir.path());
+    let id = original.file_name().unwrap().to_str().unwrap().to_string();
+    let steps =
+        |run: &Path| easel::train::run_dir::RunDir { id: String::new(), dir: run.to_path_buf() }.checkpoint_steps();
+    assert_eq!(steps(&original), [3, 4]);
+
+    // A roll-back from step 3, then the original run continued: step 3 stays.
+    let rolled = output(easel(&["train", path, "--from", &format!("{id}@3")]));
+    assert!(rolled.status.success(), "{}", String::from_utf8_lossy(&rolled.stderr));
+    let resumed = output(easel(&["train", path, "--resume", &id, "--steps", "6"]));
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert_eq!(steps(&original), [3, 5, 6], "the roll-back's source is kept: {stdout}");
+    assert!(String::from_utf8_lossy(&first.stdout).contains("Pruned the checkpoint of step 1 (keep_checkpoints = 2)"));
+    assert!(stdout.contains("Pruned the checkpoint of step 4 (keep_checkpoints = 2)"), "{stdout}");
+    let frozen = std::fs::read_to_string(original.join("project.toml")).unwrap();
+    assert!(frozen.contains("steps = 6\n"), "the run records that it was extended: {frozen}");
+}
+
+#[test]
+fn training_leaves_out_what_the_scan_calls_too_small() {
+    let dir = project(1, 0);
+    // zeltmug_19 is 96×96: too small at 128 px, as the scan says.
+    let file = dir.path().join("project.toml");
+    let config = std::fs::read_to_string(&file).unwrap().replace("resolution = 64", "resolution = 128");
+    std::fs::write(&file, config).unwrap();
+    let scan = output(easel(&["scan", dir.path().to_str().unwrap()]));
+    assert!(String::from_utf8_lossy(&scan.stdout).contains("too small: short side 96 px < 128"));
+    let result = output(easel(&["train", dir.path().to_str().unwrap()]));
+    let stdout = String::from_utf8_lossy(&result.stdout);
+    assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
+    assert!(stdout.contains("zeltmug_19.png: too small: short side 96 px < 128"), "{stdout}");
+    assert!(stdout.contains("17 training and 2 validation images"), "19 of 20 used: {stdout}");
+}

@@ -257,6 +257,105 @@ fn braille_cells(screen: &str) -> usize {
     screen.chars().filter(|c| ('\u{2801}'..='\u{28ff}').contains(c)).count()
 }
 
+/// Waits until the chart is drawn and the screen shows step `at_least` or later.
+fn wait_step(session: &Session, at_least: u64) -> String {
+    let start = Instant::now();
+    loop {
+        let screen = session.contents();
+        if shown_step(&screen).is_some_and(|s| s >= at_least) && braille_cells(&screen) > 10 {
+            return screen;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no step {at_least} on screen:\n{screen}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A demo copy whose project.toml trains quickly at 64 px with these `[train]` lines added.
+fn quick_project(train: &str) -> (tempfile::TempDir, String) {
+    let project = common::demo_copy();
+    let config = format!(
+        "name = \"demo\"\ndataset = \"dataset\"\n[train]\nbatch_size = 2\nlearning_rate = 1e-3\nwarmup_steps = 0\n\
+         resolution = 64\nprecision = \"f32\"\nsample_every = 0\nvalidate_every = 0\n{train}"
+    );
+    std::fs::write(project.path().join("project.toml"), &config).unwrap();
+    (project, config)
+}
+
+/// The one run folder of a project.
+fn only_run(project: &std::path::Path) -> std::path::PathBuf {
+    let runs: Vec<_> = std::fs::read_dir(project.join("runs")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    runs[0].clone()
+}
+
+#[test]
+fn save_then_quit_while_training_stops_with_a_checkpoint_at_that_step_which_resumes() {
+    let (project, _) = quick_project("steps = 3000\nsave_every = 1000\n");
+    let mut session = Session::start_in(project, &[]);
+    session.wait_for("1 Dataset");
+    session.send("3");
+    session.wait_for("s: train");
+    session.send("s");
+    session.wait_for("● training");
+    wait_step(&session, 10);
+    session.send("q");
+    let dialog = session.wait_for("Before quitting");
+    assert!(dialog.contains("save, then quit") && dialog.contains("quit without saving"), "{dialog}");
+    session.send("s");
+    assert!(session.wait_exit().success());
+    session.assert_restored();
+
+    let run = only_run(session.project.path());
+    let checkpoints: Vec<u64> =
+        easel::train::run_dir::RunDir { id: String::new(), dir: run.clone() }.checkpoint_steps();
+    let [step] = checkpoints[..] else { panic!("one checkpoint, at the step it stopped: {checkpoints:?}") };
+    assert!((10..3000).contains(&step), "{step}");
+    let metrics = easel::train::read_metrics(&run);
+    assert!(metrics.finished && metrics.stopped, "its log ends with the stop");
+    assert_eq!(metrics.loss.last().map(|(s, _)| *s), Some(step));
+
+    // It resumes from there (two steps more, to keep the test short).
+    let path = session.project.path().to_str().unwrap().to_string();
+    let more = (step + 2).to_string();
+    let resumed = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(["train", &path, "--resume", "--steps", &more])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&resumed.stdout);
+    assert!(resumed.status.success(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    assert!(stdout.contains(&format!("resuming at step {step}")), "{stdout}");
+    assert_eq!(easel::train::read_metrics(&run).loss.last().map(|(s, _)| *s), Some(step + 2));
+}
+
+#[test]
+fn a_project_file_changed_elsewhere_is_re_read_and_a_broken_one_starts_no_run() {
+    let (project, config) = quick_project("steps = 40\nsave_every = 0\n");
+    let file = project.path().join("project.toml");
+    let mut session = Session::start_in(project, &[]);
+    session.wait_for("1 Dataset");
+    session.send("3");
+    session.wait_for("40 steps of batch");
+    std::fs::write(&file, config.replace("steps = 40", "stesp = 40")).unwrap();
+    session.send("r");
+    let broken = session.wait_for("project.toml:11:1: key `train.stesp`");
+    assert!(broken.contains("⚠ settings"), "{broken}");
+    session.send("s");
+    session.wait_for("Not starting: project.toml:11:1");
+    assert!(!session.project.path().join("runs").exists(), "no run was made");
+
+    std::fs::write(&file, config.replace("steps = 40", "steps = 30")).unwrap();
+    session.send("r");
+    session.wait_for("30 steps of batch");
+    session.send("s");
+    session.wait_for("Finished at step 30");
+    session.send("q");
+    assert!(session.wait_exit().success());
+    let run = only_run(session.project.path());
+    let frozen = std::fs::read_to_string(run.join("project.toml")).unwrap();
+    assert_eq!(frozen, config.replace("steps = 40", "steps = 30"), "the run froze what it trained with");
+    assert_eq!(easel::train::read_metrics(&run).loss.len(), 30);
+}
+
 #[test]
 fn the_train_pane_starts_a_run_and_its_chart_updates_live() {
     let project = common::demo_copy();
@@ -269,17 +368,6 @@ fn the_train_pane_starts_a_run_and_its_chart_updates_live() {
     session.wait_for("s: train");
     session.send("s");
     session.wait_for("● training");
-    let wait_step = |session: &Session, at_least: u64| {
-        let start = Instant::now();
-        loop {
-            let screen = session.contents();
-            if shown_step(&screen).is_some_and(|s| s >= at_least) && braille_cells(&screen) > 10 {
-                return screen;
-            }
-            assert!(start.elapsed() < Duration::from_secs(120), "no step {at_least} on screen:\n{screen}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     let early = wait_step(&session, 8);
     let later = wait_step(&session, shown_step(&early).unwrap() + 8);
     assert_ne!(early, later, "the chart did not change");

@@ -437,3 +437,163 @@ fn help_lists_the_keys_of_every_caption_mode() {
     app.handle_key(Key::char('!'));
     assert!(app.unsaved().is_some_and(|what| what.contains("zeltmug_01.txt")), "{:?}", app.unsaved());
 }
+
+/// The screen as text, a line each.
+fn screen(app: &App, width: u16, height: u16) -> String {
+    let terminal = draw(app, width, height);
+    let buffer = terminal.backend().buffer();
+    (0..height).map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect::<String>() + "\n").collect()
+}
+
+#[test]
+fn re_reading_the_project_shows_its_new_settings_and_a_broken_file_starts_no_run() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Train));
+    let file = dir.path().join("project.toml");
+    let text = fs::read_to_string(&file).unwrap();
+    assert!(screen(&app, 100, 30).contains("200 steps of batch"));
+
+    // Changed in another shell, then r: the pane shows (and would train) the new settings.
+    fs::write(&file, text.replace("steps = 200", "steps = 300")).unwrap();
+    assert_eq!(app.handle_key(Key::char('r')), [Effect::Refresh { captions: false }, Effect::Scan]);
+    common::workbench::refresh(&mut app);
+    assert_eq!(app.shared.project.config.train.steps, 300);
+    assert!(screen(&app, 100, 30).contains("300 steps of batch"), "{}", screen(&app, 100, 30));
+    assert!(app.message.text.starts_with("project.toml changed"), "{}", app.message.text);
+
+    // A typo: r names the line and the key, and no run starts until it is fixed.
+    fs::write(&file, text.replace("steps = 200", "stesp = 200")).unwrap();
+    app.handle_key(Key::char('r'));
+    common::workbench::refresh(&mut app);
+    let line = text[..text.find("steps = 200").unwrap()].lines().count() + 1;
+    let located = format!("project.toml:{line}:1: key `train.stesp`: unknown field `stesp`");
+    assert!(app.message.text.starts_with(&located), "{}", app.message.text);
+    let shown = screen(&app, 100, 30);
+    assert!(shown.contains("⚠ settings") && shown.contains("300 steps of batch"), "{shown}");
+    assert_eq!(app.handle_key(Key::char('s')), [], "no run starts");
+    assert!(app.message.text.starts_with(&format!("Not starting: {located}")), "{}", app.message.text);
+    app.apply(Action::Down);
+    assert!(!app.handle_key(Key::char('R')).contains(&Effect::StartTraining { resume: None }));
+
+    // Fixed: the next refresh (the 3 s tick) says so, and s starts the run.
+    fs::write(&file, &text).unwrap();
+    common::workbench::refresh(&mut app);
+    assert_eq!(app.message.text, "The settings are valid again.");
+    assert_eq!(app.handle_key(Key::char('s')), [Effect::StartTraining { resume: None }]);
+
+    // vocabulary.toml is read again too, and a rule that cannot stand is named where it is.
+    let vocabulary = dir.path().join("vocabulary.toml");
+    fs::write(&vocabulary, "[terms]\nmug = [\"cup\"]\nglass = [\"cup\"]\n").unwrap();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Train));
+    assert_eq!(app.handle_key(Key::char('s')), []);
+    let located =
+        "Not starting: vocabulary.toml:2:1: key `terms.mug`: \"cup\" is an alias of both \"glass\" and \"mug\"";
+    assert!(app.message.text.starts_with(located), "{}", app.message.text);
+}
+
+#[test]
+fn the_help_overlay_reaches_its_last_line_at_every_size_and_f1_closes_it() {
+    let dir = demo_copy();
+    for (width, height) in [(80, 24), (100, 30), (66, 20), (120, 40)] {
+        let mut app = loaded_app(dir.path(), "dark");
+        app.apply(Action::ShowPane(PaneId::Evaluate));
+        app.apply(Action::ToggleHelp);
+        // Paging down shows every key of every section, the last one included.
+        let mut seen = screen(&app, width, height);
+        for _ in 0..60 {
+            app.handle_key(Key::plain(KeyCode::PageDown));
+            seen.push_str(&screen(&app, width, height));
+        }
+        let last = screen(&app, width, height);
+        assert!(last.contains("to the end") && last.contains(" end · Esc closes"), "{width}×{height}:\n{last}");
+        for (section, bindings) in app.help_sections() {
+            for binding in bindings {
+                let start: String = binding.description.chars().take(12).collect();
+                assert!(seen.contains(&start), "{width}×{height}: {section}: {:?} never shown", binding.description);
+            }
+        }
+        app.handle_key(Key::plain(KeyCode::Home));
+        assert!(screen(&app, width, height).contains("Evaluate pane (this pane)"));
+    }
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Captions));
+    app.apply(Action::EditCaption);
+    let editing = screen(&app, 80, 24);
+    app.handle_key(Key::plain(KeyCode::F(1)));
+    assert!(screen(&app, 80, 24).contains(" Keys "));
+    app.handle_key(Key::plain(KeyCode::F(1)));
+    assert_eq!(screen(&app, 80, 24), editing, "F1 again: back in the editor");
+}
+
+#[test]
+fn the_caption_editor_shows_the_findings_the_list_shows() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Captions));
+    for _ in 0..4 {
+        app.apply(Action::Down);
+    }
+    let finding = "\"cup\" where the other captions say \"mug\"";
+    let listed = screen(&app, 120, 36);
+    assert!(listed.contains("zeltmug_05.txt") && listed.contains(finding), "{listed}");
+    app.apply(Action::EditCaption);
+    let editing = screen(&app, 120, 36);
+    assert!(editing.contains(finding), "the editor lost the finding:\n{editing}");
+}
+
+#[test]
+fn esc_closes_the_full_views_and_the_vocabulary_panel() {
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    scanned(&mut app);
+    for (pane, open) in
+        [(PaneId::Dataset, Key::char('v')), (PaneId::Samples, Key::char('f')), (PaneId::Captions, Key::char('V'))]
+    {
+        app.apply(Action::ShowPane(pane));
+        let before = screen(&app, 80, 24);
+        app.handle_key(open);
+        assert_ne!(screen(&app, 80, 24), before, "{pane:?}: nothing opened");
+        app.handle_key(Key::plain(KeyCode::Esc));
+        assert_eq!(screen(&app, 80, 24), before, "{pane:?}: Esc did not close it");
+    }
+}
+
+#[test]
+fn a_stopped_evaluation_shows_what_it_rendered_and_marks_what_it_did_not() {
+    use easel::evaluate::report::{CellRecord, EvalReport};
+    let dir = demo_copy();
+    let mut app = loaded_app(dir.path(), "dark");
+    app.apply(Action::ShowPane(PaneId::Evaluate));
+    let run = app.shared.files.runs[0].dir.clone();
+    let cell = |prompt: &str, seed: u64, step: Option<u64>, scale: f64| CellRecord {
+        prompt: prompt.into(),
+        kind: easel::project::PromptKind::In,
+        seed,
+        scale,
+        step,
+        file: format!("cell-{prompt}-{seed}-{scale}.png").into(),
+        key: String::new(),
+        seconds: 1.0,
+        scores: Default::default(),
+    };
+    // Two prompts × two seeds at the base model and at step 50 × scale 1: stopped after 7 of 8.
+    let mut cells = Vec::new();
+    for (step, scale) in [(None, 0.0), (Some(50), 1.0)] {
+        for prompt in ["a zeltmug", "a zeltmug on grass"] {
+            for seed in [1, 2] {
+                cells.push(cell(prompt, seed, step, scale));
+            }
+        }
+    }
+    cells.pop();
+    let report = EvalReport { cells, planned: 8, ..EvalReport::default() };
+    app.done(Done::Evaluation(run, Ok(Some(Box::new(report)))));
+    let base = screen(&app, 100, 30);
+    assert!(base.contains("base model · 7 of 8 cells (stopped: e continues)"), "{base}");
+    app.handle_key(Key::plain(KeyCode::Right));
+    let step = screen(&app, 100, 30);
+    assert!(step.contains("step 50 · scale 1"), "→ moves to the checkpoint:\n{step}");
+    assert_eq!(step.matches("not rendered (e)").count(), 1, "{step}");
+}

@@ -303,19 +303,20 @@ pub fn lint_all<'a>(
                 vec![Lint::DraftUnreviewed]
             }
             Ok(None) => vec![Lint::Missing],
-            Ok(Some(text)) => {
-                let mut findings = linter.lint(text);
-                if !text.trim().is_empty() {
-                    let words = trigger::words_outside_trigger(text, linter.trigger());
-                    for suggestion in suggestions.iter().filter(|s| words.iter().any(|w| w.lower == s.alias.as_str())) {
-                        findings.push(Lint::Inconsistent {
-                            found: suggestion.alias.clone(),
-                            usual: suggestion.canonical.clone(),
-                        });
-                    }
-                }
-                findings
-            }
+            Ok(Some(text)) => lint_caption(linter, text, suggestions),
         })
         .collect()
+}
+
+/// One caption's findings, the dataset-level ones from `suggestions`
+/// included: what the list shows and what the editor shows as it is typed.
+pub fn lint_caption(linter: &mut Linter, text: &str, suggestions: &[Suggestion]) -> Vec<Lint> {
+    let mut findings = linter.lint(text);
+    if !text.trim().is_empty() {
+        let words = trigger::words_outside_trigger(text, linter.trigger());
+        for suggestion in suggestions.iter().filter(|s| words.iter().any(|w| w.lower == s.alias.as_str())) {
+            findings.push(Lint::Inconsistent { found: suggestion.alias.clone(), usual: suggestion.canonical.clone() });
+        }
+    }
+    findings
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::text::plurals;
@@ -66,6 +66,36 @@ pub struct Matcher {
     pub banned: Vec<String>,
 }
 
+/// A vocabulary rule that cannot stand, with the key it is written under
+/// (so the error can point at its line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleError {
+    pub key: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for RuleError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.key, self.message)
+    }
+}
+
+impl std::error::Error for RuleError {}
+
+/// A vocabulary.toml that does not parse, or whose rules cannot stand, as
+/// an error at its line and column.
+fn located(file: &Path, text: &str, error: &anyhow::Error) -> crate::project::ConfigError {
+    use crate::project::{ConfigError, locate};
+    if let Some(error) = error.downcast_ref::<toml::de::Error>() {
+        return ConfigError::from_toml(file, text, error);
+    }
+    let entries = locate::key_entries(text).unwrap_or_default();
+    match error.downcast_ref::<RuleError>() {
+        Some(rule) => ConfigError::at_key(file, text, &entries, &rule.key, rule.message.clone()),
+        None => ConfigError { file: file.to_path_buf(), line: 1, column: 1, key: None, message: format!("{error:#}") },
+    }
+}
+
 fn phrase(text: &str) -> Vec<String> {
     super::text::words(text).into_iter().map(|w| w.lower.into_owned()).collect()
 }
@@ -83,7 +113,7 @@ impl Vocabulary {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
         };
-        Self::parse(&text).with_context(|| format!("{}", file.display()))
+        Self::parse(&text).map_err(|error| located(&file, &text, &error).into())
     }
 
     pub fn parse(text: &str) -> Result<Self> {
@@ -95,17 +125,21 @@ impl Vocabulary {
     /// The alias table, refusing rules that would make normalization
     /// undecided or not idempotent: an alias that is also a canonical term,
     /// or one alias claimed by two terms.
-    pub fn matcher(&self) -> Result<Matcher> {
+    pub fn matcher(&self) -> Result<Matcher, RuleError> {
+        let refuse = |canonical: &str, message: String| Err(RuleError { key: format!("terms.{canonical}"), message });
         let mut matcher = Matcher::default();
         let canonicals: HashMap<String, &String> = self.terms.keys().map(|c| (phrase(c).join(" "), c)).collect();
         for (canonical, aliases) in &self.terms {
             for alias in aliases {
                 let words = phrase(alias);
                 if words.is_empty() {
-                    bail!("terms.{canonical}: the alias {alias:?} has no words");
+                    return refuse(canonical, format!("the alias {alias:?} has no words"));
                 }
                 if let Some(other) = canonicals.get(&words.join(" ")) {
-                    bail!("terms.{canonical}: {alias:?} is also a canonical term ({other}); it cannot be both");
+                    return refuse(
+                        canonical,
+                        format!("{alias:?} is also a canonical term ({other}); it cannot be both"),
+                    );
                 }
                 let mut forms = vec![(words.join(" "), false)];
                 let (head, last) = words.split_at(words.len() - 1);
@@ -119,7 +153,9 @@ impl Vocabulary {
                 for (form, plural) in forms {
                     match (matcher.aliases.get(&form), plural) {
                         (Some(existing), false) if !existing.plural && existing.canonical != *canonical => {
-                            bail!("{alias:?} is an alias of both {:?} and {canonical:?}", existing.canonical)
+                            let both =
+                                format!("{alias:?} is an alias of both {:?} and {canonical:?}", existing.canonical);
+                            return refuse(canonical, both);
                         }
                         // A plural form never displaces what is there; an exact alias does.
                         (Some(_), true) => {}
@@ -138,11 +174,8 @@ impl Vocabulary {
             for start in 0..words.len() {
                 for end in start + 1..=words.len() {
                     if let Some(target) = matcher.aliases.get(&words[start..end].join(" ")) {
-                        bail!(
-                            "terms.{canonical}: it contains the alias {:?} of {:?}",
-                            words[start..end].join(" "),
-                            target.canonical
-                        );
+                        let alias = words[start..end].join(" ");
+                        return refuse(canonical, format!("it contains the alias {alias:?} of {:?}", target.canonical));
                     }
                 }
             }

@@ -356,7 +356,7 @@ pub fn judge(dataset: &Path, records: Vec<ImageRecord>, project: &ProjectConfig)
     let mut sharpness: Vec<f64> = records.iter().filter_map(|r| r.stats.map(|s| s.sharpness)).collect();
     sharpness.sort_by(f64::total_cmp);
     let median_sharpness = if sharpness.is_empty() { 0.0 } else { sharpness[sharpness.len() / 2] };
-    let minimum = if config.min_side > 0 { config.min_side } else { resolution };
+    let minimum = config.minimum_side(resolution);
     let list = buckets::buckets(resolution, bucketing);
 
     let exact_groups = group_by(&records, |a, b| {

@@ -80,7 +80,7 @@ impl Plan {
         let size = if config.size == 0 { project.config.train.resolution } else { config.size };
         Ok(Self {
             run_dir: run_dir.to_path_buf(),
-            out_dir: run_dir.join("eval").join("default"),
+            out_dir: crate::train::run_dir::evaluation_dir(run_dir),
             checkpoints,
             prompts,
             class,

@@ -50,6 +50,7 @@ pub fn evaluate(
             todo.push((cell.clone(), key));
         }
     }
+    report.planned = cells.len();
     let mut state = Progress { done: cells.len() - todo.len(), total: cells.len(), rendered: 0, seconds: 0.0 };
     if !progress(state) {
         return Ok(report);

@@ -20,6 +20,10 @@ pub struct EvalReport {
     /// What the scores say, when there are scores.
     #[serde(default)]
     pub verdict: Option<Verdict>,
+    /// The cells the evaluation's plan has (more than `cells` while a
+    /// stopped evaluation is still to be continued); 0 in older reports.
+    #[serde(default)]
+    pub planned: usize,
 }
 
 /// The checkpoint and scale to use, and where overfitting began.
@@ -79,6 +83,24 @@ impl EvalReport {
     /// The record of the image at `file` when it was made from `key` and is still there.
     pub fn done(&self, folder: &Path, file: &Path, key: &str) -> bool {
         self.cells.iter().any(|c| c.file == file && c.key == key) && folder.join(file).is_file()
+    }
+
+    /// Every checkpoint × scale the report has cells or a summary of, in
+    /// the order of the summaries (the base model, then by step and scale)
+    /// and then of the cells: a stopped evaluation has no summaries yet.
+    pub fn groups(&self) -> Vec<(Option<u64>, f64)> {
+        let mut groups: Vec<(Option<u64>, f64)> = self.summaries.iter().map(|s| (s.step, s.scale)).collect();
+        let mut rendered: Vec<(Option<u64>, f64)> =
+            self.cells.iter().map(|c| (c.step, c.scale)).filter(|group| !groups.contains(group)).collect();
+        rendered.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+        rendered.dedup();
+        groups.extend(rendered);
+        groups
+    }
+
+    /// Whether cells of the plan are still to render (a stopped evaluation).
+    pub fn unfinished(&self) -> bool {
+        self.cells.len() < self.planned
     }
 
     /// Adds a cell's record, replacing an older one of the same image.

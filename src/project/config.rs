@@ -39,7 +39,7 @@ pub struct ProjectConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ScanConfig {
-    /// Images with a shorter side are flagged as too small (0: `train.resolution`).
+    /// Images with a shorter side are flagged as too small and left out of training (0: `train.resolution`).
     pub min_side: u32,
     /// Blurry below this Laplacian variance (grayscale 0–255 at 256×256), whatever the dataset.
     pub blur_floor: f64,
@@ -58,6 +58,14 @@ pub struct ScanConfig {
     pub max_aspect: f64,
     /// Images claiming more pixels than this (millions) are not decoded (decompression bombs).
     pub max_megapixels: f64,
+}
+
+impl ScanConfig {
+    /// The shortest side an image may have: shorter ones are flagged by the
+    /// scan and left out of training.
+    pub fn minimum_side(&self, resolution: u32) -> u32 {
+        if self.min_side > 0 { self.min_side } else { resolution }
+    }
 }
 
 impl Default for ScanConfig {
@@ -188,7 +196,8 @@ pub struct TrainConfig {
     pub keep_tags: u32,
     /// Share of steps that train on an empty caption.
     pub caption_dropout: f64,
-    /// How many periodic checkpoints to keep (the best by validation loss is kept too).
+    /// How many of the newest checkpoints to keep (the best by validation loss,
+    /// the evaluation's recommended one and those a roll-back started from are kept too).
     pub keep_checkpoints: u32,
     /// Append a metrics line every N steps.
     pub log_every: u32,

@@ -28,7 +28,7 @@ pub const PROJECT_FILE: &str = "project.toml";
 pub const IMAGE_EXTENSIONS: &[&str] = &["png", "jpg", "jpeg", "webp", "bmp", "tif", "tiff"];
 
 /// An opened project: where it lives and what its project.toml says.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Project {
     pub root: PathBuf,
     pub config: ProjectConfig,
@@ -47,6 +47,24 @@ impl Project {
             fs::read_to_string(&file).map_err(|source| ProjectError::Unreadable { file: file.clone(), source })?;
         let config = parse(&file, &text).map_err(ProjectError::Config)?;
         Ok(Self { root: dir.to_path_buf(), config, source: text })
+    }
+
+    /// project.toml read again: `None` when it holds what was read before,
+    /// the project as it now reads when it changed, or what is wrong with it.
+    pub fn reread(&self) -> Result<Option<Self>, ProjectError> {
+        let file = self.config_path();
+        let text = match fs::read_to_string(&file) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ProjectError::NotAProject { dir: self.root.clone() });
+            }
+            Err(source) => return Err(ProjectError::Unreadable { file, source }),
+        };
+        if text == self.source {
+            return Ok(None);
+        }
+        let config = parse(&file, &text).map_err(ProjectError::Config)?;
+        Ok(Some(Self { root: self.root.clone(), config, source: text }))
     }
 
     /// The configured name, else the folder's name.
@@ -89,12 +107,7 @@ impl Project {
             fs::read_to_string(&file).map_err(|source| ProjectError::Unreadable { file: file.clone(), source })?;
         // A hand edit since opening may have broken the file: say so rather than guess.
         parse(&file, &text).map_err(ProjectError::Config)?;
-        let entries = locate::key_entries(&text).unwrap_or_default();
-        let quoted = toml::Value::String(theme.to_string()).to_string();
-        let updated = match entries.iter().find(|e| e.path == "theme") {
-            Some(entry) => format!("{}{quoted}{}", &text[..entry.value_span.start], &text[entry.value_span.end..]),
-            None => insert_top_level_line(&text, &format!("theme = {quoted}")),
-        };
+        let updated = set_value(&text, "theme", &toml::Value::String(theme.to_string()));
         let config = parse(&file, &updated).map_err(ProjectError::Config)?;
         atomic_write(&file, updated.as_bytes()).map_err(|source| ProjectError::Write { path: file.clone(), source })?;
         self.config = config;
@@ -125,6 +138,31 @@ pub fn parse(file: &Path, text: &str) -> Result<ProjectConfig, ConfigError> {
     Ok(config)
 }
 
+/// `text` with the value at `path` (a top-level key, or `table.key`) set to
+/// `value`, changing only that value so comments and layout survive; a key
+/// not there yet is added to its table (the table too, when missing).
+pub fn set_value(text: &str, path: &str, value: &toml::Value) -> String {
+    let entries = locate::key_entries(text).unwrap_or_default();
+    if let Some(entry) = entries.iter().find(|e| e.path == path) {
+        return format!("{}{value}{}", &text[..entry.value_span.start], &text[entry.value_span.end..]);
+    }
+    let Some((table, key)) = path.split_once('.') else {
+        return insert_top_level_line(text, &format!("{path} = {value}"));
+    };
+    match entries.iter().find(|e| e.path == table) {
+        // Right under the table's header line.
+        Some(header) => {
+            let line_end = text[header.key_span.end..].find('\n').map_or(text.len(), |i| header.key_span.end + i + 1);
+            let newline = if line_end == text.len() && !text.ends_with('\n') { "\n" } else { "" };
+            format!("{}{newline}{key} = {value}\n{}", &text[..line_end], &text[line_end..])
+        }
+        None => {
+            let separator = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
+            format!("{text}{separator}\n[{table}]\n{key} = {value}\n")
+        }
+    }
+}
+
 /// Adds `line` among the top-level keys: before the first table header, so
 /// that it does not land inside a table.
 fn insert_top_level_line(text: &str, line: &str) -> String {
@@ -149,5 +187,22 @@ mod tests {
         let out = insert_top_level_line(text, "theme = \"light\"");
         assert_eq!(out, "# comment\nname = \"x\"\n\ntheme = \"light\"\n\n[train]\nsteps = 1\n");
         assert_eq!(insert_top_level_line("a = 1", "b = 2"), "a = 1\nb = 2\n");
+    }
+
+    #[test]
+    fn a_value_is_set_where_it_is_or_added_to_its_table() {
+        let steps = toml::Value::Integer(300);
+        let text = "name = \"x\"\n\n[train]\n# how long\nsteps = 200 # comment kept\n";
+        assert_eq!(set_value(text, "train.steps", &steps), text.replace("200", "300"));
+        let text = "name = \"x\"\n[train] # header comment\nseed = 1\n";
+        assert_eq!(
+            set_value(text, "train.steps", &steps),
+            "name = \"x\"\n[train] # header comment\nsteps = 300\nseed = 1\n"
+        );
+        assert_eq!(set_value("name = \"x\"", "train.steps", &steps), "name = \"x\"\n\n[train]\nsteps = 300\n");
+        for text in ["name = \"x\"\n[train]\nseed = 1\n", "[train]", ""] {
+            let set = set_value(text, "train.steps", &steps);
+            assert_eq!(parse(Path::new("p.toml"), &set).unwrap().train.steps, 300, "{set:?}");
+        }
     }
 }

@@ -14,8 +14,9 @@ use rand::seq::SliceRandom;
 use crate::captions::drafts::unreviewed_uncaptioned;
 use crate::dataset::buckets::{self, Bucket};
 use crate::dataset::integrity::incomplete;
+use crate::dataset::scan::Flag;
 use crate::dataset::{CaptionState, Inventory};
-use crate::project::TrainConfig;
+use crate::project::{ProjectConfig, TrainConfig};
 
 /// One training image.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,10 +54,13 @@ pub mod purpose {
 }
 
 impl TrainingSet {
-    /// Reads the dataset folder. Images without a usable caption or too small
-    /// for any bucket are skipped, with the reason; an uncaptioned image whose
-    /// draft awaits review is named as such (a draft is never trained on).
-    pub fn read(dataset: &Path, caption_extension: &str, config: &TrainConfig) -> Result<Self> {
+    /// Reads the dataset folder. Images without a usable caption, or that the
+    /// scan calls too small (`[scan] min_side`, else the resolution), are
+    /// skipped with the reason; an uncaptioned image whose draft awaits
+    /// review is named as such (a draft is never trained on).
+    pub fn read(dataset: &Path, project: &ProjectConfig) -> Result<Self> {
+        let (caption_extension, config) = (project.caption_extension.as_str(), &project.train);
+        let minimum = project.scan.minimum_side(config.resolution);
         let inventory = Inventory::read(dataset, caption_extension, None);
         if let Some(error) = &inventory.folder_error {
             bail!("{}: {error}", dataset.display());
@@ -80,6 +84,11 @@ impl TrainingSet {
                 set.skipped.push((path, entry.header_error.unwrap_or_else(|| "unreadable image".into())));
                 continue;
             };
+            let short_side = width.min(height);
+            if short_side < minimum {
+                set.skipped.push((path, Flag::TooSmall { short_side, minimum }.describe()));
+                continue;
+            }
             let caption = match entry.caption {
                 CaptionState::Text(text) => text.trim().to_string(),
                 CaptionState::Missing | CaptionState::Empty if drafted.contains(&entry.path) => {
@@ -191,8 +200,8 @@ mod tests {
             Ok(())
         })
         .unwrap();
-        let config = TrainConfig { resolution: 64, validation_fraction: 0.0, ..TrainConfig::default() };
-        let set = TrainingSet::read(d, "txt", &config).unwrap();
+        let train = TrainConfig { resolution: 64, validation_fraction: 0.0, ..TrainConfig::default() };
+        let set = TrainingSet::read(d, &ProjectConfig { train, ..ProjectConfig::default() }).unwrap();
         assert_eq!(set.train.len(), 1);
         let skipped: Vec<(String, &str)> = set
             .skipped

@@ -70,6 +70,13 @@ pub fn drafts_warning(project: &Project) -> Result<Option<String>> {
     Ok(Some(format!("warning: {which} review (easel captions {} drafts)", project.root.display())))
 }
 
+/// What pruning deleted, in words: "Pruned the checkpoints of steps 100, 200 (keep_checkpoints = 3)".
+pub fn pruned_line(steps: &[u64], keep: u32) -> String {
+    let list: Vec<String> = steps.iter().map(u64::to_string).collect();
+    let which = if steps.len() == 1 { "checkpoint of step" } else { "checkpoints of steps" };
+    format!("Pruned the {which} {} (keep_checkpoints = {keep})", list.join(", "))
+}
+
 pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
     let tty = std::io::stdout().is_terminal();
     if let Some(warning) = drafts_warning(&project)? {
@@ -192,6 +199,7 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
                     say(&mut out, &bar, warning);
                 }
             }
+            Event::Pruned { steps, keep } => say(&mut out, &bar, pruned_line(&steps, keep)),
             Event::Paused { step } => say(&mut out, &bar, format!("paused at step {step}")),
             Event::Resumed { step } => say(&mut out, &bar, format!("resumed at step {step}")),
             Event::Finished { step, lora, stopped } => {

@@ -31,6 +31,9 @@ pub enum MetricsRecord {
     /// the line, as they skip any unknown event.
     #[serde(rename = "resumed_from")]
     ResumedFrom { run: String, step: u64 },
+    /// A trainer began (or resumed) training at `step`: the steps logged
+    /// after it count their elapsed time from here.
+    Started { step: u64 },
     /// An optimizer step: the one kind without an `event` key.
     #[serde(untagged)]
     Step(StepMetrics),
@@ -72,7 +75,8 @@ impl MetricsRecord {
             | Self::Samples { step, .. }
             | Self::Checkpoint { step, .. }
             | Self::Finished { step, .. }
-            | Self::ResumedFrom { step, .. } => *step,
+            | Self::ResumedFrom { step, .. }
+            | Self::Started { step } => *step,
             Self::Step(metrics) => metrics.step,
         }
     }

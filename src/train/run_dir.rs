@@ -17,6 +17,21 @@ use crate::fsutil::{atomic_copy, atomic_write};
 pub const FROZEN_CONFIG: &str = "project.toml";
 pub const METRICS: &str = "metrics.jsonl";
 
+/// Held by the trainer of a run while it trains (an OS file lock, so a
+/// killed trainer holds it no more).
+const TRAINING_LOCK: &str = "training.lock";
+
+/// Whether a trainer holds the run in `dir` now, in this process or another.
+pub fn is_training(dir: &Path) -> bool {
+    let Ok(file) = File::open(dir.join(TRAINING_LOCK)) else { return false };
+    matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+}
+
+/// Where a run's evaluation is written (by `evaluate`, which owns its report).
+pub fn evaluation_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("eval").join("default")
+}
+
 /// `YYYYMMDD-HHMMSS` in UTC: run ids sort by start time.
 pub fn timestamp_id(time: SystemTime) -> String {
     let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
@@ -64,6 +79,31 @@ impl RunDir {
         }
         atomic_write(&run.dir.join(FROZEN_CONFIG), config_text.as_bytes())?;
         Ok(run)
+    }
+
+    /// Holds the run for a trainer until the returned file is dropped, so
+    /// that a second trainer on it (another window continuing the same run,
+    /// which would interleave their checkpoints) is refused and readers can
+    /// tell it trains.
+    pub fn hold(&self) -> Result<File> {
+        let path = self.dir.join(TRAINING_LOCK);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        // A reader asking `is_training` holds it for an instant: try a few times.
+        for _ in 0..20 {
+            match file.try_lock() {
+                Ok(()) => return Ok(file),
+                Err(std::fs::TryLockError::WouldBlock) => std::thread::sleep(std::time::Duration::from_millis(50)),
+                Err(std::fs::TryLockError::Error(error)) => {
+                    return Err(error).with_context(|| format!("cannot lock {}", path.display()));
+                }
+            }
+        }
+        bail!("run {} is being trained by another process (it holds {}): stop that one first", self.id, path.display())
     }
 
     /// An existing run: by id, or the newest when `id` is `None`.
@@ -177,6 +217,12 @@ impl RunDir {
             .with_context(|| format!("cannot write {}", run.metrics_path().display()))
     }
 
+    /// Replaces the frozen project.toml (a continued run told to train longer records it).
+    pub fn freeze_config(&self, text: &str) -> Result<()> {
+        let path = self.dir.join(FROZEN_CONFIG);
+        atomic_write(&path, text.as_bytes()).with_context(|| format!("cannot write {}", path.display()))
+    }
+
     pub fn frozen_config(&self) -> Result<String> {
         let path = self.dir.join(FROZEN_CONFIG);
         fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
@@ -219,24 +265,66 @@ impl RunDir {
         self.checkpoint_files().into_iter().filter(|file| file.resumable).map(|file| file.step).collect()
     }
 
-    /// Keeps the newest `keep` checkpoints and the one with the lowest
-    /// validation loss; deletes the rest (state file first, then LoRA).
-    pub fn prune_checkpoints(&self, keep: usize, validation: &HashMap<u64, f64>) {
+    /// Keeps the newest `keep` checkpoints, the one with the lowest
+    /// validation loss and those in use (`checkpoints_in_use`); deletes the
+    /// rest (state file first, then LoRA) and returns their steps.
+    pub fn prune_checkpoints(&self, keep: usize, validation: &HashMap<u64, f64>) -> Vec<u64> {
         let steps = self.checkpoint_steps();
         let best = validation
             .iter()
             .filter(|(step, _)| steps.contains(step))
             .min_by(|a, b| a.1.total_cmp(b.1))
             .map(|(step, _)| *step);
+        let in_use = self.checkpoints_in_use();
         let keep_from = steps.len().saturating_sub(keep.max(1));
+        let mut pruned = Vec::new();
         for (index, &step) in steps.iter().enumerate() {
-            if index >= keep_from || Some(step) == best {
+            if index >= keep_from || Some(step) == best || in_use.contains(&step) {
                 continue;
             }
             let (lora, state) = self.checkpoint_paths(step);
             let _ = fs::remove_file(state);
             let _ = fs::remove_file(lora);
+            pruned.push(step);
         }
+        pruned
+    }
+
+    /// Steps of this run's checkpoints that something relies on: a run of
+    /// the same runs/ folder that began from one (its `resumed_from`), and
+    /// the one this run's evaluation recommends.
+    pub fn checkpoints_in_use(&self) -> Vec<u64> {
+        let mut steps = Vec::new();
+        let runs = self.dir.parent().and_then(|runs| fs::read_dir(runs).ok()).into_iter().flatten();
+        for run in runs.filter_map(Result::ok) {
+            let Ok(text) = fs::read_to_string(run.path().join(METRICS)) else { continue };
+            for line in complete_lines(&text).filter(|line| line.contains("resumed_from")) {
+                if let Some(MetricsRecord::ResumedFrom { run, step }) = MetricsRecord::parse(line)
+                    && run == self.id
+                {
+                    steps.push(step);
+                }
+            }
+        }
+        steps.extend(self.recommended_checkpoint());
+        steps.sort_unstable();
+        steps.dedup();
+        steps
+    }
+
+    /// The checkpoint this run's evaluation recommends. Only the verdict's
+    /// step is read here: the report is the evaluation's to define.
+    fn recommended_checkpoint(&self) -> Option<u64> {
+        #[derive(serde::Deserialize)]
+        struct Report {
+            verdict: Option<Verdict>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Verdict {
+            recommended_step: Option<u64>,
+        }
+        let text = fs::read_to_string(evaluation_dir(&self.dir).join("eval.json")).ok()?;
+        serde_json::from_str::<Report>(&text).ok()?.verdict?.recommended_step
     }
 
     /// Drops metrics lines past `step` (and a torn last line): a resumed run
@@ -309,8 +397,32 @@ mod tests {
         fs::write(run.checkpoint_paths(500).0, b"torn").unwrap();
         assert_eq!(run.checkpoint_steps(), vec![100, 200, 300, 400]);
         let validation = HashMap::from([(100, 0.5), (200, 0.2), (300, 0.4), (400, 0.3)]);
-        run.prune_checkpoints(2, &validation);
+        assert_eq!(run.prune_checkpoints(2, &validation), [100]);
         assert_eq!(run.checkpoint_steps(), vec![200, 300, 400]);
+    }
+
+    #[test]
+    fn pruning_keeps_what_a_roll_back_started_from_and_what_an_evaluation_recommends() {
+        let runs = tempfile::tempdir().unwrap();
+        let run = RunDir::create(runs.path(), "name = \"x\"\n").unwrap();
+        for step in [100, 200, 300, 400, 500, 600] {
+            let (lora, state) = run.checkpoint_paths(step);
+            fs::write(state, b"s").unwrap();
+            fs::write(lora, b"l").unwrap();
+        }
+        // A roll-back from step 100 (a new run beside it), another run's
+        // roll-back from its own step 200, and an evaluation recommending 300.
+        let branch = run.branch(runs.path(), 100).unwrap();
+        let other = RunDir::create(runs.path(), "").unwrap();
+        let line = MetricsRecord::ResumedFrom { run: format!("{}-elsewhere", run.id), step: 200 }.to_line().unwrap();
+        fs::write(other.metrics_path(), line).unwrap();
+        fs::create_dir_all(evaluation_dir(&run.dir)).unwrap();
+        let report = r#"{"cells": [], "verdict": {"recommended_step": 300, "words": "step 300"}}"#;
+        fs::write(evaluation_dir(&run.dir).join("eval.json"), report).unwrap();
+        assert_eq!(run.checkpoints_in_use(), [100, 300]);
+        assert_eq!(run.prune_checkpoints(2, &HashMap::new()), [200, 400]);
+        assert_eq!(run.checkpoint_steps(), vec![100, 300, 500, 600]);
+        assert_eq!(branch.checkpoint_steps(), [100], "the roll-back has its own copy too");
     }
 
     #[test]

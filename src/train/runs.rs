@@ -15,6 +15,8 @@ pub struct RunSummary {
     /// Its checkpoint LoRAs, ascending by step.
     pub checkpoints: Vec<CheckpointFile>,
     pub sample_images: usize,
+    /// A trainer holds the run now (in this process or another).
+    pub training: bool,
 }
 
 /// The runs under `runs_dir`, oldest first (run ids start with their start time).
@@ -36,6 +38,7 @@ fn summarize(dir: &Path, id: String) -> RunSummary {
         last_step: last_metrics_step(&dir.join("metrics.jsonl")).ok().flatten(),
         checkpoints: RunDir { id: id.clone(), dir: dir.to_path_buf() }.checkpoint_files(),
         sample_images: count_files(&dir.join("samples"), "png"),
+        training: super::run_dir::is_training(dir),
         dir: dir.to_path_buf(),
         id,
     }
@@ -65,7 +68,11 @@ pub struct RunMetrics {
     /// Steps at which a checkpoint was completed (some may since have been pruned).
     pub checkpoints: Vec<u64>,
     pub last: Option<StepMetrics>,
+    /// The step the last trainer began at: `last`'s elapsed time counts the steps since.
+    pub started_at: u64,
     pub finished: bool,
+    /// It ended because the operator stopped it.
+    pub stopped: bool,
     /// `train.steps` from the run's frozen project.toml, when readable.
     pub total: Option<u64>,
     /// The run and checkpoint step this run was continued from, as a new run.
@@ -81,13 +88,21 @@ pub fn read_metrics(dir: &Path) -> RunMetrics {
             MetricsRecord::Step(step) => {
                 metrics.loss.push((step.step, step.loss));
                 metrics.lr.push((step.step, step.lr));
+                // Logs older than the `started` line: a clock that went back is a restart.
+                if let Some(last) = metrics.last.as_ref().filter(|last| step.elapsed_seconds < last.elapsed_seconds) {
+                    metrics.started_at = last.step;
+                }
                 metrics.last = Some(step);
             }
             MetricsRecord::Validation { step, val_loss } => metrics.validation.push((step, val_loss)),
             MetricsRecord::Samples { paths, step } => metrics.samples.push((step, paths)),
-            MetricsRecord::Finished { .. } => metrics.finished = true,
+            MetricsRecord::Finished { stopped, .. } => (metrics.finished, metrics.stopped) = (true, stopped),
             MetricsRecord::Checkpoint { step, .. } => metrics.checkpoints.push(step),
-            MetricsRecord::ResumedFrom { run, step } => metrics.resumed_from = Some((run, step)),
+            MetricsRecord::ResumedFrom { run, step } => {
+                metrics.started_at = step;
+                metrics.resumed_from = Some((run, step));
+            }
+            MetricsRecord::Started { step } => metrics.started_at = step,
         }
     }
     // Runs logged before steps recorded their total have 0 there.
@@ -100,6 +115,15 @@ pub fn read_metrics(dir: &Path) -> RunMetrics {
             .map(|steps| steps as u64)
     });
     metrics
+}
+
+impl RunMetrics {
+    /// Optimizer steps per second since the last trainer began (a resumed
+    /// run's earlier steps took another process's time).
+    pub fn steps_per_second(&self) -> Option<f64> {
+        let last = self.last.as_ref().filter(|last| last.elapsed_seconds > 0.0)?;
+        Some(last.step.saturating_sub(self.started_at) as f64 / last.elapsed_seconds)
+    }
 }
 
 /// Files with `extension` anywhere under `dir`.
@@ -150,6 +174,40 @@ mod tests {
             resumable: true,
         };
         assert_eq!(runs[1].checkpoints, [checkpoint]);
+        assert!(!runs[1].training, "no trainer holds it");
+    }
+
+    #[test]
+    fn the_rate_counts_the_steps_since_the_trainer_began() {
+        let dir = tempfile::tempdir().unwrap();
+        let step = |step: u64, elapsed_seconds: f64| {
+            let metrics = StepMetrics {
+                elapsed_seconds,
+                epoch: 0,
+                grad_norm: 0.0,
+                loss: 0.1,
+                lr: 1e-4,
+                memory_mib: None,
+                samples_per_second: 0.0,
+                step,
+                total: 400,
+            };
+            MetricsRecord::Step(metrics).to_line().unwrap()
+        };
+        // 100 steps in 20 s; resumed at 100, then 100 more in 20 s.
+        let started = |step| MetricsRecord::Started { step }.to_line().unwrap();
+        let log = [started(0), step(50, 10.0), step(100, 20.0), started(100), step(150, 10.0), step(200, 20.0)];
+        fs::write(dir.path().join("metrics.jsonl"), log.concat()).unwrap();
+        assert_eq!(read_metrics(dir.path()).steps_per_second(), Some(5.0));
+        // The same without `started` lines (an older log): the clock going back says it.
+        let log = [step(50, 10.0), step(100, 20.0), step(150, 10.0), step(200, 20.0)];
+        fs::write(dir.path().join("metrics.jsonl"), log.concat()).unwrap();
+        assert_eq!(read_metrics(dir.path()).steps_per_second(), Some(5.0));
+        // A roll-back's new run: its log begins with the history it was copied with.
+        let resumed = MetricsRecord::ResumedFrom { run: "a".into(), step: 100 }.to_line().unwrap();
+        let log = [step(50, 5.0), step(100, 10.0), resumed, step(150, 25.0), step(200, 50.0)];
+        fs::write(dir.path().join("metrics.jsonl"), log.concat()).unwrap();
+        assert_eq!(read_metrics(dir.path()).steps_per_second(), Some(2.0));
     }
 
     #[test]

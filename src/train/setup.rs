@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::mpsc::Sender;
 
-use anyhow::{Context, Result};
+use anyhow::{Result, bail};
 use candle_core::{DType, Device, Tensor, Var};
 
 use super::data::{Example, TrainingSet};
@@ -85,23 +85,30 @@ pub(super) enum RunStart {
 }
 
 impl RunStart {
-    /// The run folder to train in (created here for a new or branched run).
+    /// The run folder to train in (created here for a new or branched run),
+    /// its frozen project.toml being `config_text`: a continued or branched
+    /// run told to train longer records it.
     pub(super) fn folder(self, runs_dir: &Path, config_text: &str) -> Result<RunDir> {
-        match self {
-            Self::New => RunDir::create(runs_dir, config_text),
-            Self::Continue(run) => Ok(run),
-            Self::Branch(source, step) => source.branch(runs_dir, step),
+        let run = match self {
+            Self::New => return RunDir::create(runs_dir, config_text),
+            Self::Continue(run) => run,
+            Self::Branch(source, step) => source.branch(runs_dir, step)?,
+        };
+        if run.frozen_config()? != config_text {
+            run.freeze_config(config_text)?;
         }
+        Ok(run)
     }
 }
 
 /// Where the run starts and the configuration to train with: a resumed or
-/// branched run's own frozen project.toml, else the project's; `options`
-/// override the steps and the learning rate. Also the configuration's text,
-/// to freeze into a new run. A checkpoint to branch from is checked here,
-/// before the model loads.
+/// branched run's own frozen project.toml, else the project's as it was
+/// read (the workbench shows those settings); `options` override the steps
+/// and the learning rate. Also the configuration's text, to freeze into the
+/// run: exactly what the configuration was parsed from, the overrides written
+/// in. A checkpoint to branch from is checked here, before the model loads.
 pub(super) fn run_config(project: &Project, options: &TrainOptions) -> Result<(RunStart, ProjectConfig, String)> {
-    let (start, mut config, text) = match &options.resume {
+    let (start, config, text) = match &options.resume {
         Some(resume) => {
             let (id, branch) = match resume {
                 Resume::Latest => (None, None),
@@ -109,6 +116,9 @@ pub(super) fn run_config(project: &Project, options: &TrainOptions) -> Result<(R
                 Resume::Checkpoint { run, step } => (Some(run.as_str()), Some(*step)),
             };
             let run = RunDir::open(&project.runs_dir(), id)?;
+            if branch.is_none() && super::run_dir::is_training(&run.dir) {
+                bail!("run {} is training now (in another window?): stop it there before continuing it here", run.id);
+            }
             let text = run.frozen_config()?;
             let config = crate::project::parse(&run.dir.join(FROZEN_CONFIG), &text)?;
             let start = match branch {
@@ -120,19 +130,29 @@ pub(super) fn run_config(project: &Project, options: &TrainOptions) -> Result<(R
             };
             (start, config, text)
         }
-        None => {
-            let text = std::fs::read_to_string(project.config_path())
-                .with_context(|| format!("cannot read {}", project.config_path().display()))?;
-            (RunStart::New, project.config.clone(), text)
-        }
+        None => (RunStart::New, project.config.clone(), project.source.clone()),
     };
-    if let Some(steps) = options.steps {
-        config.train.steps = steps;
+    let mut text = text;
+    if let Some(steps) = options.steps.filter(|&steps| steps != config.train.steps) {
+        text = crate::project::set_value(&text, "train.steps", &toml::Value::Integer(steps.into()));
     }
-    if let Some(lr) = options.learning_rate {
-        config.train.learning_rate = lr;
+    if let Some(lr) = options.learning_rate.filter(|&lr| lr != config.train.learning_rate) {
+        text = crate::project::set_value(&text, "train.learning_rate", &toml::Value::Float(lr));
     }
-    Ok((start, config, text))
+    let file = match &start {
+        RunStart::New => project.config_path(),
+        RunStart::Continue(run) | RunStart::Branch(run, _) => run.dir.join(FROZEN_CONFIG),
+    };
+    let frozen = crate::project::parse(&file, &text)?;
+    let wanted =
+        (options.steps.unwrap_or(config.train.steps), options.learning_rate.unwrap_or(config.train.learning_rate));
+    if (frozen.train.steps, frozen.train.learning_rate) != wanted {
+        bail!(
+            "{}: cannot write the overridden steps or learning rate into the run's copy (is [train] written as a table?)",
+            file.display()
+        );
+    }
+    Ok((start, frozen, text))
 }
 
 /// The base model, its frozen weights in the dtype the precision asks for.

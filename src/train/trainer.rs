@@ -74,6 +74,12 @@ pub enum Event {
         step: u64,
         path: PathBuf,
     },
+    /// Older checkpoints deleted after one was saved (`train.keep_checkpoints`):
+    /// their steps, and how many are kept.
+    Pruned {
+        steps: Vec<u64>,
+        keep: u32,
+    },
     Paused {
         step: u64,
     },
@@ -147,6 +153,8 @@ struct Trainer<'a> {
     events: &'a Sender<Event>,
     options: TrainOptions,
     started_at: f64,
+    /// The run's lock (`RunDir::hold`), let go of before the end is reported.
+    hold: Option<std::fs::File>,
 }
 
 impl<'a> Trainer<'a> {
@@ -157,9 +165,10 @@ impl<'a> Trainer<'a> {
         let (network, vars) = attach_lora(&mut model, &config, &options.device)?;
         let optimizer = AdamW::new(vars.clone(), train_config.weight_decay)?;
 
-        let set = TrainingSet::read(&project.dataset_dir(), &project.config.caption_extension, train_config)?;
+        let set = TrainingSet::read(&project.dataset_dir(), &config)?;
         // The run folder only once the dataset has been read: a bad dataset leaves no empty run behind.
         let run = start.folder(&project.runs_dir(), &config_text)?;
+        let hold = Some(run.hold()?);
         let batch = train_config.batch_size as usize;
         let batches_per_epoch = data::epoch_batches(&set.train, batch, train_config.seed, 0).len() as u64;
         let (train, validation) = cache_latents(&model, &set, &project.cache_dir().join("latents"), events)?;
@@ -186,6 +195,7 @@ impl<'a> Trainer<'a> {
             options: options.clone(),
             started_at: unix_seconds(),
             config,
+            hold,
         };
         if options.resume.is_some() {
             trainer.restore_checkpoint()?;
@@ -240,6 +250,7 @@ impl<'a> Trainer<'a> {
         if self.start_step == 0 && config.sample_every > 0 {
             self.render_samples(0)?;
         }
+        self.metrics.append(&MetricsRecord::Started { step: self.start_step })?;
         let clock = Instant::now();
         let mut images_done = 0usize;
         let mut step = self.start_step;
@@ -315,6 +326,8 @@ impl<'a> Trainer<'a> {
         std::fs::copy(self.run.checkpoint_paths(step).0, &lora)
             .with_context(|| format!("cannot write {}", lora.display()))?;
         self.metrics.append(&MetricsRecord::Finished { lora: lora.clone(), step, stopped })?;
+        // Whoever hears of the end finds the run no longer held.
+        self.hold = None;
         let _ = self.events.send(Event::Finished { step, lora: lora.clone(), stopped });
         Ok(lora)
     }
@@ -562,9 +575,13 @@ impl<'a> Trainer<'a> {
         let metadata =
             lora_file::kohya_metadata(&self.network, self.model.family, self.model.scheduler.prediction_type, &info);
         lora_file::save_kohya(&lora_path, &self.network, &self.model, metadata)?;
-        self.run.prune_checkpoints(self.config.train.keep_checkpoints as usize, &self.validation_losses);
         self.metrics.append(&MetricsRecord::Checkpoint { path: lora_path.clone(), step })?;
         let _ = self.events.send(Event::Checkpoint { step, path: lora_path });
+        let keep = self.config.train.keep_checkpoints;
+        let pruned = self.run.prune_checkpoints(keep as usize, &self.validation_losses);
+        if !pruned.is_empty() {
+            let _ = self.events.send(Event::Pruned { steps: pruned, keep });
+        }
         Ok(())
     }
 }

@@ -7,6 +7,7 @@ use ratatui::Frame;
 use ratatui::layout::Rect;
 
 use crate::project::Project;
+use crate::train::Event;
 
 use super::action::{Action, PaneId};
 use super::effect::Effect;
@@ -16,6 +17,14 @@ use super::pane::Pane;
 use super::panes;
 use super::shared::{Level, ProjectFiles, Shared, StatusMessage};
 use super::theme::Theme;
+
+/// How far the help overlay as last drawn can scroll, and its page: drawing
+/// knows the size, the keys that scroll read it.
+#[derive(Debug, Default)]
+pub struct HelpView {
+    pub limit: std::cell::Cell<u16>,
+    pub page: std::cell::Cell<u16>,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Overlay {
@@ -39,6 +48,10 @@ pub struct App {
     quit_save: Option<Effect>,
     /// Writes to the project (captions, decisions, the theme, exports) started and not yet done.
     writes: usize,
+    /// The user asked to re-read the project: the read's verdict on the settings is said.
+    reread_asked: bool,
+    /// How far the help overlay as last drawn can scroll.
+    pub help_view: HelpView,
 }
 
 impl App {
@@ -59,6 +72,8 @@ impl App {
             quitting: false,
             quit_save: None,
             writes: 0,
+            reread_asked: false,
+            help_view: HelpView::default(),
         }
     }
 
@@ -140,12 +155,14 @@ impl App {
 
     pub fn apply(&mut self, action: Action) -> Vec<Effect> {
         if let Some(Overlay::Help { mut scroll }) = self.overlay {
+            let (limit, page) = (self.help_view.limit.get(), self.help_view.page.get());
             match action {
                 Action::Up => scroll = scroll.saturating_sub(1),
-                Action::Down => {
-                    let lines: usize = self.help_sections().iter().map(|(_, bindings)| bindings.len() + 2).sum();
-                    scroll = (scroll + 1).min(lines as u16);
-                }
+                Action::Down => scroll = (scroll + 1).min(limit),
+                Action::PageUp => scroll = scroll.saturating_sub(page),
+                Action::PageDown => scroll = scroll.saturating_add(page).min(limit),
+                Action::First => scroll = 0,
+                Action::Last => scroll = limit,
                 Action::Close | Action::ToggleHelp => {
                     self.overlay = None;
                     return Vec::new();
@@ -183,6 +200,7 @@ impl App {
             }
             Action::Save => self.info("Nothing to save.".to_string()),
             Action::Refresh => {
+                self.reread_asked = true;
                 self.info("Re-reading the project…".to_string());
                 return vec![Effect::Refresh { captions: false }, Effect::Scan];
             }
@@ -240,14 +258,22 @@ impl App {
                     Done::Exported(_, result) => Some(result.is_err()),
                     _ => None,
                 };
-                if let Some(failed) = failed {
+                if failed.is_some() {
                     self.writes = self.writes.saturating_sub(1);
-                    if !failed {
-                        effects.extend(self.quit_on());
-                    } else if self.quitting {
-                        // A failed write keeps the workbench open, with what the pane said about it.
-                        (self.quitting, self.overlay) = (false, None);
-                    }
+                }
+                // Work that quitting waits for ended: an error keeps the workbench open too.
+                let ended = match &done {
+                    Done::Trainer(Event::Finished { .. }) | Done::TrainerGone => Some(false),
+                    Done::Trainer(Event::Error(_)) => Some(true),
+                    Done::EvaluationEnded(_, result) => Some(result.is_err()),
+                    Done::AutoCaptionsEnded(result) => Some(result.is_err()),
+                    _ => None,
+                };
+                match failed.or(ended) {
+                    Some(false) => effects.extend(self.quit_on()),
+                    // A failed write or work keeps the workbench open, with what the pane said about it.
+                    Some(true) if self.quitting => (self.quitting, self.overlay) = (false, None),
+                    _ => {}
                 }
                 effects
             }
@@ -256,6 +282,9 @@ impl App {
 
     /// The project's files were read again.
     pub fn files_loaded(&mut self, mut files: ProjectFiles) -> Vec<Effect> {
+        let problem_before = self.shared.settings_problem();
+        // A valid project.toml changed elsewhere is what every pane shows (and trains) from now on.
+        let reconfigured = files.project.take().map(|project| self.shared.project = *project).is_some();
         // An image replaced under the same name is decoded again; the rest stay.
         let dataset = self.shared.project.dataset_dir();
         for old in &self.shared.files.inventory.entries {
@@ -283,7 +312,33 @@ impl App {
             files.metrics_of = previous.metrics_of;
             effects.push(Effect::ReadMetrics);
         }
+        self.say_settings(problem_before, reconfigured);
+        if reconfigured {
+            // Thresholds, the dataset folder or the caption extension may be new.
+            effects.push(Effect::Scan);
+        }
         effects
+    }
+
+    /// What a read of the files found in project.toml and vocabulary.toml, on
+    /// the status line: a problem when it is new or the user asked, and the
+    /// change of settings or the return to valid ones.
+    fn say_settings(&mut self, before: Option<String>, reconfigured: bool) {
+        let asked = std::mem::take(&mut self.reread_asked);
+        match self.shared.settings_problem() {
+            Some(problem) if asked || before.as_ref() != Some(&problem) => {
+                self.message = StatusMessage::new(Level::Error, problem);
+            }
+            Some(_) => {}
+            None if before.is_some() => {
+                self.message = StatusMessage::new(Level::Success, "The settings are valid again.");
+            }
+            None if reconfigured => {
+                self.info("project.toml changed: its settings are shown and trained with now.".into())
+            }
+            None if asked => self.info("Re-read the project.".into()),
+            None => {}
+        }
     }
 
     fn on_current(&mut self, f: impl FnOnce(&mut dyn Pane, &Shared) -> Vec<Effect>) -> Vec<Effect> {
@@ -334,11 +389,23 @@ impl App {
     }
 
     /// The next step of saving on the way out: writes still running finish
-    /// (each one's `done` comes back here), then a pane's unsaved work, then
-    /// the theme, then leaving.
+    /// (each one's `done` comes back here), running work stops at a safe
+    /// point (a training run with a checkpoint at its step; its end comes back
+    /// here), then a pane's unsaved work, then the theme, then leaving.
     fn continue_quit(&mut self) -> Vec<Effect> {
         if self.writes > 0 {
             return Vec::new();
+        }
+        let stops: Vec<Effect> = self.panes.iter_mut().filter_map(|p| p.wind_down()).collect();
+        let running = self.running();
+        if !running.is_empty() {
+            // The answer is given: the workbench shows the work ending meanwhile.
+            self.overlay = None;
+            let (work, verb) = (running.join(" and "), if running.len() == 1 { "stops" } else { "stop" });
+            self.info(format!(
+                "Saving, then quitting once {work} {verb} at a safe point (a checkpoint, the cell or batch in hand)…"
+            ));
+            return stops;
         }
         if let Some(save) = self.panes.iter().find_map(|p| p.save_unsaved()) {
             // Saved, and still unsaved: asking again would not end.
@@ -456,6 +523,7 @@ mod tests {
             last_step: None,
             checkpoints: Vec::new(),
             sample_images: 0,
+            training: false,
         };
         let runs = vec![run("a"), run("b")];
         let metrics = |step: u64| Some(RunMetrics { loss: vec![(step, 1.0)], ..RunMetrics::default() });
@@ -542,5 +610,54 @@ mod tests {
         app.done(Done::Trainer(Event::Finished { step: 4, lora: "runs/r1/demo.safetensors".into(), stopped: true }));
         assert!(app.quit_warning().is_none());
         assert!(app.message.text.starts_with("Stopped at step 4"));
+    }
+
+    fn training_app() -> App {
+        let mut app = app();
+        app.apply(Action::ShowPane(PaneId::Train));
+        assert_eq!(app.handle_key(Key::char('s')), [Effect::StartTraining { resume: None }]);
+        app.done(Done::Trainer(Event::Started {
+            run_id: "r1".into(),
+            dir: "runs/r1".into(),
+            start_step: 0,
+            total: 3000,
+            train_images: 4,
+            validation_images: 1,
+            skipped: Vec::new(),
+        }));
+        app
+    }
+
+    #[test]
+    fn save_then_quit_while_training_stops_the_run_with_a_checkpoint_and_quits_once_it_has() {
+        let mut app = training_app();
+        assert_eq!(app.handle_key(Key::char('q')), [], "it asks");
+        let screen = super::super::view::screen_text(&app, 80, 24);
+        assert!(screen.contains("Before quitting: a run is training"), "{screen}");
+        assert!(screen.contains("s y  save, then quit") && screen.contains("d n  quit without saving"), "{screen}");
+        // Saving asks the trainer to stop with a checkpoint, and waits for it.
+        assert_eq!(app.handle_key(Key::char('s')), [Effect::Trainer(Command::Stop)]);
+        assert!(app.message.text.starts_with("Saving, then quitting once training stops"), "{}", app.message.text);
+        let checkpoint =
+            Done::Trainer(Event::Checkpoint { step: 200, path: "runs/r1/checkpoints/step-000200.safetensors".into() });
+        assert!(!app.done(checkpoint).contains(&Effect::Quit), "the run has not ended yet");
+        let ended = app.done(Done::Trainer(Event::Finished {
+            step: 200,
+            lora: "runs/r1/demo.safetensors".into(),
+            stopped: true,
+        }));
+        assert_eq!(ended.last(), Some(&Effect::Quit), "{ended:?}");
+    }
+
+    #[test]
+    fn a_run_that_fails_to_stop_keeps_the_workbench_open() {
+        let mut app = training_app();
+        app.handle_key(Key::char('q'));
+        assert_eq!(app.handle_key(Key::char('s')), [Effect::Trainer(Command::Stop)]);
+        assert_eq!(app.overlay, None, "the dialog closes while the run stops");
+        let failed = app.done(Done::Trainer(Event::Error("cannot write runs/r1/checkpoints: disk full".into())));
+        assert!(!failed.contains(&Effect::Quit), "{failed:?}");
+        assert!(app.message.text.contains("disk full"), "{}", app.message.text);
+        assert_eq!(app.overlay, None);
     }
 }

@@ -170,12 +170,24 @@ impl Keymap {
             global,
             panes,
             help: vec![
-                Binding::new(&[Key::plain(KeyCode::Esc), Key::char('?'), Key::char('q')], Action::Close, "close help"),
+                Binding::new(
+                    &[Key::plain(KeyCode::Esc), Key::plain(KeyCode::F(1)), Key::char('?'), Key::char('q')],
+                    Action::Close,
+                    "close help",
+                ),
                 Binding::new(&[Key::plain(KeyCode::Up), Key::char('k')], Action::Up, "scroll up"),
                 Binding::new(&[Key::plain(KeyCode::Down), Key::char('j')], Action::Down, "scroll down"),
+                Binding::new(&[Key::plain(KeyCode::PageUp)], Action::PageUp, "a page up"),
+                Binding::new(&[Key::plain(KeyCode::PageDown), Key::char(' ')], Action::PageDown, "a page down"),
+                Binding::new(&[Key::plain(KeyCode::Home), Key::char('g')], Action::First, "to the top"),
+                Binding::new(&[Key::plain(KeyCode::End), Key::char('G')], Action::Last, "to the end"),
             ],
             quit_dialog: vec![
-                Binding::new(&[Key::char('s'), Key::char('y')], Action::SaveAndQuit, "save, then quit"),
+                Binding::new(
+                    &[Key::char('s'), Key::char('y')],
+                    Action::SaveAndQuit,
+                    "save, then quit (running work stops at a safe point first: a run with a checkpoint)",
+                ),
                 Binding::new(&[Key::char('d'), Key::char('n')], Action::DiscardAndQuit, "quit without saving"),
                 Binding::new(&[Key::plain(KeyCode::Esc)], Action::Close, "keep working"),
                 // A second Ctrl-C is an emphatic "get me out", not a choice to save.

@@ -5,6 +5,7 @@
 mod action;
 mod app;
 mod effect;
+mod fit;
 mod help;
 pub mod jobs;
 mod keymap;

@@ -68,6 +68,14 @@ pub trait Pane: std::any::Any {
         None
     }
 
+    /// Asks that work to end at its next safe point with what it has done
+    /// saved (a training run stops with a checkpoint, an evaluation after the
+    /// cell in hand): the effect that asks, the first time only. Quitting with
+    /// "save" asks, then waits until `running` is `None`.
+    fn wind_down(&mut self) -> Option<Effect> {
+        None
+    }
+
     /// Where that work stands, in words for the status bar ("drafting 12/40, 1:05 left").
     fn progress(&self) -> Option<String> {
         None

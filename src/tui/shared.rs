@@ -25,6 +25,15 @@ pub struct ProjectFiles {
     /// refresh that found nothing changed (the previous report stands).
     pub captions: Option<CaptionReport>,
     pub caption_context: Option<SharedContext>,
+    /// project.toml as this read found it, when it changed and is valid
+    /// (the app takes it up, and the read used it).
+    pub project: Option<Box<Project>>,
+    /// What is wrong with project.toml as this read found it, located; the
+    /// workbench keeps the last valid settings meanwhile.
+    pub project_error: Option<String>,
+    /// vocabulary.toml's text as read (`None`: there is none), so that an
+    /// edit made elsewhere has the captions linted again.
+    pub vocabulary_text: Option<String>,
 }
 
 /// The caption rules and tokenizer, shared with the refresh that made them.
@@ -86,6 +95,17 @@ impl Shared {
             shown_run: None,
             compare_run: None,
         }
+    }
+
+    /// What is wrong with project.toml or vocabulary.toml as last read, in
+    /// one located line; `None` while both are valid. Nothing starts a run
+    /// meanwhile: it would record settings the workbench does not show.
+    pub fn settings_problem(&self) -> Option<String> {
+        let vocabulary = self.files.captions.as_ref().and_then(|report| report.vocabulary_error.as_deref());
+        let problem = self.files.project_error.as_deref().or(vocabulary)?;
+        // The files are the project's own: named from its folder, the line and the key come sooner.
+        let root = format!("{}/", self.project.root.display());
+        Some(problem.strip_prefix(&root).unwrap_or(problem).to_string())
     }
 
     /// The folder of the run with this id, when the run list has it.

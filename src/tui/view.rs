@@ -4,13 +4,15 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Modifier;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Tabs, Wrap};
+use ratatui::widgets::{Block, Paragraph, Tabs, Wrap};
+use unicode_width::UnicodeWidthStr;
 
 use super::action::PaneId;
 use super::app::{App, Overlay};
+use super::fit;
 use super::help;
 use super::shared::Level;
-use super::widgets::centered;
+use super::widgets::question;
 
 /// Below this size only a short notice is drawn; above it, every part adapts.
 pub const MIN_WIDTH: u16 = 20;
@@ -50,6 +52,9 @@ fn render_tabs(app: &App, frame: &mut Frame, area: Rect) {
     let mut notes = Vec::new();
     if app.unsaved().is_some() {
         notes.push(Span::styled("● unsaved ", theme.base().fg(theme.warning).add_modifier(Modifier::BOLD)));
+    }
+    if app.shared.settings_problem().is_some() {
+        notes.push(Span::styled("⚠ settings ", theme.base().fg(theme.error).add_modifier(Modifier::BOLD)));
     }
     for work in app.running() {
         notes.push(Span::styled(format!("● {work} "), theme.base().fg(theme.ok).add_modifier(Modifier::BOLD)));
@@ -99,30 +104,44 @@ fn render_status(app: &App, frame: &mut Frame, area: Rect) {
         Level::Warning => theme.status().fg(theme.warning),
         Level::Error => theme.status().fg(theme.error).add_modifier(Modifier::BOLD),
     };
+    // The message is what must be read: the model's name gives way to it, and
+    // a message still too long is cut (see below), the counts staying.
+    let name = format!(" {} ", app.shared.project.name());
+    let width = usize::from(area.width);
+    let room = |facts: &str| width.saturating_sub(name.width() + facts.width());
+    let with_model = format!("│ {} │ {counts} │ ", app.shared.project.config.model.base);
+    let facts = match room(&with_model) >= app.message.text.width() {
+        true => with_model,
+        false => format!("│ {counts} │ "),
+    };
+    // An error says what is wrong first; other messages end with what matters too
+    // (the file it concerns, the keys that answer).
+    let message = match app.message.level {
+        Level::Error => fit::ellipsized(&app.message.text, room(&facts)),
+        _ => fit::ellipsized_middle(&app.message.text, room(&facts)),
+    };
     let line = Line::from(vec![
-        Span::styled(format!(" {} ", app.shared.project.name()), theme.status().add_modifier(Modifier::BOLD)),
-        Span::styled(format!("│ {} │ {counts} │ ", app.shared.project.config.model.base), theme.status()),
-        Span::styled(app.message.text.clone(), message_style),
+        Span::styled(name, theme.status().add_modifier(Modifier::BOLD)),
+        Span::styled(facts, theme.status()),
+        Span::styled(message, message_style),
     ]);
     frame.render_widget(Paragraph::new(line).style(theme.status()), area);
 }
 
 fn render_quit_dialog(app: &App, frame: &mut Frame, area: Rect) {
-    let theme = &app.shared.theme;
     let what = app.quit_warning().unwrap_or_default();
-    let mut lines = vec![Line::from(format!("Unsaved: {what}.")), Line::default()];
+    let mut lines = vec![format!("Before quitting: {what}."), String::new()];
     for binding in &app.keymap.quit_dialog {
-        lines.push(Line::from(vec![
-            Span::styled(format!("{:>8}  ", binding.keys_label()), theme.accent()),
-            Span::raw(binding.description.clone()),
-        ]));
+        lines.push(format!("{:>8}  {}", binding.keys_label(), binding.description));
     }
-    let popup = centered(area, 66, lines.len() as u16 + 2);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(theme.border(true))
-        .title(Span::styled(" Quit? ", theme.accent()))
-        .style(theme.base());
-    frame.render_widget(Clear, popup);
-    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), popup);
+    question(frame, area, &app.shared.theme, "Quit?", &lines);
+}
+
+/// The workbench drawn at `width` × `height`, as text (a line each), for tests.
+#[cfg(test)]
+pub fn screen_text(app: &App, width: u16, height: u16) -> String {
+    let mut terminal = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height)).unwrap();
+    terminal.draw(|frame| render(app, frame)).unwrap();
+    let buffer = terminal.backend().buffer();
+    (0..height).map(|y| (0..width).map(|x| buffer[(x, y)].symbol()).collect::<String>() + "\n").collect()
 }

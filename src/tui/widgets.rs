@@ -4,9 +4,10 @@
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Paragraph, Row, Table, TableState, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph, Row, Table, TableState, Wrap};
 use ratatui_image::Image;
 
+use super::fit;
 use super::preview::Shown;
 use super::shared::Shared;
 use super::theme::Theme;
@@ -83,6 +84,25 @@ pub fn draw_image(shared: &Shared, frame: &mut Frame, area: Rect, path: &std::pa
         Shown::Loading => frame.render_widget(Paragraph::new(Span::styled("loading…", shared.theme.muted())), area),
         Shown::Failed(why) => frame.render_widget(Paragraph::new(why).wrap(Wrap { trim: false }), area),
     }
+}
+
+/// A question that needs an answer, over `area` and framed in the warning
+/// colour. Its lines are wrapped to the box, which grows to hold them; on a
+/// terminal too short for all of them the last ones show, since the keys
+/// that answer come last.
+pub fn question(frame: &mut Frame, area: Rect, theme: &Theme, title: &str, lines: &[String]) {
+    let width = area.width.min(66);
+    let inner = usize::from(width.saturating_sub(2));
+    let text: Vec<Line> =
+        lines.iter().flat_map(|line| fit::wrapped_under_description(line, inner)).map(Line::from).collect();
+    let height = (text.len() as u16).saturating_add(2).min(area.height);
+    let scroll = (text.len() as u16).saturating_sub(height.saturating_sub(2));
+    let popup = centered(area, width, height);
+    let warning = theme.base().fg(theme.warning);
+    let title = fit::ellipsized(&format!(" {title} "), inner);
+    let block = Block::default().borders(Borders::ALL).border_style(warning).title(Span::styled(title, warning));
+    frame.render_widget(Clear, popup);
+    frame.render_widget(Paragraph::new(text).block(block).style(theme.base()).scroll((scroll, 0)), popup);
 }
 
 /// A centred box of at most `width` × `height` inside `area`.

@@ -18,6 +18,7 @@ pub fn loaded_app(root: &Path, theme: &str) -> App {
         previous: Inventory::default(),
         captions: true,
         drafts_changed: None,
+        vocabulary_text: None,
         shown,
         compare: None,
     };
@@ -25,4 +26,10 @@ pub fn loaded_app(root: &Path, theme: &str) -> App {
     let mut app = App::new(project, Theme::resolve(theme, Path::new(".")).unwrap());
     app.files_loaded(files);
     app
+}
+
+/// A read of the files as the workbench's refresh starts it (the 3 s tick, `r`), applied.
+pub fn refresh(app: &mut App) -> Vec<easel::tui::Effect> {
+    let files = jobs::read_files(ReadFiles::after(&app.shared, false));
+    app.files_loaded(files)
 }

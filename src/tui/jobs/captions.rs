@@ -59,7 +59,7 @@ pub fn write_captions(project: &Project, job: &CaptionJob) -> Result<String, Jou
         }
         CaptionJob::Apply { label, changes } => {
             let count = journal.apply(label, changes.clone())?;
-            Ok(format!("Applied: {label} ({count} files; u undoes)."))
+            Ok(format!("Applied: {label} ({}; u undoes).", crate::words::counted(count, "file")))
         }
         CaptionJob::Undo => Ok(match journal.undo()? {
             Some(label) => format!("Undid: {label} (U redoes)."),

@@ -154,15 +154,7 @@ impl Jobs {
             }
             Effect::Refresh { captions } => {
                 self.reading = true;
-                let (shown, compare) = shared.metrics_wanted();
-                let request = ReadFiles {
-                    project: shared.project.clone(),
-                    previous: shared.files.inventory.clone(),
-                    captions: captions || shared.files.captions.is_none(),
-                    drafts_changed: shared.files.captions.as_ref().and_then(|r| r.drafts_changed),
-                    shown,
-                    compare,
-                };
+                let request = ReadFiles::after(shared, captions);
                 self.spawn(move || Done::Files(Box::new(read_files(request))));
             }
             Effect::ReadMetrics => {
@@ -228,7 +220,7 @@ impl Jobs {
             }
             Effect::ReadEvaluation(run_dir) => {
                 self.spawn(move || {
-                    let folder = run_dir.join("eval").join("default");
+                    let folder = crate::train::run_dir::evaluation_dir(&run_dir);
                     let report = match folder.join("eval.json").is_file() {
                         true => EvalReport::read(&folder).map(|r| Some(Box::new(r))).map_err(|e| format!("{e:#}")),
                         false => Ok(None),
@@ -370,20 +362,49 @@ pub struct ReadFiles {
     pub captions: bool,
     /// When the drafts file had last changed as last read: another change reads the drafts again.
     pub drafts_changed: Option<std::time::SystemTime>,
+    /// vocabulary.toml as last read: another text has the captions linted again.
+    pub vocabulary_text: Option<String>,
     /// The shown and compared runs' folders, whose metrics are read.
     pub shown: Option<PathBuf>,
     pub compare: Option<PathBuf>,
 }
 
-/// Reads the dataset, the runs and the shown runs' metrics; the captions are
-/// linted again when asked or when the images, captions or drafts changed.
+impl ReadFiles {
+    /// The read that follows what the workbench holds (`captions`: lint them
+    /// again even if no file changed).
+    pub fn after(shared: &Shared, captions: bool) -> Self {
+        let files = &shared.files;
+        let (shown, compare) = shared.metrics_wanted();
+        Self {
+            project: shared.project.clone(),
+            previous: files.inventory.clone(),
+            captions: captions || files.captions.is_none(),
+            drafts_changed: files.captions.as_ref().and_then(|r| r.drafts_changed),
+            vocabulary_text: files.vocabulary_text.clone(),
+            shown,
+            compare,
+        }
+    }
+}
+
+/// Reads project.toml and vocabulary.toml again, the dataset, the runs and
+/// the shown runs' metrics; the captions are linted again when asked or when
+/// the settings, images, captions or drafts changed. A changed project.toml
+/// that is valid is what the rest is read with.
 pub fn read_files(request: ReadFiles) -> ProjectFiles {
-    let ReadFiles { project, previous, captions, drafts_changed, shown, compare } = request;
+    let ReadFiles { project, previous, captions, drafts_changed, vocabulary_text, shown, compare } = request;
+    let (changed, project_error) = match project.reread() {
+        Ok(changed) => (changed.map(Box::new), None),
+        Err(error) => (None, Some(error.to_string())),
+    };
+    let project = changed.as_deref().unwrap_or(&project);
     let dataset = project.dataset_dir();
     let inventory = Inventory::read(&dataset, &project.config.caption_extension, Some(&previous));
     let drafts_changed = crate::captions::drafts_changed(&dataset) != drafts_changed;
-    let (captions, caption_context) = if captions || inventory != previous || drafts_changed {
-        let (report, context) = crate::captions::CaptionReport::build(&project);
+    let vocabulary = std::fs::read_to_string(crate::captions::vocabulary::Vocabulary::path(&project.root)).ok();
+    let settings_changed = changed.is_some() || vocabulary != vocabulary_text;
+    let (captions, caption_context) = if captions || settings_changed || inventory != previous || drafts_changed {
+        let (report, context) = crate::captions::CaptionReport::build(project);
         (Some(report), context.map(|c| SharedContext(std::sync::Arc::new(c))))
     } else {
         (None, None)
@@ -396,6 +417,9 @@ pub fn read_files(request: ReadFiles) -> ProjectFiles {
         metrics_of: (shown, compare),
         captions,
         caption_context,
+        project: changed,
+        project_error,
+        vocabulary_text: vocabulary,
     }
 }
 

@@ -169,7 +169,11 @@ impl CaptionsPane {
         let said = match result {
             Ok(summary) => {
                 let how = if summary.stopped { "Stopped" } else { "Done" };
-                let mut text = format!("{how}: {} of {} images drafted", summary.drafted, summary.planned);
+                let mut text = format!(
+                    "{how}: {} of {} drafted",
+                    summary.drafted,
+                    crate::words::counted(summary.planned, "image")
+                );
                 if let Some((image, why)) = summary.unreadable.first() {
                     let count = summary.unreadable.len();
                     text.push_str(&format!("; {count} unreadable (first: {}: {why})", image.display()));

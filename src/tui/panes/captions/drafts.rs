@@ -19,6 +19,7 @@ use crate::tui::action::Action;
 use crate::tui::effect::{CaptionJob, DraftAcceptance, Effect};
 use crate::tui::keymap::{Binding, Key, ModeKeys};
 use crate::tui::shared::{Level, Shared};
+use crate::words::counted;
 
 pub(super) const CONFIRM_ACCEPT: &str = "accept clean drafts";
 
@@ -46,11 +47,6 @@ pub(super) fn keys() -> ModeKeys {
             Binding::new(&[Key::char('n'), Key::plain(KeyCode::Esc)], Action::Close, "keep them waiting"),
         ],
     )
-}
-
-/// "1 draft", "3 drafts".
-pub(super) fn counted(drafts: usize) -> String {
-    if drafts == 1 { "1 draft".into() } else { format!("{drafts} drafts") }
 }
 
 /// Accepting a queued draft as it stands.
@@ -141,7 +137,7 @@ impl CaptionsPane {
                 }
                 let question = format!(
                     "Accept {} without findings as captions (none replaces a caption)? y accepts, n keeps them.",
-                    counted(clean.len())
+                    counted(clean.len(), "draft")
                 );
                 self.mode = Mode::ConfirmAccept(clean);
                 return vec![Effect::say(Level::Warning, question)];
@@ -232,15 +228,7 @@ mod tests {
 
     /// Reads the files as the workbench's job does (`captions`: linted again even if no file changed).
     fn reread(app: &mut App, captions: bool) {
-        let files = &app.shared.files;
-        let request = ReadFiles {
-            project: app.shared.project.clone(),
-            previous: files.inventory.clone(),
-            captions: captions || files.captions.is_none(),
-            drafts_changed: files.captions.as_ref().and_then(|r| r.drafts_changed),
-            shown: None,
-            compare: None,
-        };
+        let request = ReadFiles::after(&app.shared, captions);
         app.files_loaded(jobs::read_files(request));
     }
 
@@ -413,8 +401,10 @@ mod tests {
     fn the_train_pane_warns_before_leaving_out_images_with_only_a_draft() {
         let (_dir, mut app, _) = app_with_drafts();
         app.apply(Action::ShowPane(crate::tui::action::PaneId::Train));
-        assert_eq!(app.handle_key(Key::char('s')), [], "b has only a draft");
-        assert!(app.message.text.starts_with("1 image has only an unreviewed draft"), "{}", app.message.text);
-        assert_eq!(app.handle_key(Key::char('s')), [Effect::StartTraining { resume: None }]);
+        assert_eq!(app.handle_key(Key::char('s')), [], "b has only a draft: it asks");
+        let screen = crate::tui::view::screen_text(&app, 80, 24);
+        assert!(screen.contains("1 image has only an unreviewed draft"), "{screen}");
+        assert!(screen.contains("y  start the run") && screen.contains("n  do not start it"), "{screen}");
+        assert_eq!(app.handle_key(Key::char('y')), [Effect::StartTraining { resume: None }]);
     }
 }

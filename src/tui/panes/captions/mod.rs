@@ -262,6 +262,7 @@ impl CaptionsPane {
                 return vec![Effect::info("a applies all · Enter applies this one · x skips it · Esc closes.")];
             }
             Action::ToggleVocabulary => self.vocabulary_panel = !self.vocabulary_panel,
+            Action::Close => self.vocabulary_panel = false,
             Action::NextSuggestion => {
                 self.suggestion = (self.suggestion + 1).min(report.suggestions.len().saturating_sub(1));
             }
@@ -382,6 +383,7 @@ impl Pane for CaptionsPane {
             Binding::new(&[Key::char('u')], Action::UndoCaption, "undo the last caption edit (kept across restarts)"),
             Binding::new(&[Key::char('U')], Action::RedoCaption, "redo"),
             Binding::new(&[Key::char('V')], Action::ToggleVocabulary, "vocabulary panel: terms and suggested rules"),
+            Binding::new(&[Key::plain(KeyCode::Esc)], Action::Close, "close the vocabulary panel"),
             Binding::new(&[Key::char('>')], Action::NextSuggestion, "next suggested rule"),
             Binding::new(&[Key::char('<')], Action::PreviousSuggestion, "previous suggested rule"),
             Binding::new(&[Key::char('A')], Action::AcceptSuggestion, "accept the suggested rule into vocabulary.toml"),
@@ -462,6 +464,12 @@ impl Pane for CaptionsPane {
         self.auto.as_ref().map(auto::AutoRun::describe)
     }
 
+    fn wind_down(&mut self) -> Option<Effect> {
+        let run = self.auto.as_mut().filter(|run| !run.stopping)?;
+        run.stopping = true;
+        Some(Effect::StopAutoCaptions)
+    }
+
     fn quit_warning(&self) -> Option<String> {
         self.auto
             .is_some()
@@ -487,11 +495,8 @@ mod tests {
                 std::fs::write(dataset.join(format!("{name}.txt")), text).unwrap();
             }
         }
-        let project = crate::project::Project {
-            root: dir.path().into(),
-            config: crate::project::ProjectConfig::default(),
-            source: String::new(),
-        };
+        std::fs::write(dir.path().join(crate::project::PROJECT_FILE), "").unwrap();
+        let project = crate::project::Project::open(dir.path()).unwrap();
         let mut app = App::new(project, crate::tui::theme::Theme::resolve("dark", std::path::Path::new(".")).unwrap());
         let files =
             ProjectFiles { inventory: crate::dataset::Inventory::read(&dataset, "txt", None), ..Default::default() };

@@ -171,7 +171,7 @@ impl CaptionsPane {
             }
             Action::ApplyAll if !changes.is_empty() => {
                 self.mode = Mode::Browse;
-                let label = format!("normalize {} captions", changes.len());
+                let label = format!("normalize {}", crate::words::counted(changes.len(), "caption"));
                 return vec![Effect::Caption(CaptionJob::Apply { label, changes })];
             }
             Action::ApplyChange => {
@@ -205,7 +205,7 @@ impl CaptionsPane {
                 if changes.is_empty() {
                     return vec![Effect::info(format!("No listed caption changes: {}.", edit.describe()))];
                 }
-                let label = format!("{} in {} captions", edit.describe(), changes.len());
+                let label = format!("{} in {}", edit.describe(), crate::words::counted(changes.len(), "caption"));
                 vec![Effect::Caption(CaptionJob::Apply { label, changes })]
             }
             _ => Vec::new(),

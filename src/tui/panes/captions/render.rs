@@ -10,13 +10,14 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Cell, Clear, Paragraph, Row, Wrap};
 
 use super::editor::completion;
-use super::{CaptionFilter, CaptionsPane, Mode, caption_text, draft_view, drafts};
+use super::{CaptionFilter, CaptionsPane, Mode, caption_text, draft_view};
 use crate::captions::lint::Lint;
 use crate::captions::mentions_trigger;
 use crate::captions::text::{DiffPiece, word_diff};
 use crate::dataset::CaptionState;
 use crate::tui::shared::Shared;
-use crate::tui::widgets::{centered, draw_image, field, frame_pane, list_and_detail, render_empty, render_table};
+use crate::tui::widgets::{draw_image, field, frame_pane, list_and_detail, question, render_empty, render_table};
+use crate::words::counted;
 
 pub(super) fn render(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area: Rect) {
     let theme = &shared.theme;
@@ -76,49 +77,37 @@ pub(super) fn render(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, ar
     }
     match &pane.mode {
         Mode::Conflict(editor) => {
-            let lines = vec![
-                Line::from(format!("{} changed on disk while you edited it.", editor.file.display())),
-                Line::default(),
-                Line::from("o  overwrite it with your text (undo brings theirs back)"),
-                Line::from("r  keep the version on disk, drop yours"),
-                Line::from("Esc  keep editing"),
+            let lines = [
+                format!("{} changed on disk while you edited it.", editor.file.display()),
+                String::new(),
+                "o  overwrite it with your text (undo brings theirs back)".into(),
+                "r  keep the version on disk, drop yours".into(),
+                "Esc  keep editing".into(),
             ];
-            question(shared, frame, area, " Changed elsewhere ", lines);
+            question(frame, area, theme, "Changed elsewhere", &lines);
         }
         Mode::ConfirmAccept(accepted) => {
-            let lines = vec![
-                Line::from(format!("Write {} without lint findings as captions?", drafts::counted(accepted.len()))),
-                Line::from("One edit: u undoes it whole."),
-                Line::default(),
-                Line::from("y  accept them"),
-                Line::from("n  keep them waiting"),
+            let lines = [
+                format!("Write {} without lint findings as captions?", counted(accepted.len(), "draft")),
+                "One edit: u undoes it whole.".into(),
+                String::new(),
+                "y  accept them".into(),
+                "n  keep them waiting".into(),
             ];
-            question(shared, frame, area, " Accept drafts ", lines);
+            question(frame, area, theme, "Accept drafts", &lines);
         }
         Mode::AutoScope => {
-            let lines = vec![
-                Line::from("Draft captions with the model for:"),
-                Line::default(),
-                Line::from("m  images without a caption or a draft"),
-                Line::from("a  every image without a draft to review"),
-                Line::from("Esc  cancel"),
+            let lines = [
+                "Draft captions with the model for:".into(),
+                String::new(),
+                "m  images without a caption or a draft".into(),
+                "a  every image without a draft to review".into(),
+                "Esc  cancel".into(),
             ];
-            question(shared, frame, area, " Caption with a model ", lines);
+            question(frame, area, theme, "Caption with a model", &lines);
         }
         _ => {}
     }
-}
-
-/// A question over the pane, framed in the warning colour.
-fn question(shared: &Shared, frame: &mut Frame, area: Rect, title: &str, lines: Vec<Line<'static>>) {
-    let theme = &shared.theme;
-    let area = centered(area, 60, lines.len() as u16 + 2);
-    frame.render_widget(Clear, area);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(theme.base().fg(theme.warning))
-        .title(Span::styled(title.to_string(), theme.base().fg(theme.warning)));
-    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
 }
 
 fn summary_line(pane: &CaptionsPane, shared: &Shared) -> Line<'static> {
@@ -127,7 +116,7 @@ fn summary_line(pane: &CaptionsPane, shared: &Shared) -> Line<'static> {
     let trigger = shared.project.config.trigger.as_str();
     let texts: Vec<&str> = entries.iter().filter_map(caption_text).collect();
     let mut spans =
-        vec![Span::styled(format!("{} of {} images captioned", texts.len(), entries.len()), theme.accent())];
+        vec![Span::styled(format!("{} of {} captioned", texts.len(), counted(entries.len(), "image")), theme.accent())];
     if trigger.is_empty() {
         spans.push(Span::styled(" · no trigger word set", theme.base().fg(theme.warning)));
     } else {
@@ -259,7 +248,8 @@ fn render_caption(pane: &CaptionsPane, shared: &Shared, frame: &mut Frame, area:
     let live: Vec<Lint>;
     let findings: &[Lint] = match (editor, &shared.files.caption_context) {
         (Some(editor), Some(context)) => {
-            live = context.0.linter().lint(&editor.text());
+            let suggestions = shared.files.captions.as_ref().map_or(&[][..], |report| &report.suggestions);
+            live = crate::captions::lint_caption(&mut context.0.linter(), &editor.text(), suggestions);
             &live
         }
         _ => findings_of(shared, entry),
@@ -314,8 +304,9 @@ fn render_review(shared: &Shared, frame: &mut Frame, area: Rect, selected: usize
     frame.render_widget(
         Paragraph::new(Line::styled(
             format!(
-                "Normalization: {} captions change · a applies all · Enter this one · x skips · Esc",
-                changes.len()
+                "Normalization: {} {} · a applies all · Enter this one · x skips · Esc",
+                counted(changes.len(), "caption"),
+                if changes.len() == 1 { "changes" } else { "change" }
             ),
             theme.accent(),
         )),

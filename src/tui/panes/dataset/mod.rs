@@ -86,10 +86,10 @@ impl DatasetPane {
         let rows = self.review.rows();
         self.selection.set(before.and_then(|row| rows.iter().position(|r| *r == row)).unwrap_or(0));
         vec![Effect::info(format!(
-            "Showing {}, by {} ({} images).",
+            "Showing {}, by {} ({}).",
             self.review.filter.label(),
             self.review.sort.label(),
-            rows.len()
+            crate::words::counted(rows.len(), "image")
         ))]
     }
 
@@ -131,6 +131,7 @@ impl Pane for DatasetPane {
                 Action::ToggleFullView,
                 "the image alone, full size",
             ),
+            Binding::new(&[Key::plain(KeyCode::Esc)], Action::Close, "close the full view"),
         ]);
         bindings
     }
@@ -141,6 +142,7 @@ impl Pane for DatasetPane {
         }
         match action {
             Action::ToggleFullView => self.review.full = !self.review.full,
+            Action::Close => self.review.full = false,
             Action::KeepImage
             | Action::RejectImage
             | Action::RestoreImage

@@ -89,7 +89,7 @@ pub(super) fn render(pane: &DatasetPane, shared: &Shared, frame: &mut Frame, are
 fn summary_line(inventory: &Inventory, theme: &Theme) -> Line<'static> {
     let unreadable = inventory.entries.iter().filter(|e| e.header_error.is_some()).count();
     let mut spans = vec![
-        Span::styled(format!("{} images", inventory.image_count()), theme.accent()),
+        Span::styled(crate::words::counted(inventory.image_count(), "image"), theme.accent()),
         Span::raw(format!(" · {} captioned", inventory.captioned_count())),
     ];
     let uncaptioned = inventory.uncaptioned_count();
@@ -168,10 +168,15 @@ fn review_summary(pane: &DatasetPane, theme: &Theme) -> Line<'static> {
     let counts = pane.review.counts();
     let review_style = if counts.to_review > 0 { theme.base().fg(theme.warning) } else { theme.base().fg(theme.ok) };
     Line::from(vec![
-        Span::styled(format!("{} images", counts.images), theme.accent()),
+        Span::styled(crate::words::counted(counts.images, "image"), theme.accent()),
         Span::raw(" · "),
         Span::styled(format!("{} to review", counts.to_review), review_style),
-        Span::raw(format!(" · {} kept · {} rejected · {} buckets", counts.kept, counts.rejected, counts.buckets)),
+        Span::raw(format!(
+            " · {} kept · {} rejected · {}",
+            counts.kept,
+            counts.rejected,
+            crate::words::counted(counts.buckets, "bucket")
+        )),
         Span::styled(format!(" · {} by {}", pane.review.filter.label(), pane.review.sort.label()), theme.muted()),
     ])
 }

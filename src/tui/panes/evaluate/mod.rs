@@ -19,18 +19,21 @@ use crate::tui::jobs::Done;
 use crate::tui::keymap::{Binding, Key};
 use crate::tui::pane::{Pane, Selection, list_bindings};
 use crate::tui::shared::{Level, ProjectFiles, Shared};
+use crate::words::counted;
 
 #[derive(Default)]
 pub struct EvaluatePane {
     /// The report of the run it was read for.
     report: Option<(PathBuf, EvalReport)>,
-    /// The checkpoint × scale shown: an index into the report's summaries.
+    /// The checkpoint × scale shown: an index into the report's groups.
     group: usize,
     /// The selected cell of the grid, row by row.
     selection: Selection,
     full: bool,
     /// The evaluation running from here, as last reported.
     running: Option<Progress>,
+    /// It was asked to stop after the cell in hand.
+    stopping: bool,
 }
 
 impl EvaluatePane {
@@ -40,11 +43,12 @@ impl EvaluatePane {
 
     /// The shown group's (step, scale).
     fn shown_group(&self) -> Option<(Option<u64>, f64)> {
-        let summary = self.report()?.summaries.get(self.group)?;
-        Some((summary.step, summary.scale))
+        self.report()?.groups().get(self.group).copied()
     }
 
-    /// The shown group's cells as a grid: its prompts (rows) and seeds (columns).
+    /// The shown group's cells as a grid: the evaluation's prompts (rows) and
+    /// seeds (columns), whichever of them this group has rendered; a cell a
+    /// stopped evaluation did not reach is missing from `cells`.
     fn grid(&self) -> (Vec<String>, Vec<u64>, Vec<&CellRecord>) {
         let (Some(report), Some((step, scale))) = (self.report(), self.shown_group()) else {
             return Default::default();
@@ -52,7 +56,7 @@ impl EvaluatePane {
         let cells: Vec<&CellRecord> = report.cells.iter().filter(|c| c.step == step && c.scale == scale).collect();
         let mut prompts: Vec<String> = Vec::new();
         let mut seeds: Vec<u64> = Vec::new();
-        for cell in &cells {
+        for cell in &report.cells {
             if !prompts.contains(&cell.prompt) {
                 prompts.push(cell.prompt.clone());
             }
@@ -77,7 +81,7 @@ impl EvaluatePane {
     }
 
     fn out_dir(&self) -> Option<PathBuf> {
-        self.report.as_ref().map(|(run, _)| run.join("eval").join("default"))
+        self.report.as_ref().map(|(run, _)| crate::train::run_dir::evaluation_dir(run))
     }
 }
 
@@ -100,6 +104,7 @@ impl Pane for EvaluatePane {
                 Action::ToggleFullView,
                 "the cell alone, full size",
             ),
+            Binding::new(&[Key::plain(KeyCode::Esc)], Action::Close, "close the full view"),
             Binding::new(
                 &[Key::char('e')],
                 Action::StartEvaluation,
@@ -115,11 +120,12 @@ impl Pane for EvaluatePane {
         if self.selection.apply(action, prompts.len() * seeds.len()) {
             return Vec::new();
         }
-        let groups = self.report().map_or(0, |r| r.summaries.len());
+        let groups = self.report().map_or(0, |r| r.groups().len());
         match action {
             Action::EarlierStep => self.group = self.group.saturating_sub(1),
             Action::LaterStep => self.group = (self.group + 1).min(groups.saturating_sub(1)),
             Action::ToggleFullView => self.full = !self.full,
+            Action::Close => self.full = false,
             Action::StartEvaluation if self.running.is_some() => {
                 return vec![Effect::info("An evaluation is running (x stops it).")];
             }
@@ -131,6 +137,7 @@ impl Pane for EvaluatePane {
                 return vec![Effect::info(format!("Evaluating {}…", run.display())), Effect::StartEvaluation(run)];
             }
             Action::StopEvaluation if self.running.is_some() => {
+                self.stopping = true;
                 return vec![Effect::info("Stopping the evaluation after this cell…"), Effect::StopEvaluation];
             }
             Action::StopEvaluation => return vec![Effect::info("No evaluation is running here (e starts one).")],
@@ -143,18 +150,29 @@ impl Pane for EvaluatePane {
         match done {
             Done::Evaluation(run, Ok(report)) if Self::run_dir(shared).as_ref() == Some(run) => {
                 self.report = report.as_ref().map(|r| (run.clone(), (**r).clone()));
-                self.group = self.group.min(self.report().map_or(0, |r| r.summaries.len().saturating_sub(1)));
+                self.group = self.group.min(self.report().map_or(0, |r| r.groups().len().saturating_sub(1)));
             }
             Done::Evaluation(_, Err(error)) => return vec![Effect::say(Level::Error, error.clone())],
             Done::EvaluationProgress(progress) => self.running = Some(*progress),
             Done::EvaluationEnded(run, result) => {
                 let last = self.running.take();
+                self.stopping = false;
                 return match result {
                     Ok((report, notes)) => {
                         let stopped = report.cells.len() < last.map_or(0, |p| p.total);
                         self.report = Some((run.clone(), (**report).clone()));
-                        let what = if stopped { "Stopped" } else { "Evaluated" };
-                        let mut text = format!("{what}: {} cells, {} sheets.", report.cells.len(), report.sheets.len());
+                        let mut text = match stopped {
+                            true => format!(
+                                "Stopped at {} of {} cells (e continues; the grid shows what was rendered).",
+                                report.cells.len(),
+                                report.planned
+                            ),
+                            false => format!(
+                                "Evaluated: {} and {}.",
+                                counted(report.cells.len(), "cell"),
+                                counted(report.sheets.len(), "sheet")
+                            ),
+                        };
                         if let Some(verdict) = &report.verdict {
                             text.push_str(&format!(" {}", verdict.words));
                         } else if let Some(note) = notes.first() {
@@ -187,6 +205,13 @@ impl Pane for EvaluatePane {
 
     fn running(&self) -> Option<&'static str> {
         self.running.is_some().then_some("evaluating")
+    }
+
+    fn wind_down(&mut self) -> Option<Effect> {
+        if self.running.is_none() || std::mem::replace(&mut self.stopping, true) {
+            return None;
+        }
+        Some(Effect::StopEvaluation)
     }
 
     fn quit_warning(&self) -> Option<String> {

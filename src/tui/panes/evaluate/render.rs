@@ -12,6 +12,7 @@ use super::EvaluatePane;
 use crate::evaluate::report::EvalReport;
 use crate::tui::shared::Shared;
 use crate::tui::widgets::{axis_labels, chart_bounds, draw_image, frame_pane, render_empty, render_table};
+use crate::words::counted;
 
 pub(super) fn render(pane: &EvaluatePane, shared: &Shared, frame: &mut Frame, area: Rect) {
     let theme = &shared.theme;
@@ -29,13 +30,16 @@ pub(super) fn render(pane: &EvaluatePane, shared: &Shared, frame: &mut Frame, ar
         _ => frame.render_widget(Paragraph::new(summary_line(pane, shared)), summary),
     }
     let Some(report) = pane.report() else {
-        let run = shared.shown_run.as_deref().unwrap_or("no run yet");
+        let first = match shared.shown_run.as_deref() {
+            Some(run) => format!("No evaluation of {run} yet."),
+            None => "No run to evaluate yet: train one in the Train pane (s).".to_string(),
+        };
         return render_empty(
             frame,
             body,
             theme,
             vec![
-                Line::from(format!("No evaluation of {run} yet.")),
+                Line::from(first),
                 Line::from(
                     "e renders its grid of prompts × seeds × LoRA scales × checkpoints (easel eval does the same).",
                 ),
@@ -152,10 +156,12 @@ fn summary_line(pane: &EvaluatePane, shared: &Shared) -> Line<'static> {
         Some((Some(step), scale)) => format!("step {step} · scale {scale}"),
         None => "—".to_string(),
     };
-    let mut spans = vec![
-        Span::styled(shown, theme.accent()),
-        Span::raw(format!(" · {} cells · ←/→ checkpoint or scale", report.cells.len())),
-    ];
+    let cells = match report.unfinished() {
+        true => format!("{} of {} cells (stopped: e continues)", report.cells.len(), report.planned),
+        false => counted(report.cells.len(), "cell"),
+    };
+    let mut spans =
+        vec![Span::styled(shown, theme.accent()), Span::raw(format!(" · {cells} · ←/→ checkpoint or scale"))];
     if let Some(verdict) = &report.verdict {
         spans.push(Span::styled(format!(" · {}", verdict.words), theme.base().fg(theme.warning)));
     }
@@ -180,15 +186,19 @@ fn render_grid(pane: &EvaluatePane, shared: &Shared, frame: &mut Frame, area: Re
         let columns = Layout::horizontal(vec![Constraint::Ratio(1, seeds.len() as u32); seeds.len()]).split(*row);
         for (c, (seed, column)) in seeds.iter().zip(columns.iter()).enumerate() {
             let style = if selected == Some(r * seeds.len() + c) { theme.selection() } else { theme.muted() };
-            let title = if c == 0 { format!(" {prompt} · seed {seed} ") } else { format!(" seed {seed} ") };
+            // The seed first, so that a narrow column cuts the prompt, not the seed.
+            let title = if c == 0 { format!(" seed {seed} · {prompt} ") } else { format!(" seed {seed} ") };
+            let title = crate::tui::fit::ellipsized(&title, usize::from(column.width));
             let block = Block::default()
                 .borders(Borders::TOP)
                 .border_style(theme.border(false))
                 .title(Span::styled(title, style));
             let inner = block.inner(*column);
             frame.render_widget(block, *column);
-            if let Some(cell) = cells.iter().find(|cell| &cell.prompt == prompt && cell.seed == *seed) {
-                draw_image(shared, frame, inner, &out.join(&cell.file));
+            match cells.iter().find(|cell| &cell.prompt == prompt && cell.seed == *seed) {
+                Some(cell) => draw_image(shared, frame, inner, &out.join(&cell.file)),
+                // A cell the evaluation has not reached (it was stopped).
+                None => frame.render_widget(Paragraph::new(Span::styled("not rendered (e)", theme.muted())), inner),
             }
         }
     }
@@ -229,5 +239,7 @@ fn render_scores(pane: &EvaluatePane, report: &EvalReport, shared: &Shared, fram
         Constraint::Length(6),
     ];
     let header = Row::new(["step", "scale", "dino", "clip-t", "memo", "div"]);
-    render_table(frame, inner, theme, Some(pane.group), (header, rows), &widths);
+    let shown = pane.shown_group();
+    let selected = report.summaries.iter().position(|s| Some((s.step, s.scale)) == shown);
+    render_table(frame, inner, theme, selected, (header, rows), &widths);
 }

@@ -55,6 +55,7 @@ impl Pane for SamplesPane {
                 Action::ToggleFullView,
                 "the image alone, full size",
             ),
+            Binding::new(&[Key::plain(KeyCode::Esc)], Action::Close, "close the full view, then the side by side"),
         ]);
         bindings
     }
@@ -82,6 +83,8 @@ impl Pane for SamplesPane {
                 };
             }
             Action::ToggleFullView => self.full = !self.full,
+            Action::Close if self.full => self.full = false,
+            Action::Close => self.compare = None,
             _ => {}
         }
         Vec::new()

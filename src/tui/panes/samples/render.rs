@@ -19,11 +19,11 @@ pub(super) fn render(pane: &SamplesPane, shared: &Shared, frame: &mut Frame, are
     let found = match &run {
         None => " · no runs yet".to_string(),
         Some(id) if steps.is_empty() => format!(" · run {id} has no samples yet"),
-        Some(id) => format!(" · run {id} · {} sampling steps", steps.len()),
+        Some(id) => format!(" · run {id} · {}", crate::words::counted(steps.len(), "sampling step")),
     };
     frame.render_widget(
         Paragraph::new(Line::from(vec![
-            Span::styled(format!("{} prompts", prompts.len()), theme.accent()),
+            Span::styled(crate::words::counted(prompts.len(), "prompt"), theme.accent()),
             Span::raw(found),
         ])),
         summary,

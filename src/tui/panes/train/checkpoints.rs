@@ -229,12 +229,7 @@ impl TrainPane {
                 let run = view.run.clone();
                 let starting = format!("Training on from {run} at step {} in a new run…", file.step);
                 let resume = Some(Resume::Checkpoint { run, step: file.step });
-                let effects = self.start_training(Action::RollBack, resume, starting, shared);
-                if matches!(effects.last(), Some(Effect::StartTraining { .. })) {
-                    // Back to the runs, where the new one is selected as it starts.
-                    self.checkpoints = None;
-                }
-                return effects;
+                return self.start_training(resume, starting, shared);
             }
             _ => {}
         }
@@ -456,6 +451,7 @@ mod tests {
             last_step: Some(200),
             checkpoints: vec![checkpoint(100, true), checkpoint(200, false)],
             sample_images: 0,
+            training: false,
         };
         let metrics = RunMetrics { validation: vec![(90, 0.25), (200, 0.5)], ..RunMetrics::default() };
         let files = ProjectFiles {
@@ -526,15 +522,23 @@ mod tests {
     }
 
     #[test]
-    fn rolling_back_starts_a_new_run_from_a_checkpoint_with_its_trainer_state() {
+    fn rolling_back_asks_then_starts_a_new_run_from_a_checkpoint_with_its_trainer_state() {
         let mut app = app();
         app.handle_key(Key::plain(KeyCode::Enter));
         app.handle_key(Key::char('G'));
         assert!(app.handle_key(Key::char('b')).is_empty());
         assert!(app.message.text.contains("no trainer state"), "{}", app.message.text);
         app.handle_key(Key::char('g'));
+        assert!(app.handle_key(Key::char('b')).is_empty(), "it asks first");
+        assert_eq!(app.help_sections()[0].0, "Starting a run (now)");
+        let screen = crate::tui::view::screen_text(&app, 80, 24);
+        assert!(screen.contains("Roll back?") && screen.contains("y  start the run"), "{screen}");
+        assert!(screen.contains("checkpoint at step 100, in a new run?"), "{screen}");
+        assert!(app.handle_key(Key::char('n')).is_empty());
+        assert!(pane(&app).checkpoints.is_some(), "no: still the checkpoints");
+        app.handle_key(Key::char('b'));
         let resume = Some(Resume::Checkpoint { run: "r1".into(), step: 100 });
-        assert_eq!(app.handle_key(Key::char('b')), [Effect::StartTraining { resume }]);
+        assert_eq!(app.handle_key(Key::char('y')), [Effect::StartTraining { resume }]);
         assert!(pane(&app).checkpoints.is_none(), "back to the runs, where the new run shows up");
     }
 
@@ -564,7 +568,10 @@ mod tests {
         assert!(app.quit_warning().is_some_and(|why| why.contains("being written")));
 
         app.done(Done::Exported(expected.clone(), Err(ExportError::Exists)));
-        assert!(app.message.text.contains("exists: y replaces it"), "{}", app.message.text);
+        assert!(app.message.text.starts_with("y replaces it, n keeps it: "), "{}", app.message.text);
+        // The question is a dialog with its keys, at the smallest size too.
+        let screen = crate::tui::view::screen_text(&app, 80, 24);
+        assert!(screen.contains("Replace the file?") && screen.contains("n  keep it, and choose another"), "{screen}");
         // n: back to the prompt as it was, to change the destination.
         app.handle_key(Key::char('n'));
         assert_eq!(app.handle_key(Key::plain(KeyCode::Enter)), [Effect::Export(expected.clone())]);

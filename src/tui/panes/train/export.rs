@@ -9,7 +9,7 @@ use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::Style;
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Clear, Paragraph, Wrap};
+use ratatui::widgets::{Block, Borders, Clear, Paragraph};
 use ratatui_textarea::{CursorMove, TextArea};
 
 use super::TrainPane;
@@ -23,7 +23,7 @@ use crate::tui::effect::{Effect, ExportRequest};
 use crate::tui::jobs::ExportError;
 use crate::tui::keymap::{Binding, Key, ModeKeys};
 use crate::tui::shared::{Level, Shared};
-use crate::tui::widgets::centered;
+use crate::tui::widgets::question;
 
 /// The modes' names in the keymap.
 pub(super) const EXPORT: &str = "export checkpoint";
@@ -208,7 +208,7 @@ impl TrainPane {
             }
             (Err(ExportError::Exists), Some(view)) => {
                 view.open = Some(Opened::Overwrite(request.clone()));
-                vec![Effect::say(Level::Warning, format!("{out} exists: y replaces it, n keeps it."))]
+                vec![Effect::say(Level::Warning, format!("y replaces it, n keeps it: {out} exists."))]
             }
             (Err(ExportError::Exists), None) => {
                 vec![Effect::say(Level::Warning, format!("Not exported: {out} exists."))]
@@ -259,19 +259,11 @@ pub(super) fn render_prompt(prompt: &ExportPrompt, shared: &Shared, frame: &mut 
 
 /// The question when the destination holds a file.
 pub(super) fn render_overwrite(request: &ExportRequest, shared: &Shared, frame: &mut Frame, area: Rect) {
-    let theme = &shared.theme;
-    let area = centered(area, 64, 7);
-    frame.render_widget(Clear, area);
-    let lines = vec![
-        Line::from(format!("{} already exists.", request.out.display())),
-        Line::default(),
-        Line::from(format!("y  replace it with step {}", request.step)),
-        Line::from("n  keep it, and choose another destination"),
+    let lines = [
+        format!("{} already exists.", request.out.display()),
+        String::new(),
+        format!("y  replace it with step {}", request.step),
+        "n  keep it, and choose another destination".into(),
     ];
-    let warning = theme.base().fg(theme.warning);
-    let block = Block::default()
-        .borders(Borders::ALL)
-        .border_style(warning)
-        .title(Span::styled(" Replace the file? ", warning));
-    frame.render_widget(Paragraph::new(lines).block(block).wrap(Wrap { trim: false }), area);
+    question(frame, area, &shared.theme, "Replace the file?", &lines);
 }

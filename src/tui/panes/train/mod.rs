@@ -9,12 +9,14 @@ mod checkpoints;
 mod compare;
 mod export;
 mod render;
+mod start;
 
 use crossterm::event::KeyCode;
 use ratatui::Frame;
 use ratatui::layout::Rect;
 
 use checkpoints::{CheckpointScores, CheckpointsView};
+use start::{Answer, StartQuestion};
 
 use crate::train::{Command, Event, Resume};
 use crate::tui::action::{Action, PaneId};
@@ -45,8 +47,12 @@ const ZOOMS: [Option<u64>; 4] = [None, Some(1000), Some(200), Some(50)];
 /// The run this workbench is training.
 #[derive(Debug, Clone, PartialEq)]
 struct LiveTraining {
+    /// The run, once the trainer has said which.
+    run_id: Option<String>,
     running: bool,
     paused: bool,
+    /// Asked to stop with a checkpoint (quitting waits for it).
+    stopping: bool,
     /// The latest event, in words.
     status: String,
 }
@@ -64,8 +70,8 @@ pub struct TrainPane {
     checkpoints: Option<CheckpointsView>,
     /// The shown run's evaluation scores per checkpoint, from its report.
     scores: Option<CheckpointScores>,
-    /// The start asked for while images had only a draft: the same key again starts it.
-    warned_start: Option<Action>,
+    /// A start waiting for a yes (a roll-back, images left out).
+    start_question: Option<StartQuestion>,
 }
 
 impl TrainPane {
@@ -73,30 +79,44 @@ impl TrainPane {
         self.selection.get(shared.files.runs.len())
     }
 
-    /// Starts training, unless a run trains here already. Images whose only
-    /// text is a draft awaiting review are left out by the trainer: the
-    /// first press says how many, the same key again starts anyway.
-    fn start_training(
-        &mut self,
-        action: Action,
-        resume: Option<Resume>,
-        starting: String,
-        shared: &Shared,
-    ) -> Vec<Effect> {
-        if self.training() {
-            return vec![Effect::info("A run is already training here.")];
+    /// Starts training, unless a run trains here already or the settings
+    /// cannot be read. A roll-back, and images whose only text is a draft
+    /// awaiting review (the trainer leaves them out), ask first.
+    fn start_training(&mut self, resume: Option<Resume>, starting: String, shared: &Shared) -> Vec<Effect> {
+        if let Some(refused) = self.refusal(shared) {
+            return vec![refused];
         }
-        let drafted_only = shared.files.captions.as_ref().map_or(0, |r| r.uncaptioned_with_drafts());
-        if drafted_only > 0 && self.warned_start.take() != Some(action) {
-            self.warned_start = Some(action);
-            let images = if drafted_only == 1 { "1 image has".into() } else { format!("{drafted_only} images have") };
-            return vec![Effect::say(
-                Level::Warning,
-                format!(
-                    "{images} only an unreviewed draft and would be left out: the same key again starts \
-                     anyway; the Captions pane's D reviews the drafts."
-                ),
-            )];
+        match StartQuestion::about(resume, starting, shared) {
+            Ok((resume, starting)) => self.start_now(resume, starting),
+            Err(question) => {
+                self.start_question = Some(question);
+                Vec::new()
+            }
+        }
+    }
+
+    /// Why no run can start now.
+    fn refusal(&self, shared: &Shared) -> Option<Effect> {
+        if self.training() {
+            return Some(Effect::info("A run is already training here."));
+        }
+        // A run freezes the settings it trains with: never ones the workbench could not read.
+        let problem = shared.settings_problem()?;
+        Some(Effect::say(Level::Error, format!("Not starting: {problem}")))
+    }
+
+    /// A start the user said yes to, checked again: the settings may have changed meanwhile.
+    fn start_training_confirmed(&mut self, resume: Option<Resume>, starting: String, shared: &Shared) -> Vec<Effect> {
+        match self.refusal(shared) {
+            Some(refused) => vec![refused],
+            None => self.start_now(resume, starting),
+        }
+    }
+
+    fn start_now(&mut self, resume: Option<Resume>, starting: String) -> Vec<Effect> {
+        if matches!(resume, Some(Resume::Checkpoint { .. })) {
+            // Back to the runs, where the new one is selected as it starts.
+            self.checkpoints = None;
         }
         self.live = None;
         vec![Effect::info(starting), Effect::StartTraining { resume }]
@@ -104,6 +124,13 @@ impl TrainPane {
 
     fn training(&self) -> bool {
         self.live.as_ref().is_some_and(|live| live.running)
+    }
+
+    /// Whether the run shown trains now: here, or held by a trainer elsewhere.
+    fn shown_run_training(&self, shared: &Shared) -> bool {
+        let shown = self.selected(shared).map(|index| &shared.files.runs[index]);
+        let here = self.live.as_ref().filter(|live| live.running).and_then(|live| live.run_id.as_ref());
+        shown.is_some_and(|run| run.training || here == Some(&run.id))
     }
 
     /// Tells the app which runs to read metrics of, when that changed.
@@ -128,31 +155,37 @@ impl TrainPane {
         let Some(live) = self.live.as_ref().filter(|live| live.running) else {
             return vec![Effect::info("No run is training here (s starts one).")];
         };
-        let command = match action {
-            Action::TogglePause if live.paused => Command::Resume,
-            Action::TogglePause => Command::Pause,
-            Action::StopTraining => Command::Stop,
-            Action::SampleNow => Command::SampleNow,
-            _ => Command::SaveNow,
+        let (command, what) = match action {
+            Action::TogglePause if live.paused => (Command::Resume, "resume"),
+            Action::TogglePause => (Command::Pause, "pause"),
+            Action::StopTraining => (Command::Stop, "stop with a checkpoint"),
+            Action::SampleNow => (Command::SampleNow, "render the samples now"),
+            _ => (Command::SaveNow, "save a checkpoint now"),
         };
-        let asked = format!("Asked the trainer to {}.", format!("{command:?}").to_lowercase());
-        vec![Effect::info(asked), Effect::Trainer(command)]
+        vec![Effect::info(format!("Asked the trainer to {what}.")), Effect::Trainer(command)]
     }
 
     /// Applies what the trainer reported; the files or metrics it changed are read again.
     fn trainer_event(&mut self, event: &Event, shared: &Shared) -> Vec<Effect> {
-        let live = self.live.get_or_insert(LiveTraining { running: true, paused: false, status: "starting".into() });
+        let live = self.live.get_or_insert(LiveTraining {
+            run_id: None,
+            running: true,
+            paused: false,
+            stopping: false,
+            status: "starting".into(),
+        });
         let mut effects = Vec::new();
         match event {
             Event::Started { run_id, skipped, .. } => {
                 live.status = format!("run {run_id} started");
+                live.run_id = Some(run_id.clone());
                 effects.push(match skipped.first() {
                     None => Effect::info(format!("Training run {run_id} (x stops, p pauses).")),
                     Some((path, why)) => Effect::say(
                         Level::Warning,
                         format!(
-                            "Training run {run_id}; {} images left out (first: {}: {why}).",
-                            skipped.len(),
+                            "Training run {run_id}; {} left out (first: {}: {why}).",
+                            crate::words::counted(skipped.len(), "image"),
                             path.file_name().unwrap_or_default().to_string_lossy()
                         ),
                     ),
@@ -163,11 +196,17 @@ impl TrainPane {
             Event::Preparing { what, done, total } => live.status = format!("{what} {done}/{total}"),
             Event::Step(m) => live.status = format!("step {}/{} loss {:.4}", m.step, m.total, m.loss),
             Event::Validation { step, loss } => live.status = format!("step {step}: validation loss {loss:.4}"),
-            Event::Samples { step, paths } => live.status = format!("step {step}: {} samples written", paths.len()),
+            Event::Samples { step, paths } => {
+                live.status = format!("step {step}: {} written", crate::words::counted(paths.len(), "sample"));
+            }
             Event::Checkpoint { step, .. } => live.status = format!("step {step}: checkpoint saved"),
+            Event::Pruned { steps, keep } => {
+                effects.push(Effect::info(crate::train::headless::pruned_line(steps, *keep)));
+            }
             Event::Paused { step } => {
                 live.paused = true;
-                live.status = format!("paused at step {step}");
+                // After "⏸ paused".
+                live.status = format!("at step {step}");
             }
             Event::Resumed { step } => {
                 live.paused = false;
@@ -227,17 +266,29 @@ impl Pane for TrainPane {
     }
 
     fn modes(&self) -> Vec<ModeKeys> {
-        vec![checkpoints::keys(), export::keys(), export::overwrite_keys(), compare::keys()]
+        vec![checkpoints::keys(), export::keys(), export::overwrite_keys(), compare::keys(), start::keys()]
     }
 
     fn mode(&self) -> Option<&'static str> {
+        if self.start_question.is_some() {
+            return Some(start::CONFIRM_START);
+        }
         self.checkpoints.as_ref().map(CheckpointsView::mode)
     }
 
     fn apply(&mut self, action: Action, shared: &Shared) -> Vec<Effect> {
-        // Only a start asked for twice in a row goes past the drafts warning.
-        if !matches!(action, Action::StartTraining | Action::ResumeRun | Action::RollBack) {
-            self.warned_start = None;
+        if let Some(question) = &self.start_question {
+            return match question.answer(action) {
+                Answer::Start => {
+                    let StartQuestion { resume, starting, .. } = self.start_question.take().expect("asked");
+                    self.start_training_confirmed(resume, starting, shared)
+                }
+                Answer::Cancel => {
+                    self.start_question = None;
+                    vec![Effect::info("No run started.")]
+                }
+                Answer::Nothing => Vec::new(),
+            };
         }
         if self.checkpoints.is_some() {
             return self.checkpoints_action(action, shared);
@@ -246,12 +297,12 @@ impl Pane for TrainPane {
             return self.show(shared);
         }
         match action {
-            Action::StartTraining => return self.start_training(action, None, "Starting a run…".into(), shared),
+            Action::StartTraining => return self.start_training(None, "Starting a run…".into(), shared),
             Action::ResumeRun => {
                 return match self.selected(shared) {
                     Some(index) => {
                         let id = shared.files.runs[index].id.clone();
-                        self.start_training(action, Some(Resume::Run(id.clone())), format!("Resuming {id}…"), shared)
+                        self.start_training(Some(Resume::Run(id.clone())), format!("Resuming {id}…"), shared)
                     }
                     None => vec![Effect::info("No run to resume.")],
                 };
@@ -297,7 +348,12 @@ impl Pane for TrainPane {
     fn done(&mut self, done: &Done, shared: &Shared) -> Vec<Effect> {
         match done {
             Done::Trainer(event) => self.trainer_event(event, shared),
-            Done::TrainerGone => vec![Effect::info("The trainer is no longer running.")],
+            Done::TrainerGone => {
+                if let Some(live) = &mut self.live {
+                    live.running = false;
+                }
+                vec![Effect::info("The trainer is no longer running.")]
+            }
             Done::Exported(request, result) => self.exported(request, result, shared),
             Done::Evaluation(run, Ok(report)) => {
                 self.read_scores(run, report.as_deref(), shared);
@@ -330,14 +386,28 @@ impl Pane for TrainPane {
             Some(view) => checkpoints::render(self, view, shared, frame, area),
             None => render::render(self, shared, frame, area),
         }
+        if let Some(question) = &self.start_question {
+            question.render(shared, frame, area);
+        }
     }
 
     fn running(&self) -> Option<&'static str> {
         self.training().then_some("training")
     }
 
+    fn wind_down(&mut self) -> Option<Effect> {
+        let live = self.live.as_mut().filter(|live| live.running && !live.stopping)?;
+        live.stopping = true;
+        live.status = "stopping: saving a checkpoint at this step…".into();
+        Some(Effect::Trainer(Command::Stop))
+    }
+
     fn quit_warning(&self) -> Option<String> {
-        self.training().then(|| "a run is training: quitting ends it (it resumes from its last checkpoint)".into())
+        self.training().then(|| {
+            "a run is training: saving stops it with a checkpoint at this step first; quitting without saving \
+             ends it, and it resumes from its last checkpoint"
+                .into()
+        })
     }
 }
 

@@ -130,8 +130,11 @@ fn summary_line(pane: &TrainPane, shared: &Shared) -> Line<'static> {
     Line::from(vec![
         Span::styled(format!("{runs} {}", if runs == 1 { "run" } else { "runs" }), theme.accent()),
         Span::raw(format!(
-            " · {} steps of batch {} at {} px on {} · s: train",
-            config.train.steps, config.train.batch_size, config.train.resolution, config.model.base
+            " · {} of batch {} at {} px on {} · s: train",
+            crate::words::counted(config.train.steps as usize, "step"),
+            config.train.batch_size,
+            config.train.resolution,
+            config.model.base
         )),
     ])
 }
@@ -142,7 +145,7 @@ fn render_curves(pane: &TrainPane, shared: &Shared, frame: &mut Frame, area: Rec
     let lr_height = if area.height >= 16 { 5 } else { 0 };
     let [gauge_area, loss_area, lr_area] =
         Layout::vertical([Constraint::Length(1), Constraint::Min(5), Constraint::Length(lr_height)]).areas(area);
-    frame.render_widget(gauge(metrics, theme), gauge_area);
+    frame.render_widget(gauge(metrics, pane.shown_run_training(shared), theme), gauge_area);
     let view = pane.chart;
     let window = |series: &[(u64, f64)]| -> Vec<(f64, f64)> {
         let last = metrics.loss.last().map_or(0, |(step, _)| *step);
@@ -229,24 +232,27 @@ fn smoothed_points(points: &[(f64, f64)], view: ChartView) -> Vec<(f64, f64)> {
     points.iter().zip(smooth(&values, view.smoothing)).map(|(&(x, _), y)| (x, y)).collect()
 }
 
-/// Step/total with throughput, ETA and memory, from the last logged step.
-fn gauge(metrics: &RunMetrics, theme: &Theme) -> Gauge<'static> {
+/// Step/total with throughput, ETA (while it trains) and memory, from the
+/// last logged step; a run that trains no more says where it stopped.
+fn gauge(metrics: &RunMetrics, training: bool, theme: &Theme) -> Gauge<'static> {
     let last = metrics.last.as_ref();
     let step = metrics.loss.last().map_or(0, |(s, _)| *s);
     let total = metrics.total.unwrap_or(step).max(step).max(1);
-    let rate = last.map(|m| m.elapsed_seconds).filter(|&e| e > 0.0).map(|elapsed| step as f64 / elapsed);
-    let mut label = format!("step {step}/{total}");
-    if let Some(rate) = rate {
+    let done = metrics.finished && !metrics.stopped && step >= total;
+    let mut label = match (training, done) {
+        (false, false) => format!("stopped at step {step}/{total} · R resumes"),
+        _ => format!("step {step}/{total}"),
+    };
+    if let Some(rate) = metrics.steps_per_second() {
         label.push_str(&format!(" · {rate:.2} it/s"));
-        if !metrics.finished && step < total {
-            let eta = ((total - step) as f64 / rate).round() as u64;
-            label.push_str(&format!(" · ETA {}:{:02}", eta / 60, eta % 60));
+        if training && step < total && rate > 0.0 {
+            label.push_str(&format!(" · ETA {}", crate::console::duration((total - step) as f64 / rate)));
         }
     }
     if let Some(memory) = last.and_then(|m| m.memory_mib) {
         label.push_str(&format!(" · {memory:.0} MiB"));
     }
-    if metrics.finished {
+    if done && !training {
         label.push_str(" · done");
     }
     Gauge::default()
@@ -319,7 +325,13 @@ mod tests {
         assert!(summary_row(&pane, &shared).contains(warning), "{}", summary_row(&pane, &shared));
 
         // While training, beside the state.
-        pane.live = Some(LiveTraining { running: true, paused: false, status: "step 700/1000".into() });
+        pane.live = Some(LiveTraining {
+            run_id: None,
+            running: true,
+            paused: false,
+            stopping: false,
+            status: "step 700/1000".into(),
+        });
         let row = summary_row(&pane, &shared);
         assert!(row.contains(&format!("● training {warning}")), "{row}");
 

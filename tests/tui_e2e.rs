@@ -119,6 +119,15 @@ impl Session {
         assert!(output[left..].contains("\x1b[?25h"), "cursor not shown again");
     }
 
+    /// The Train pane, then `s`: waits until the run trains.
+    fn start_training(&mut self) {
+        self.wait_for("1 Dataset");
+        self.send("3");
+        self.wait_for("s: train");
+        self.send("s");
+        self.wait_for("● training");
+    }
+
     /// Waits for the first full frame and checks that the terminal is raw meanwhile.
     fn wait_ready(&self) -> String {
         // The status bar is drawn last: once it shows the files, the frame is whole.
@@ -292,11 +301,7 @@ fn only_run(project: &std::path::Path) -> std::path::PathBuf {
 fn save_then_quit_while_training_stops_with_a_checkpoint_at_that_step_which_resumes() {
     let (project, _) = quick_project("steps = 3000\nsave_every = 1000\n");
     let mut session = Session::start_in(project, &[]);
-    session.wait_for("1 Dataset");
-    session.send("3");
-    session.wait_for("s: train");
-    session.send("s");
-    session.wait_for("● training");
+    session.start_training();
     wait_step(&session, 10);
     session.send("q");
     let dialog = session.wait_for("Before quitting");
@@ -363,11 +368,7 @@ fn the_train_pane_starts_a_run_and_its_chart_updates_live() {
                   warmup_steps = 0\nresolution = 64\nprecision = \"f32\"\nsave_every = 0\nsample_every = 0\nvalidate_every = 10\n";
     std::fs::write(project.path().join("project.toml"), config).unwrap();
     let mut session = Session::start_in(project, &[]);
-    session.wait_for("1 Dataset");
-    session.send("3");
-    session.wait_for("s: train");
-    session.send("s");
-    session.wait_for("● training");
+    session.start_training();
     let early = wait_step(&session, 8);
     let later = wait_step(&session, shown_step(&early).unwrap() + 8);
     assert_ne!(early, later, "the chart did not change");

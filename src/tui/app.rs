@@ -589,16 +589,7 @@ mod tests {
         app.apply(Action::ShowPane(PaneId::Train));
         assert_eq!(app.handle_key(Key::char('p')), [], "nothing runs yet");
         assert!(app.message.text.contains("s starts one"));
-        assert_eq!(app.handle_key(Key::char('s')), [Effect::StartTraining { resume: None }]);
-        app.done(Done::Trainer(Event::Started {
-            run_id: "r1".into(),
-            dir: "runs/r1".into(),
-            start_step: 0,
-            total: 10,
-            train_images: 4,
-            validation_images: 1,
-            skipped: Vec::new(),
-        }));
+        start_run(&mut app);
         assert_eq!(app.handle_key(Key::char('s')), [], "one run at a time");
         assert_eq!(app.handle_key(Key::char('p')), [Effect::Trainer(Command::Pause)]);
         app.done(Done::Trainer(Event::Paused { step: 3 }));
@@ -612,9 +603,8 @@ mod tests {
         assert!(app.message.text.starts_with("Stopped at step 4"));
     }
 
-    fn training_app() -> App {
-        let mut app = app();
-        app.apply(Action::ShowPane(PaneId::Train));
+    /// `s` in the Train pane, and the trainer saying it started.
+    fn start_run(app: &mut App) {
         assert_eq!(app.handle_key(Key::char('s')), [Effect::StartTraining { resume: None }]);
         app.done(Done::Trainer(Event::Started {
             run_id: "r1".into(),
@@ -625,6 +615,12 @@ mod tests {
             validation_images: 1,
             skipped: Vec::new(),
         }));
+    }
+
+    fn training_app() -> App {
+        let mut app = app();
+        app.apply(Action::ShowPane(PaneId::Train));
+        start_run(&mut app);
         app
     }
 

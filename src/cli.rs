@@ -396,6 +396,7 @@ fn parse_from(text: &str) -> Result<crate::train::Resume, String> {
 fn scan(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let project = Project::open(dir)?;
     let config = &project.config;
+    crate::dataset::require_images(&project.dataset_dir(), &config.caption_extension)?;
     let started = std::time::Instant::now();
     let report = crate::dataset::scan::scan(&project.dataset_dir(), &project.cache_dir(), config, &|_, _| {});
     let seconds = started.elapsed().as_secs_f64();

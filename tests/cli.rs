@@ -1,5 +1,6 @@
 //! The command line, run as a real process: init, and errors that must
-//! leave the terminal untouched or say what to do.
+//! leave the terminal untouched or say what to do (a missing or empty
+//! dataset folder among them).
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -88,4 +89,74 @@ fn captions_auto_without_a_model_says_how_to_get_one() {
     assert!(stderr.contains("huggingface-cli download Salesforce/blip-image-captioning-base"), "{stderr}");
     assert_eq!(output.status.code(), Some(1));
     assert!(!project.path().join("dataset/.easel-drafts.json").exists(), "nothing drafted");
+}
+
+/// How many times `needle` appears in `haystack`.
+fn occurrences(haystack: &str, needle: &str) -> usize {
+    haystack.matches(needle).count()
+}
+
+#[test]
+fn a_missing_dataset_folder_is_one_clear_error_for_every_command_that_reads_it() {
+    let project = common::demo_copy();
+    let dir = project.path().to_str().unwrap();
+    let dataset = project.path().join("dataset");
+    std::fs::remove_dir_all(&dataset).unwrap();
+    // eval needs a run to get as far as the dataset: the fixture run folder.
+    let run = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run/20261130-163154");
+    let runs = project.path().join("runs/20261130-163154");
+    std::fs::create_dir_all(runs.join("checkpoints")).unwrap();
+    for file in ["metrics.jsonl", "project.toml"] {
+        std::fs::copy(run.join(file), runs.join(file)).unwrap();
+    }
+    for file in ["step-000002.safetensors", "step-000002.state.safetensors"] {
+        std::fs::copy(run.join("checkpoints").join(file), runs.join("checkpoints").join(file)).unwrap();
+    }
+    let commands: &[&[&str]] = &[
+        &["scan", dir],
+        &["scan", dir, "--json"],
+        &["captions", dir, "lint"],
+        &["captions", dir, "lint", "--json"],
+        &["captions", dir, "normalize"],
+        &["captions", dir, "stats"],
+        &["captions", dir, "suggest"],
+        &["captions", dir, "drafts"],
+        &["captions", dir, "auto", "--model", dir],
+        &["captions", dir, "export", "--metadata", dir],
+        &["train", dir],
+        &["eval", dir],
+    ];
+    let expected = format!("the dataset folder {} does not exist", dataset.display());
+    for args in commands {
+        let output = easel(args);
+        assert!(!output.status.success(), "{args:?} succeeded, printing: {}", text(&output.stdout));
+        let stderr = assert_clean_error(&output);
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+        assert_eq!(
+            occurrences(&stderr, &dataset.display().to_string()),
+            1,
+            "{args:?}: the folder named once: {stderr}"
+        );
+        assert_eq!(output.status.code(), Some(1), "{args:?}");
+    }
+    assert!(!dataset.exists(), "no command made the folder");
+}
+
+#[test]
+fn an_empty_dataset_folder_is_an_error_for_scan_and_lint() {
+    let project = tempfile::tempdir().unwrap();
+    let dir = project.path().to_str().unwrap();
+    assert!(easel(&["init", dir]).status.success());
+    let dataset = project.path().join("dataset");
+    let expected = format!("no images in {}: put images there, each with a .txt caption", dataset.display());
+    for args in
+        [&["scan", dir][..], &["scan", dir, "--json"], &["captions", dir, "lint"], &["captions", dir, "lint", "--json"]]
+    {
+        let output = easel(args);
+        assert!(!output.status.success(), "{args:?} succeeded, printing: {}", text(&output.stdout));
+        let stderr = assert_clean_error(&output);
+        assert!(stderr.contains(&expected), "{args:?}: {stderr}");
+        assert_eq!(occurrences(&stderr, &dataset.display().to_string()), 1, "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "{args:?}: printed {:?}", text(&output.stdout));
+    }
 }

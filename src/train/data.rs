@@ -58,8 +58,8 @@ impl TrainingSet {
     /// draft awaits review is named as such (a draft is never trained on).
     pub fn read(dataset: &Path, caption_extension: &str, config: &TrainConfig) -> Result<Self> {
         let inventory = Inventory::read(dataset, caption_extension, None);
-        if let Some(error) = &inventory.folder_error {
-            bail!("{}: {error}", dataset.display());
+        if let Some(error) = inventory.folder_error {
+            bail!(error);
         }
         let drafted: HashSet<PathBuf> = unreviewed_uncaptioned(dataset, caption_extension)?.into_iter().collect();
         let list = buckets::buckets(config.resolution, config.bucketing);

@@ -17,6 +17,7 @@ use super::smoothing::Ema;
 use super::trainer::{Command, Event, TrainOptions, spawn};
 use crate::captions::drafts::unreviewed_uncaptioned;
 use crate::console::{duration, on_stop_signal};
+use crate::dataset::require_images;
 use crate::project::Project;
 
 pub struct HeadlessOptions {
@@ -72,6 +73,8 @@ pub fn drafts_warning(project: &Project) -> Result<Option<String>> {
 
 pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
     let tty = std::io::stdout().is_terminal();
+    // Said before the model loads, which can take minutes.
+    require_images(&project.dataset_dir(), &project.config.caption_extension)?;
     if let Some(warning) = drafts_warning(&project)? {
         println!("{warning}");
     }

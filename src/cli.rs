@@ -1,11 +1,13 @@
 //! The command line: `easel [PROJECT_DIR]` opens the workbench, subcommands
 //! do one job each without it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::console::end_on_closed_pipe;
 use crate::project::{self, Project};
 use crate::tui::{self, Exit, Theme};
 
@@ -264,12 +266,28 @@ fn parse_half(text: &str) -> Result<candle_core::DType, String> {
 /// Runs the command line and turns errors into a message and an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.may_end_at_any_write() {
+        end_on_closed_pipe();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("easel: error: {error:#}");
+            // Not eprintln!, which panics when stderr is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "easel: error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+impl Cli {
+    /// Whether a closed pipe may end the command at any write (`easel scan
+    /// --json | head`). Not training, which drops what it cannot print and
+    /// goes on to its checkpointed end, nor the workbench, which must restore
+    /// the terminal before it ends. The others write their files whole
+    /// (atomically), so ending mid-way loses only work not yet saved, which a
+    /// rerun of `eval` or `captions auto` continues.
+    fn may_end_at_any_write(&self) -> bool {
+        !matches!(self.command, None | Some(Command::Train { .. }))
     }
 }
 
@@ -365,7 +383,7 @@ fn train(
     let project = Project::open(dir)?;
     let faults = crate::train::faults::Faults::from_env();
     if let Some(announcement) = faults.announcement() {
-        eprintln!("warning: {announcement}");
+        let _ = writeln!(std::io::stderr(), "warning: {announcement}");
     }
     let options = crate::train::TrainOptions {
         steps,

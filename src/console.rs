@@ -1,7 +1,7 @@
-//! What the long-running commands (`easel train`, `eval`, `captions auto`)
-//! share on the command line: durations as m:ss or h:mm:ss, a progress line
-//! that is redrawn in place on a terminal and logged as plain lines
-//! otherwise, and stopping cleanly on Ctrl-C, SIGTERM or SIGHUP.
+//! What the command line's commands share: durations as m:ss or h:mm:ss, a
+//! progress line that is redrawn in place on a terminal and logged as plain
+//! lines otherwise, stopping cleanly on Ctrl-C, SIGTERM or SIGHUP, and
+//! ending quietly on a closed pipe.
 
 use std::io::{IsTerminal, Stdout, Write};
 
@@ -67,4 +67,16 @@ pub fn on_stop_signal(stop: impl FnOnce() + Send + 'static) {
             stop();
         });
     });
+}
+
+/// Lets a closed pipe end the process as it ends other command-line tools
+/// (`easel scan --json | head`): killed by SIGPIPE, silently, status 141 in
+/// a shell. Rust starts with SIGPIPE ignored, so a write to a closed pipe
+/// fails instead and `println!` panics on the failure. Only for commands
+/// that lose nothing by ending at any write.
+pub fn end_on_closed_pipe() {
+    // SAFETY: sets one signal back to its default action; no handler of ours runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

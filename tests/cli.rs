@@ -1,6 +1,6 @@
-//! The command line, run as a real process: init, and errors that must
-//! leave the terminal untouched or say what to do (a missing or empty
-//! dataset folder among them).
+//! The command line, run as a real process: init, errors that must leave
+//! the terminal untouched or say what to do (a missing or empty dataset
+//! folder among them), and output into a pipe whose reader has gone.
 
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -158,5 +158,53 @@ fn an_empty_dataset_folder_is_an_error_for_scan_and_lint() {
         assert!(stderr.contains(&expected), "{args:?}: {stderr}");
         assert_eq!(occurrences(&stderr, &dataset.display().to_string()), 1, "{args:?}: {stderr}");
         assert!(output.stdout.is_empty(), "{args:?}: printed {:?}", text(&output.stdout));
+    }
+}
+
+/// Runs easel with its stdout a pipe whose read end is already closed, as
+/// `easel … | head` is once head has read enough.
+fn into_a_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .output()
+        .expect("run easel")
+}
+
+/// Ended the way command-line tools do when their reader goes away: quietly
+/// (exit 0) or killed by SIGPIPE (a shell's 141), never a panic.
+fn assert_ended_quietly(args: &[&str], output: &Output) {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = text(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    assert!(
+        output.status.code() == Some(0) || output.status.signal() == Some(libc::SIGPIPE),
+        "{args:?}: {:?}, {stderr}",
+        output.status
+    );
+}
+
+#[test]
+fn printing_into_a_closed_pipe_ends_quietly() {
+    let project = common::demo_copy();
+    let dir = project.path().to_str().unwrap();
+    let lora = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sd15/lora/lora_attn.kohya.safetensors");
+    let lora = lora.to_str().unwrap();
+    let commands: &[&[&str]] = &[
+        &["scan", dir, "--json"],
+        &["scan", dir],
+        &["captions", dir, "lint"],
+        &["captions", dir, "lint", "--json"],
+        &["captions", dir, "stats"],
+        &["lora", "info", lora, "--json"],
+        &["lora", "info", lora],
+        &["--help"],
+    ];
+    for args in commands {
+        assert_ended_quietly(args, &into_a_closed_pipe(args));
     }
 }

@@ -1,8 +1,9 @@
 //! Training on the built-in tiny model and the demo dataset: the loss falls
 //! (and does not at learning rate 0), a run killed with SIGKILL resumes to
 //! the same losses as an uninterrupted one, its LoRA changes what
-//! `easel generate` draws, a non-finite loss stops the run by name, and a
-//! roll-back trains on from a checkpoint in a new run.
+//! `easel generate` draws, a non-finite loss stops the run by name, a
+//! roll-back trains on from a checkpoint in a new run, and a closed output
+//! pipe does not stop training.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -341,4 +342,21 @@ fn images_whose_only_text_is_an_unreviewed_draft_are_counted_and_left_out() {
     assert!(stdout.starts_with(&warning), "said before training starts: {stdout}");
     assert!(stdout.contains("16 training and 2 validation images"), "18 of 20 used: {stdout}");
     assert_eq!(stdout.matches("no caption: its draft awaits review").count(), 2, "{stdout}");
+}
+
+#[test]
+fn a_closed_output_pipe_does_not_stop_training() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = project(4, 0);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = easel(&["train", dir.path().to_str().unwrap(), "--report-every", "1"]);
+    command.stdout(writer);
+    let done = output(command);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!((done.status.code(), done.status.signal()), (Some(0), None), "{stderr}");
+    let run = run_folder(dir.path());
+    assert!(run.join("demo.safetensors").is_file(), "the run went on to its end");
+    assert_eq!(logged_losses(&run).len(), 4);
 }

@@ -4,6 +4,8 @@
 //! few steps. Ctrl-C or SIGTERM stops the run with a checkpoint. Images left
 //! out because only an unreviewed draft describes them are counted first.
 //! The overfit alarm is printed as a warning line when it first sounds.
+//! Output that cannot be written (a closed log pipe) is dropped: training
+//! goes on to its end.
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -75,8 +77,9 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
     let tty = std::io::stdout().is_terminal();
     // Said before the model loads, which can take minutes.
     require_images(&project.dataset_dir(), &project.config.caption_extension)?;
+    let mut out = std::io::stdout().lock();
     if let Some(warning) = drafts_warning(&project)? {
-        println!("{warning}");
+        let _ = writeln!(out, "{warning}");
     }
     let handle = spawn(project, options.train);
     // Stopping saves a checkpoint.
@@ -84,7 +87,6 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
     on_stop_signal(move || {
         let _ = commands.send(Command::Stop);
     });
-    let mut out = std::io::stdout().lock();
     let mut ema = Ema::new(0.9);
     let mut bar = String::new();
     // What the overfit alarm needs: the run's losses and checkpoints so far.

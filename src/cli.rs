@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use crate::console::end_on_closed_pipe;
+use crate::console::{end_on_closed_pipe, signal_exit_code};
 use crate::project::{self, Project};
 use crate::tui::{self, Exit, Theme};
 
@@ -60,7 +60,8 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         seeds: Option<Vec<u64>>,
     },
-    /// Train the project's LoRA without the workbench (progress on a terminal, plain lines in logs).
+    /// Train the project's LoRA without the workbench (progress on a terminal, plain lines in logs);
+    /// Ctrl-C stops it with a checkpoint (exit status 130; 143 for SIGTERM, 129 for SIGHUP).
     Train {
         /// The project folder.
         project: PathBuf,
@@ -392,11 +393,12 @@ fn train(
         faults,
         learning_rate: None,
     };
-    crate::train::headless::run(
+    let ended = crate::train::headless::run(
         project,
         crate::train::headless::HeadlessOptions { train: options, show_samples, report_every },
     )?;
-    Ok(ExitCode::SUCCESS)
+    // Stopped by a signal (with its checkpoint): the status a shell expects of an interrupted command.
+    Ok(ended.stopped_by.map_or(ExitCode::SUCCESS, signal_exit_code))
 }
 
 /// `--from RUN@STEP`: a run id and a checkpoint step.
@@ -487,7 +489,6 @@ fn workbench(dir: &Path, theme_override: Option<&str>) -> anyhow::Result<ExitCod
     }
     Ok(match tui::run(project, theme)? {
         Exit::Quit => ExitCode::SUCCESS,
-        // The shell convention for "ended by signal N".
-        Exit::Signal(number) => ExitCode::from(128 + number as u8),
+        Exit::Signal(number) => signal_exit_code(number),
     })
 }

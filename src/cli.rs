@@ -106,7 +106,7 @@ pub enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
-    /// Draw an image from a prompt with a project's base model (or any model) and LoRAs.
+    /// Draw an image from a prompt with a project's base model and newest LoRA (or any model and LoRAs).
     Generate(Box<GenerateCommand>),
 }
 
@@ -215,7 +215,8 @@ fn parse_precision(text: &str) -> Result<candle_core::DType, String> {
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateCommand {
-    /// Use this project's base model.
+    /// Use this project's base model and its newest trained LoRA (the newest run's final LoRA, else its
+    /// newest checkpoint).
     #[arg(long, value_name = "DIR", required_unless_present = "model")]
     project: Option<PathBuf>,
     /// A diffusers folder, a single-file .safetensors checkpoint, or builtin:tiny.
@@ -225,8 +226,12 @@ pub struct GenerateCommand {
     #[arg(long, value_name = "DIR")]
     config: Option<PathBuf>,
     /// A LoRA to apply, kohya or PEFT .safetensors, with an optional strength (repeatable).
+    /// Given LoRAs are the only ones: with --project, they replace the project's own.
     #[arg(long = "lora", value_name = "FILE[:WEIGHT]")]
     loras: Vec<crate::generate::LoraSpec>,
+    /// With --project: the base model alone, without the project's trained LoRA.
+    #[arg(long, conflicts_with = "loras")]
+    no_lora: bool,
     #[arg(long)]
     prompt: String,
     /// What to steer away from (classifier-free guidance's unconditional prompt).
@@ -447,6 +452,7 @@ fn generate(command: GenerateCommand) -> anyhow::Result<ExitCode> {
         model: command.model,
         config_folder: command.config,
         loras: command.loras,
+        no_lora: command.no_lora,
         request,
         size: command.size,
         latents: command.latents,

@@ -3,7 +3,7 @@
 //! lines otherwise, stopping cleanly on Ctrl-C, SIGTERM or SIGHUP (and the
 //! exit status that says so), and ending quietly on a closed pipe.
 
-use std::io::{IsTerminal, Stdout, Write};
+use std::io::{IsTerminal, Stderr, Stdout, Write};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI32, Ordering};
@@ -17,17 +17,30 @@ pub fn duration(seconds: f64) -> String {
     }
 }
 
-/// Progress on stdout: on a terminal one line redrawn in place, in a log
-/// (stdout not a TTY) one line per update.
-pub struct ProgressLine {
-    out: Stdout,
+/// Progress on stdout (or stderr): on a terminal one line redrawn in place,
+/// in a log (not a TTY) one line per update.
+pub struct ProgressLine<W: Write + IsTerminal = Stdout> {
+    out: W,
     tty: bool,
     drawn: bool,
 }
 
-impl ProgressLine {
+impl ProgressLine<Stdout> {
     pub fn new() -> Self {
-        Self { out: std::io::stdout(), tty: std::io::stdout().is_terminal(), drawn: false }
+        Self::on(std::io::stdout())
+    }
+}
+
+impl ProgressLine<Stderr> {
+    /// For a command whose output is the file it writes, with stdout kept for what it says at the end.
+    pub fn stderr() -> Self {
+        Self::on(std::io::stderr())
+    }
+}
+
+impl<W: Write + IsTerminal> ProgressLine<W> {
+    fn on(out: W) -> Self {
+        Self { tty: out.is_terminal(), out, drawn: false }
     }
 
     pub fn show(&mut self, line: &str) {
@@ -45,7 +58,7 @@ impl ProgressLine {
     }
 }
 
-impl Default for ProgressLine {
+impl Default for ProgressLine<Stdout> {
     fn default() -> Self {
         Self::new()
     }

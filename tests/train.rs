@@ -163,8 +163,9 @@ fn a_run_killed_mid_way_resumes_to_the_same_losses() {
             latents.to_str().unwrap(),
         ];
         let lora_arg = lora.map(|p| p.to_str().unwrap().to_string());
-        if let Some(lora) = &lora_arg {
-            args.extend(["--lora", lora.as_str()]);
+        match &lora_arg {
+            Some(lora) => args.extend(["--lora", lora.as_str()]),
+            None => args.push("--no-lora"),
         }
         let result = output(easel(&args));
         assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));

@@ -1,11 +1,13 @@
 //! The command line: `easel [PROJECT_DIR]` opens the workbench, subcommands
 //! do one job each without it.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::console::{end_on_closed_pipe, signal_exit_code};
 use crate::project::{self, Project};
 use crate::tui::{self, Exit, Theme};
 
@@ -58,7 +60,8 @@ pub enum Command {
         #[arg(long, value_delimiter = ',')]
         seeds: Option<Vec<u64>>,
     },
-    /// Train the project's LoRA without the workbench (progress on a terminal, plain lines in logs).
+    /// Train the project's LoRA without the workbench (progress on a terminal, plain lines in logs);
+    /// Ctrl-C stops it with a checkpoint (exit status 130; 143 for SIGTERM, 129 for SIGHUP).
     Train {
         /// The project folder.
         project: PathBuf,
@@ -103,7 +106,7 @@ pub enum Command {
         #[command(subcommand)]
         what: BenchCommand,
     },
-    /// Draw an image from a prompt with a project's base model (or any model) and LoRAs.
+    /// Draw an image from a prompt with a project's base model and newest LoRA (or any model and LoRAs).
     Generate(Box<GenerateCommand>),
 }
 
@@ -212,7 +215,8 @@ fn parse_precision(text: &str) -> Result<candle_core::DType, String> {
 
 #[derive(Debug, clap::Args)]
 pub struct GenerateCommand {
-    /// Use this project's base model.
+    /// Use this project's base model and its newest trained LoRA (the newest run's final LoRA, else its
+    /// newest checkpoint).
     #[arg(long, value_name = "DIR", required_unless_present = "model")]
     project: Option<PathBuf>,
     /// A diffusers folder, a single-file .safetensors checkpoint, or builtin:tiny.
@@ -222,8 +226,12 @@ pub struct GenerateCommand {
     #[arg(long, value_name = "DIR")]
     config: Option<PathBuf>,
     /// A LoRA to apply, kohya or PEFT .safetensors, with an optional strength (repeatable).
+    /// Given LoRAs are the only ones: with --project, they replace the project's own.
     #[arg(long = "lora", value_name = "FILE[:WEIGHT]")]
     loras: Vec<crate::generate::LoraSpec>,
+    /// With --project: the base model alone, without the project's trained LoRA.
+    #[arg(long, conflicts_with = "loras")]
+    no_lora: bool,
     #[arg(long)]
     prompt: String,
     /// What to steer away from (classifier-free guidance's unconditional prompt).
@@ -264,12 +272,28 @@ fn parse_half(text: &str) -> Result<candle_core::DType, String> {
 /// Runs the command line and turns errors into a message and an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.may_end_at_any_write() {
+        end_on_closed_pipe();
+    }
     match run(cli) {
         Ok(code) => code,
         Err(error) => {
-            eprintln!("easel: error: {error:#}");
+            // Not eprintln!, which panics when stderr is a closed pipe.
+            let _ = writeln!(std::io::stderr(), "easel: error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+impl Cli {
+    /// Whether a closed pipe may end the command at any write (`easel scan
+    /// --json | head`). Not training, which drops what it cannot print and
+    /// goes on to its checkpointed end, nor the workbench, which must restore
+    /// the terminal before it ends. The others write their files whole
+    /// (atomically), so ending mid-way loses only work not yet saved, which a
+    /// rerun of `eval` or `captions auto` continues.
+    fn may_end_at_any_write(&self) -> bool {
+        !matches!(self.command, None | Some(Command::Train { .. }))
     }
 }
 
@@ -365,7 +389,7 @@ fn train(
     let project = Project::open(dir)?;
     let faults = crate::train::faults::Faults::from_env();
     if let Some(announcement) = faults.announcement() {
-        eprintln!("warning: {announcement}");
+        let _ = writeln!(std::io::stderr(), "warning: {announcement}");
     }
     let options = crate::train::TrainOptions {
         steps,
@@ -374,11 +398,12 @@ fn train(
         faults,
         learning_rate: None,
     };
-    crate::train::headless::run(
+    let ended = crate::train::headless::run(
         project,
         crate::train::headless::HeadlessOptions { train: options, show_samples, report_every },
     )?;
-    Ok(ExitCode::SUCCESS)
+    // Stopped by a signal (with its checkpoint): the status a shell expects of an interrupted command.
+    Ok(ended.stopped_by.map_or(ExitCode::SUCCESS, signal_exit_code))
 }
 
 /// `--from RUN@STEP`: a run id and a checkpoint step.
@@ -396,6 +421,7 @@ fn parse_from(text: &str) -> Result<crate::train::Resume, String> {
 fn scan(dir: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let project = Project::open(dir)?;
     let config = &project.config;
+    crate::dataset::require_images(&project.dataset_dir(), &config.caption_extension)?;
     let started = std::time::Instant::now();
     let report = crate::dataset::scan::scan(&project.dataset_dir(), &project.cache_dir(), config, &|_, _| {});
     let seconds = started.elapsed().as_secs_f64();
@@ -426,6 +452,7 @@ fn generate(command: GenerateCommand) -> anyhow::Result<ExitCode> {
         model: command.model,
         config_folder: command.config,
         loras: command.loras,
+        no_lora: command.no_lora,
         request,
         size: command.size,
         latents: command.latents,
@@ -468,7 +495,6 @@ fn workbench(dir: &Path, theme_override: Option<&str>) -> anyhow::Result<ExitCod
     }
     Ok(match tui::run(project, theme)? {
         Exit::Quit => ExitCode::SUCCESS,
-        // The shell convention for "ended by signal N".
-        Exit::Signal(number) => ExitCode::from(128 + number as u8),
+        Exit::Signal(number) => signal_exit_code(number),
     })
 }

@@ -1,9 +1,12 @@
-//! What the long-running commands (`easel train`, `eval`, `captions auto`)
-//! share on the command line: durations as m:ss or h:mm:ss, a progress line
-//! that is redrawn in place on a terminal and logged as plain lines
-//! otherwise, and stopping cleanly on Ctrl-C, SIGTERM or SIGHUP.
+//! What the command line's commands share: durations as m:ss or h:mm:ss, a
+//! progress line that is redrawn in place on a terminal and logged as plain
+//! lines otherwise, stopping cleanly on Ctrl-C, SIGTERM or SIGHUP (and the
+//! exit status that says so), and ending quietly on a closed pipe.
 
-use std::io::{IsTerminal, Stdout, Write};
+use std::io::{IsTerminal, Stderr, Stdout, Write};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 
 pub fn duration(seconds: f64) -> String {
     let seconds = seconds.max(0.0).round() as u64;
@@ -14,17 +17,30 @@ pub fn duration(seconds: f64) -> String {
     }
 }
 
-/// Progress on stdout: on a terminal one line redrawn in place, in a log
-/// (stdout not a TTY) one line per update.
-pub struct ProgressLine {
-    out: Stdout,
+/// Progress on stdout (or stderr): on a terminal one line redrawn in place,
+/// in a log (not a TTY) one line per update.
+pub struct ProgressLine<W: Write + IsTerminal = Stdout> {
+    out: W,
     tty: bool,
     drawn: bool,
 }
 
-impl ProgressLine {
+impl ProgressLine<Stdout> {
     pub fn new() -> Self {
-        Self { out: std::io::stdout(), tty: std::io::stdout().is_terminal(), drawn: false }
+        Self::on(std::io::stdout())
+    }
+}
+
+impl ProgressLine<Stderr> {
+    /// For a command whose output is the file it writes, with stdout kept for what it says at the end.
+    pub fn stderr() -> Self {
+        Self::on(std::io::stderr())
+    }
+}
+
+impl<W: Write + IsTerminal> ProgressLine<W> {
+    fn on(out: W) -> Self {
+        Self { tty: out.is_terminal(), out, drawn: false }
     }
 
     pub fn show(&mut self, line: &str) {
@@ -42,16 +58,30 @@ impl ProgressLine {
     }
 }
 
-impl Default for ProgressLine {
+impl Default for ProgressLine<Stdout> {
     fn default() -> Self {
         Self::new()
     }
 }
 
+/// Which stop signal arrived, once one has.
+#[derive(Debug, Clone, Default)]
+pub struct StopSignal(Arc<AtomicI32>);
+
+impl StopSignal {
+    /// The signal's number (`libc::SIGINT`, …), or `None` while none has come.
+    pub fn received(&self) -> Option<i32> {
+        Some(self.0.load(Ordering::Acquire)).filter(|&number| number != 0)
+    }
+}
+
 /// Calls `stop` once, on the first Ctrl-C, SIGTERM or SIGHUP: the command
 /// then ends its work at the next safe point (a checkpoint, a saved batch)
-/// instead of the process dying mid-write.
-pub fn on_stop_signal(stop: impl FnOnce() + Send + 'static) {
+/// instead of the process dying mid-write. The returned [`StopSignal`] says
+/// which signal it was, for the exit status ([`signal_exit_code`]).
+pub fn on_stop_signal(stop: impl FnOnce() + Send + 'static) -> StopSignal {
+    let signal = StopSignal::default();
+    let received = Arc::clone(&signal.0);
     std::thread::spawn(move || {
         let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
         runtime.block_on(async {
@@ -59,12 +89,32 @@ pub fn on_stop_signal(stop: impl FnOnce() + Send + 'static) {
             let (Ok(mut term), Ok(mut hup)) = (signal(SignalKind::terminate()), signal(SignalKind::hangup())) else {
                 return;
             };
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-                _ = hup.recv() => {}
-            }
+            let number = tokio::select! {
+                _ = tokio::signal::ctrl_c() => libc::SIGINT,
+                _ = term.recv() => libc::SIGTERM,
+                _ = hup.recv() => libc::SIGHUP,
+            };
+            received.store(number, Ordering::Release);
             stop();
         });
     });
+    signal
+}
+
+/// The exit status a shell gives a command that signal `number` ended: 128 + n
+/// (130 for Ctrl-C), so scripts can tell an interrupted run from a finished one.
+pub fn signal_exit_code(number: i32) -> ExitCode {
+    ExitCode::from(u8::try_from(128 + number).unwrap_or(u8::MAX))
+}
+
+/// Lets a closed pipe end the process as it ends other command-line tools
+/// (`easel scan --json | head`): killed by SIGPIPE, silently, status 141 in
+/// a shell. Rust starts with SIGPIPE ignored, so a write to a closed pipe
+/// fails instead and `println!` panics on the failure. Only for commands
+/// that lose nothing by ending at any write.
+pub fn end_on_closed_pipe() {
+    // SAFETY: sets one signal back to its default action; no handler of ours runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

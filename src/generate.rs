@@ -1,5 +1,7 @@
 //! `easel generate`: text to image with a base model and optional LoRAs,
-//! outside the workbench.
+//! outside the workbench. A project draws with its newest trained LoRA
+//! unless LoRAs are given or `--no-lora` says not to; the output paths are
+//! checked before the model loads.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -7,11 +9,13 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use candle_core::{DType, Device};
 
+use crate::console::ProgressLine;
 use crate::model::base::BaseModel;
 use crate::model::lora_file::LoraFile;
 use crate::model::pipeline::{LoadOptions, StableDiffusion};
 use crate::model::sampling::{self, SampleRequest, SeededNoise};
 use crate::project::Project;
+use crate::train::{file_stem, list_runs};
 
 /// A LoRA file and its strength, from `FILE[:WEIGHT]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +43,10 @@ pub struct GenerateArgs {
     pub project: Option<PathBuf>,
     pub model: Option<PathBuf>,
     pub config_folder: Option<PathBuf>,
+    /// The LoRAs to apply; with a project, none given means its newest trained one.
     pub loras: Vec<LoraSpec>,
+    /// With a project: the base model alone.
+    pub no_lora: bool,
     /// The request's width and height are filled in from this, else from
     /// the given latents, else the model's native size.
     pub request: SampleRequest,
@@ -59,14 +66,19 @@ pub fn parse_size(text: &str) -> Result<(usize, usize), String> {
     Ok((parse(w)?, parse(h)?))
 }
 
-/// The best device this build can use: the first CUDA GPU when built with
-/// `--features cuda` and one is present, else the CPU.
-fn model_path(args: &GenerateArgs) -> Result<PathBuf> {
+/// The model to load and the LoRAs to apply on it.
+fn model_and_loras(args: &GenerateArgs) -> Result<(PathBuf, Vec<LoraSpec>)> {
     match (&args.project, &args.model) {
         (Some(_), Some(_)) => bail!("give either --project or --model, not both"),
         (Some(dir), None) => {
             let project = Project::open(dir)?;
-            project.base_model_path(&project.config.model.base)
+            let model = project.base_model_path(&project.config.model.base)?;
+            let loras = if args.loras.is_empty() && !args.no_lora {
+                newest_lora(&project).into_iter().collect()
+            } else {
+                args.loras.clone()
+            };
+            Ok((model, loras))
         }
         (None, Some(model)) => {
             // Any other name is a path, taken as given.
@@ -76,10 +88,34 @@ fn model_path(args: &GenerateArgs) -> Result<PathBuf> {
                 BaseModel::Path(model.clone())
             };
             // Without a project, the built-in model is cached in the temp folder.
-            base.resolve(Path::new(""), &std::env::temp_dir().join("easel-cache"))
+            let model = base.resolve(Path::new(""), &std::env::temp_dir().join("easel-cache"))?;
+            Ok((model, args.loras.clone()))
         }
         (None, None) => bail!("say which model: --project DIR (its base model) or --model PATH"),
     }
+}
+
+/// The project's newest trained LoRA at full strength: the newest run's
+/// final LoRA, else its newest checkpoint (a run stopped by a kill, or one
+/// still training), passing over runs that have neither yet. Which one (or
+/// that there is none) is said on stderr, since it changes the picture.
+fn newest_lora(project: &Project) -> Option<LoraSpec> {
+    let final_name = format!("{}.safetensors", file_stem(&project.name()));
+    let found = list_runs(&project.runs_dir()).into_iter().rev().find_map(|run| {
+        let final_lora = run.dir.join(&final_name);
+        if final_lora.is_file() {
+            return Some((run.id, final_lora, String::new()));
+        }
+        let checkpoint = run.checkpoints.last()?;
+        Some((run.id, checkpoint.lora.clone(), format!(" (its checkpoint at step {})", checkpoint.step)))
+    });
+    let Some((run, path, which)) = found else {
+        eprintln!("no trained LoRA in {}: the base model alone", project.runs_dir().display());
+        return None;
+    };
+    let shown = path.strip_prefix(&project.root).unwrap_or(&path);
+    eprintln!("using LoRA {}{which} from run {run}; --no-lora for the base model alone", shown.display());
+    Some(LoraSpec { path, weight: 1.0 })
 }
 
 fn read_latents(path: &Path, device: &Device) -> Result<candle_core::Tensor> {
@@ -98,13 +134,19 @@ fn read_latents(path: &Path, device: &Device) -> Result<candle_core::Tensor> {
 }
 
 pub fn run(args: GenerateArgs) -> Result<()> {
+    // Before anything is loaded or drawn: a picture that cannot be saved is minutes lost.
+    for (flag, path) in [("--out", Some(&args.out)), ("--save-latents", args.save_latents.as_ref())] {
+        if let Some(path) = path {
+            crate::fsutil::check_writable(path).with_context(|| format!("{flag} {}", path.display()))?;
+        }
+    }
     let device = crate::device::default_device();
     crate::device::on_compute_threads(&device, || generate(args, &device))
 }
 
 fn generate(args: GenerateArgs, device: &Device) -> Result<()> {
     let dtype = args.half.unwrap_or(DType::F32);
-    let path = model_path(&args)?;
+    let (path, loras) = model_and_loras(&args)?;
     let started = Instant::now();
     let options =
         LoadOptions { dtype, device: device.clone(), config_folder: args.config_folder.clone(), prediction: None };
@@ -116,7 +158,7 @@ fn generate(args: GenerateArgs, device: &Device) -> Result<()> {
         started.elapsed().as_secs_f64(),
         device
     );
-    for (index, lora) in args.loras.iter().enumerate() {
+    for (index, lora) in loras.iter().enumerate() {
         let file = LoraFile::read(&lora.path, &mut model)?;
         file.apply(&mut model, lora.weight, &format!("lora{index}"))?;
         eprintln!("applied {} × {} ({} modules)", lora.path.display(), lora.weight, file.modules.len());
@@ -144,10 +186,12 @@ fn generate(args: GenerateArgs, device: &Device) -> Result<()> {
     };
     let mut noise = SeededNoise::new(request.seed);
     let started = Instant::now();
+    let mut progress = ProgressLine::stderr();
     let latents = sampling::sample(&model, &request, &mut noise, &mut |step, total, _| {
-        eprint!("\r{} step {step}/{total}", request.sampler);
+        progress.show(&format!("{} step {step}/{total}", request.sampler));
     })?;
-    eprintln!(" ({:.2}s)", started.elapsed().as_secs_f64());
+    progress.finish();
+    eprintln!("sampled in {:.2}s", started.elapsed().as_secs_f64());
     if let Some(path) = &args.save_latents {
         let bytes = safetensors::serialize([("latents", latents.to_device(&Device::Cpu)?)], None)
             .map_err(|e| anyhow!("cannot encode latents: {e}"))?;

@@ -1,7 +1,10 @@
 //! `easel generate` as a real process: the built-in model writes a PNG, the
 //! fixture model started from given latents reproduces diffusers' DDIM
 //! result, LoRAs change it, an SDXL single file draws what its diffusers
-//! folder draws, and pickles and misfitting parts are refused at load.
+//! folder draws, pickles and misfitting parts are refused at load, a project
+//! draws with its newest trained LoRA unless told otherwise, an output that
+//! cannot be written is refused before the model loads, and progress in a
+//! log is plain lines.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -238,4 +241,131 @@ fn an_sdxl_single_file_with_narrow_size_embeddings_draws_what_its_diffusers_fold
             && !error.contains("matmul"),
         "{error}"
     );
+}
+
+/// `easel generate --project` with a fixed prompt, seed and size: its stderr
+/// and the final latents (`extra` adds to or overrides the arguments).
+fn generate_for_project(project: &Path, extra: &[&str]) -> (String, Tensor) {
+    let (out, latents) = (project.join("out.png"), project.join("latents.safetensors"));
+    let mut args = vec!["generate", "--project", path(project), "--prompt", "a zeltmug on a table"];
+    args.extend(["--steps", "2", "--seed", "3", "--out", path(&out), "--save-latents", path(&latents)]);
+    args.extend_from_slice(extra);
+    let output = easel(&args);
+    succeeded(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (stderr, candle_core::safetensors::load(&latents, &Device::Cpu).unwrap().remove("latents").unwrap())
+}
+
+/// Copies the fixture run folder (the demo at 4 steps, its step-2 checkpoint kept) into `project`'s runs/.
+fn copy_fixture_run(project: &Path) -> std::path::PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/run/20261130-163154");
+    let run = project.join("runs/20261130-163154");
+    std::fs::create_dir_all(run.join("checkpoints")).unwrap();
+    for file in ["metrics.jsonl", "project.toml"] {
+        std::fs::copy(source.join(file), run.join(file)).unwrap();
+    }
+    for file in ["step-000002.safetensors", "step-000002.state.safetensors"] {
+        std::fs::copy(source.join("checkpoints").join(file), run.join("checkpoints").join(file)).unwrap();
+    }
+    run
+}
+
+#[test]
+fn a_project_draws_with_its_newest_trained_lora_unless_told_otherwise() {
+    let project = demo_copy();
+    let (stderr, base) = generate_for_project(project.path(), &[]);
+    assert!(stderr.contains("no trained LoRA in"), "no runs: the base model alone, said so: {stderr}");
+    assert!(!stderr.contains("applied"), "{stderr}");
+
+    // A run with a checkpoint but no final LoRA (stopped by a kill): its newest checkpoint.
+    let run = copy_fixture_run(project.path());
+    let checkpoint = run.join("checkpoints/step-000002.safetensors");
+    let (stderr, from_checkpoint) = generate_for_project(project.path(), &[]);
+    let said = "using LoRA runs/20261130-163154/checkpoints/step-000002.safetensors (its checkpoint at step 2) \
+                from run 20261130-163154; --no-lora for the base model alone";
+    assert!(stderr.contains(said), "{stderr}");
+    assert!(stderr.contains(&format!("applied {} × 1", checkpoint.display())), "{stderr}");
+    assert_ne!(max_abs_diff(&from_checkpoint, &base), 0.0, "the LoRA changed nothing");
+
+    let (stderr, alone) = generate_for_project(project.path(), &["--no-lora"]);
+    assert!(!stderr.contains("using LoRA") && !stderr.contains("applied"), "{stderr}");
+    assert_eq!(max_abs_diff(&alone, &base), 0.0, "--no-lora draws with the base model alone");
+
+    // The run's final LoRA comes first; a newer run without any LoRA yet is passed over.
+    std::fs::copy(&checkpoint, run.join("demo.safetensors")).unwrap();
+    std::fs::create_dir_all(project.path().join("runs/20261201-090000")).unwrap();
+    let (stderr, _) = generate_for_project(project.path(), &[]);
+    let said =
+        "using LoRA runs/20261130-163154/demo.safetensors from run 20261130-163154; --no-lora for the base model alone";
+    assert!(stderr.contains(said), "{stderr}");
+
+    // Given LoRAs are the only ones: the project's is not added to them.
+    let other = fixture("lora/lora_attn.kohya.safetensors");
+    let (stderr, _) = generate_for_project(project.path(), &["--lora", &format!("{}:0.5", path(&other))]);
+    assert!(!stderr.contains("using LoRA"), "{stderr}");
+    assert_eq!(stderr.matches("applied").count(), 1, "{stderr}");
+    let (_, explicit) = generate_for_project(project.path(), &["--lora", path(&checkpoint)]);
+    assert_eq!(max_abs_diff(&explicit, &from_checkpoint), 0.0, "the default is the same file, given");
+
+    let both = easel(&[
+        "generate",
+        "--project",
+        path(project.path()),
+        "--prompt",
+        "x",
+        "--out",
+        "x.png",
+        "--no-lora",
+        "--lora",
+        path(&other),
+    ]);
+    assert_eq!(both.status.code(), Some(2), "--no-lora and --lora contradict each other");
+}
+
+#[test]
+fn an_output_that_cannot_be_written_is_refused_before_the_model_loads() {
+    let project = demo_copy();
+    let dir = project.path();
+    let file = dir.join("project.toml");
+    let missing = dir.join("no/such/folder");
+    for (out_flag, out, problem) in [
+        ("--out", missing.join("mug.png"), format!("the folder {} does not exist", missing.display())),
+        ("--out", dir.join("dataset"), "is a folder".to_string()),
+        ("--out", file.join("mug.png"), format!("{} is not a folder", file.display())),
+        (
+            "--save-latents",
+            missing.join("latents.safetensors"),
+            format!("the folder {} does not exist", missing.display()),
+        ),
+    ] {
+        let mut args = vec!["generate", "--project", path(dir), "--prompt", "x", "--steps", "2"];
+        let png = dir.join("mug.png");
+        if out_flag == "--out" {
+            args.extend(["--out", path(&out)]);
+        } else {
+            args.extend(["--out", path(&png), "--save-latents", path(&out)]);
+        }
+        let output = easel(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.starts_with(&format!("easel: error: {out_flag} {}: ", out.display())), "{stderr}");
+        assert!(stderr.contains(&problem), "{stderr}");
+        assert!(!dir.join("cache").exists(), "the model was not loaded (builtin:tiny is written into cache/ first)");
+        assert!(!png.exists());
+    }
+}
+
+#[test]
+fn progress_in_a_log_is_plain_lines() {
+    let project = demo_copy();
+    let out = project.path().join("mug.png");
+    let output =
+        easel(&["generate", "--project", path(project.path()), "--prompt", "x", "--steps", "3", "--out", path(&out)]);
+    succeeded(&output);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains('\r') && !stderr.contains('\x1b'), "terminal redraws in a log: {stderr:?}");
+    for step in 1..=3 {
+        assert!(stderr.lines().any(|line| line == format!("ddim step {step}/3")), "{stderr}");
+    }
 }

@@ -1,8 +1,10 @@
 //! Training on the built-in tiny model and the demo dataset: the loss falls
 //! (and does not at learning rate 0), a run killed with SIGKILL resumes to
 //! the same losses as an uninterrupted one, its LoRA changes what
-//! `easel generate` draws, a non-finite loss stops the run by name, and a
-//! roll-back trains on from a checkpoint in a new run.
+//! `easel generate` draws, a non-finite loss stops the run by name, a
+//! roll-back trains on from a checkpoint in a new run, every run ends with a
+//! summary line, Ctrl-C stops with a checkpoint and exit status 130, and a
+//! closed output pipe does not stop training.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -161,8 +163,9 @@ fn a_run_killed_mid_way_resumes_to_the_same_losses() {
             latents.to_str().unwrap(),
         ];
         let lora_arg = lora.map(|p| p.to_str().unwrap().to_string());
-        if let Some(lora) = &lora_arg {
-            args.extend(["--lora", lora.as_str()]);
+        match &lora_arg {
+            Some(lora) => args.extend(["--lora", lora.as_str()]),
+            None => args.push("--no-lora"),
         }
         let result = output(easel(&args));
         assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
@@ -419,4 +422,85 @@ fn training_leaves_out_what_the_scan_calls_too_small() {
     assert!(result.status.success(), "{}", String::from_utf8_lossy(&result.stderr));
     assert!(stdout.contains("zeltmug_19.png: too small: short side 96 px < 128"), "{stdout}");
     assert!(stdout.contains("17 training and 2 validation images"), "19 of 20 used: {stdout}");
+}
+
+/// The closing line of a run: "finished at step …" or "stopped at step …".
+fn summary_line<'a>(stdout: &'a str, how: &str) -> &'a str {
+    let start = format!("{how} at step ");
+    stdout.lines().find(|line| line.starts_with(&start)).unwrap_or_else(|| panic!("no summary line: {stdout}"))
+}
+
+#[test]
+fn a_finished_run_ends_with_a_summary_line_and_exit_status_0() {
+    let dir = project(4, 0);
+    let config = std::fs::read_to_string(dir.path().join("project.toml")).unwrap();
+    std::fs::write(dir.path().join("project.toml"), config.replace("validate_every = 0", "validate_every = 2"))
+        .unwrap();
+    let done = output(easel(&["train", dir.path().to_str().unwrap()]));
+    assert_eq!(done.status.code(), Some(0), "{}", String::from_utf8_lossy(&done.stderr));
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    let run = run_folder(dir.path());
+    let history = read_metrics(&run);
+    let mut ema = easel::train::smoothing::Ema::new(0.9);
+    let smoothed = history.loss.iter().map(|(_, loss)| ema.push(*loss)).last().unwrap();
+    let (best_step, best) = history.validation.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap();
+    let (last_step, last) = *history.validation.last().unwrap();
+    let expected = format!(
+        "finished at step 4/4: training loss {smoothed:.4} (smoothed), best validation loss {best:.4} at step \
+         {best_step}, last {last:.4} at step {last_step}; LoRA {}",
+        run.join("demo.safetensors").display()
+    );
+    assert_eq!(summary_line(&stdout, "finished"), expected, "{stdout}");
+    assert_eq!(stdout.lines().last(), Some(expected.as_str()), "the summary closes the output");
+}
+
+#[test]
+fn ctrl_c_stops_with_a_checkpoint_a_summary_line_and_exit_status_130() {
+    use std::io::{BufRead, BufReader, Read};
+    let dir = project(5000, 0);
+    let mut child = easel(&["train", dir.path().to_str().unwrap(), "--report-every", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    while !seen.last().is_some_and(|line: &String| line.starts_with("step ")) {
+        let line = lines.next().unwrap_or_else(|| panic!("the run ended before a step: {seen:?}")).unwrap();
+        seen.push(line);
+    }
+    // SAFETY: kill only sends a signal to the child this test started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let rest: Vec<String> = lines.map(Result::unwrap).collect();
+    let status = child.wait().unwrap();
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let stdout = [seen, rest].concat().join("\n");
+    assert_eq!(status.code(), Some(130), "SIGINT's shell status: {status:?}\n{stdout}\n{stderr}");
+    let summary = summary_line(&stdout, "stopped");
+    let step: u64 = summary["stopped at step ".len()..].split('/').next().unwrap().parse().unwrap();
+    assert!(step > 0 && step < 5000, "{summary}");
+    assert!(summary.starts_with(&format!("stopped at step {step}/5000: training loss ")), "{summary}");
+    assert!(summary.contains("(smoothed), no validation loss;"), "{summary}");
+    let run = run_folder(dir.path());
+    assert!(summary.ends_with(&format!("; LoRA {}", run.join("demo.safetensors").display())), "{summary}");
+    assert!(run.join(format!("checkpoints/step-{step:06}.safetensors")).is_file(), "a checkpoint at the stop step");
+    assert!(run.join("demo.safetensors").is_file());
+}
+
+#[test]
+fn a_closed_output_pipe_does_not_stop_training() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = project(4, 0);
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut command = easel(&["train", dir.path().to_str().unwrap(), "--report-every", "1"]);
+    command.stdout(writer);
+    let done = output(command);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!((done.status.code(), done.status.signal()), (Some(0), None), "{stderr}");
+    let run = run_folder(dir.path());
+    assert!(run.join("demo.safetensors").is_file(), "the run went on to its end");
+    assert_eq!(logged_losses(&run).len(), 4);
 }

@@ -13,6 +13,7 @@ use super::journal::Journal;
 use super::text::diff_text;
 use super::vocabulary::Vocabulary;
 use super::{CaptionContext, exchange, normalization};
+use crate::dataset::{check_folder, require_images};
 use crate::project::Project;
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +70,13 @@ pub enum CaptionsCommand {
 pub fn run(dir: &Path, command: CaptionsCommand) -> Result<()> {
     let project = Project::open(dir)?;
     let context = CaptionContext::open(&project)?;
+    match &command {
+        // It fills the folder.
+        CaptionsCommand::Import { .. } => {}
+        // The journal and the drafts file, which an empty folder may still hold.
+        CaptionsCommand::Undo | CaptionsCommand::Redo | CaptionsCommand::Drafts(_) => check_folder(&context.dataset)?,
+        _ => require_images(&context.dataset, &context.extension)?,
+    }
     match command {
         CaptionsCommand::Lint { json } => lint(&context, json),
         CaptionsCommand::Normalize { apply } => normalize(&context, apply),

@@ -4,6 +4,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
+use super::FolderError;
 use crate::project::IMAGE_EXTENSIONS;
 
 /// The caption beside an image (`name.txt` for `name.png`).
@@ -37,7 +38,8 @@ pub struct DatasetEntry {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Inventory {
     pub entries: Vec<DatasetEntry>,
-    /// Set when the folder itself could not be listed (missing, no permission).
+    /// Set when the folder itself could not be listed (missing, no
+    /// permission): a [`FolderError`], which names the folder.
     pub folder_error: Option<String>,
 }
 
@@ -50,11 +52,7 @@ impl Inventory {
             previous.map(|p| p.entries.iter().map(|e| (e.path.as_path(), e)).collect()).unwrap_or_default();
         let mut images = Vec::new();
         if let Err(error) = collect_images(dir, dir, &mut images) {
-            let folder_error = if error.kind() == io::ErrorKind::NotFound {
-                format!("{} does not exist", dir.display())
-            } else {
-                format!("cannot list {}: {error}", dir.display())
-            };
+            let folder_error = FolderError::listing(dir, error).to_string();
             return Self { entries: Vec::new(), folder_error: Some(folder_error) };
         }
         images.sort();

@@ -7,9 +7,11 @@
 pub mod analysis;
 pub mod buckets;
 pub mod decisions;
+mod folder;
 pub mod integrity;
 mod inventory;
 pub mod scan;
 pub mod summary;
 
+pub use folder::{FolderError, check_folder, require_images};
 pub use inventory::{CaptionState, DatasetEntry, Inventory, caption_for};

@@ -33,6 +33,8 @@ pub fn parse_checkpoints(text: &str) -> Result<Checkpoints, String> {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     let project = Project::open(&args.project)?;
+    // The captions give the class noun, the images the scores' references.
+    crate::dataset::check_folder(&project.dataset_dir())?;
     let runs = crate::train::list_runs(&project.runs_dir());
     let run = match &args.run {
         Some(id) => runs.iter().find(|run| &run.id == id).ok_or_else(|| {

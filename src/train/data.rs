@@ -62,8 +62,8 @@ impl TrainingSet {
         let (caption_extension, config) = (project.caption_extension.as_str(), &project.train);
         let minimum = project.scan.minimum_side(config.resolution);
         let inventory = Inventory::read(dataset, caption_extension, None);
-        if let Some(error) = &inventory.folder_error {
-            bail!("{}: {error}", dataset.display());
+        if let Some(error) = inventory.folder_error {
+            bail!(error);
         }
         let drafted: HashSet<PathBuf> = unreviewed_uncaptioned(dataset, caption_extension)?.into_iter().collect();
         let list = buckets::buckets(config.resolution, config.bucketing);

@@ -1,12 +1,15 @@
 //! `easel train`: a run without the workbench. On a terminal, one progress
 //! line redrawn in place (step, loss, smoothed loss, lr, it/s, ETA) with
 //! events printed above it; in a log (stdout not a TTY), a plain line every
-//! few steps. Ctrl-C or SIGTERM stops the run with a checkpoint. Images left
-//! out because only an unreviewed draft describes them are counted first.
-//! The overfit alarm is printed as a warning line when it first sounds.
+//! few steps. Ctrl-C, SIGTERM or SIGHUP stops the run with a checkpoint,
+//! and the command then exits as that signal's 128 + n. Images left out
+//! because only an unreviewed draft describes them are counted first. The
+//! overfit alarm is printed as a warning line when it first sounds; a
+//! summary line closes every run. Output that cannot be written (a closed
+//! log pipe) is dropped: training goes on to its end.
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
 
@@ -17,6 +20,7 @@ use super::smoothing::Ema;
 use super::trainer::{Command, Event, TrainOptions, spawn};
 use crate::captions::drafts::unreviewed_uncaptioned;
 use crate::console::{duration, on_stop_signal};
+use crate::dataset::require_images;
 use crate::project::Project;
 
 pub struct HeadlessOptions {
@@ -27,9 +31,19 @@ pub struct HeadlessOptions {
     pub report_every: u64,
 }
 
+/// How a run ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub lora: PathBuf,
+    /// The signal that stopped it before its last step, if one did.
+    pub stopped_by: Option<i32>,
+}
+
 /// The progress line: bar, step/total, loss, smoothed loss, lr, it/s, ETA.
-pub fn progress_line(m: &StepMetrics, smoothed: f64, width: usize) -> String {
-    let per_second = m.step as f64 / m.elapsed_seconds.max(1e-9);
+/// `start_step` is where this process took the run up (past 0 after a resume
+/// or a roll-back): `elapsed_seconds` counts only the time since then.
+pub fn progress_line(m: &StepMetrics, start_step: u64, smoothed: f64, width: usize) -> String {
+    let per_second = m.step.saturating_sub(start_step) as f64 / m.elapsed_seconds.max(1e-9);
     let eta = (m.total - m.step) as f64 / per_second.max(1e-9);
     let filled = (width as u64 * m.step / m.total.max(1)) as usize;
     format!(
@@ -58,6 +72,28 @@ fn overfit_warning(history: &RunMetrics, warned: &mut Option<Option<u64>>) -> Op
     Some(format!("warning: {}", alarm.message()))
 }
 
+/// The line that closes a run: where it ended, the final smoothed training
+/// loss, the best validation loss and the last one, and the LoRA.
+fn summary_line(
+    how: &str,
+    step: u64,
+    total: u64,
+    smoothed: Option<f64>,
+    validation: &[(u64, f64)],
+    lora: &Path,
+) -> String {
+    let training =
+        smoothed.map_or_else(|| "no training loss".to_string(), |loss| format!("training loss {loss:.4} (smoothed)"));
+    let best = validation.iter().min_by(|a, b| a.1.total_cmp(&b.1));
+    let validation = match (best, validation.last()) {
+        (Some((best_step, best)), Some((last_step, last))) => {
+            format!("best validation loss {best:.4} at step {best_step}, last {last:.4} at step {last_step}")
+        }
+        _ => "no validation loss".to_string(),
+    };
+    format!("{how} at step {step}/{total}: {training}, {validation}; LoRA {}", lora.display())
+}
+
 /// The warning that images are left out because their only text is a draft
 /// awaiting review (`None` when none is), said before the model loads.
 pub fn drafts_warning(project: &Project) -> Result<Option<String>> {
@@ -77,19 +113,22 @@ pub fn pruned_line(steps: &[u64], keep: u32) -> String {
     format!("Pruned the {which} {} (keep_checkpoints = {keep})", list.join(", "))
 }
 
-pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
+pub fn run(project: Project, options: HeadlessOptions) -> Result<Ended> {
     let tty = std::io::stdout().is_terminal();
+    // Said before the model loads, which can take minutes.
+    require_images(&project.dataset_dir(), &project.config.caption_extension)?;
+    let mut out = std::io::stdout().lock();
     if let Some(warning) = drafts_warning(&project)? {
-        println!("{warning}");
+        let _ = writeln!(out, "{warning}");
     }
     let handle = spawn(project, options.train);
     // Stopping saves a checkpoint.
     let commands = handle.commands.clone();
-    on_stop_signal(move || {
+    let signal = on_stop_signal(move || {
         let _ = commands.send(Command::Stop);
     });
-    let mut out = std::io::stdout().lock();
     let mut ema = Ema::new(0.9);
+    let (mut start_step, mut total, mut stopped) = (0, 0, false);
     let mut bar = String::new();
     // What the overfit alarm needs: the run's losses and checkpoints so far.
     let mut history = RunMetrics::default();
@@ -105,9 +144,22 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
     };
     for event in handle.events.iter() {
         match event {
-            Event::Started { run_id, dir, start_step, total, train_images, validation_images, skipped } => {
-                // A resumed run's log already holds its history up to `start_step`.
+            Event::Started {
+                run_id,
+                dir,
+                start_step: start,
+                total: steps,
+                train_images,
+                validation_images,
+                skipped,
+            } => {
+                (start_step, total) = (start, steps);
+                // A resumed run's log already holds its history up to `start_step`,
+                // which the smoothed loss goes on from.
                 history = read_metrics(&dir);
+                for (_, loss) in &history.loss {
+                    ema.push(*loss);
+                }
                 let from = match &history.resumed_from {
                     // A roll-back's new run: its log was copied up to the checkpoint it starts from.
                     Some((source, step)) if *step == start_step => {
@@ -137,7 +189,7 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
                 let smoothed = ema.push(metrics.loss);
                 history.loss.push((metrics.step, metrics.loss));
                 if tty {
-                    bar = progress_line(&metrics, smoothed, 24);
+                    bar = progress_line(&metrics, start_step, smoothed, 24);
                     let _ = write!(out, "\r\x1b[2K{bar}");
                     let _ = out.flush();
                 } else if metrics.step.is_multiple_of(options.report_every.max(1)) || metrics.step == metrics.total {
@@ -202,9 +254,10 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
             Event::Pruned { steps, keep } => say(&mut out, &bar, pruned_line(&steps, keep)),
             Event::Paused { step } => say(&mut out, &bar, format!("paused at step {step}")),
             Event::Resumed { step } => say(&mut out, &bar, format!("resumed at step {step}")),
-            Event::Finished { step, lora, stopped } => {
+            Event::Finished { step, lora, stopped: early } => {
+                stopped = early;
                 let how = if stopped { "stopped" } else { "finished" };
-                say(&mut out, "", format!("{how} at step {step}: LoRA {}", lora.display()));
+                say(&mut out, "", summary_line(how, step, total, ema.get(), &history.validation, &lora));
             }
             Event::Error(_) => {}
         }
@@ -212,7 +265,8 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<PathBuf> {
     if tty {
         let _ = writeln!(out);
     }
-    handle.thread.join().map_err(|_| anyhow!("the trainer thread panicked"))?
+    let lora = handle.thread.join().map_err(|_| anyhow!("the trainer thread panicked"))??;
+    Ok(Ended { lora, stopped_by: if stopped { signal.received() } else { None } })
 }
 
 #[cfg(test)]
@@ -241,6 +295,40 @@ mod tests {
             dir.path().display()
         );
         assert_eq!(warning, expected);
+    }
+
+    #[test]
+    fn the_rate_counts_only_the_steps_this_process_trained() {
+        // Resumed at step 100: 50 steps in 10 s is 5 it/s, and the 50 left take 10 s more.
+        let metrics = StepMetrics {
+            step: 150,
+            total: 200,
+            loss: 0.1,
+            lr: 1e-4,
+            elapsed_seconds: 10.0,
+            epoch: 0,
+            grad_norm: 0.0,
+            memory_mib: None,
+            samples_per_second: 10.0,
+        };
+        let line = progress_line(&metrics, 100, 0.1, 4);
+        assert!(line.ends_with(" 5.00 it/s ETA 0:10"), "{line}");
+        assert!(progress_line(&metrics, 0, 0.1, 4).ends_with(" 15.00 it/s ETA 0:03"), "a run started here");
+    }
+
+    #[test]
+    fn the_summary_line_names_the_losses_and_the_lora() {
+        let lora = Path::new("runs/r1/demo.safetensors");
+        let validation = [(25, 0.30), (50, 0.21), (75, 0.25)];
+        assert_eq!(
+            summary_line("finished", 80, 80, Some(0.123456), &validation, lora),
+            "finished at step 80/80: training loss 0.1235 (smoothed), best validation loss 0.2100 at step 50, \
+             last 0.2500 at step 75; LoRA runs/r1/demo.safetensors"
+        );
+        assert_eq!(
+            summary_line("stopped", 0, 80, None, &[], lora),
+            "stopped at step 0/80: no training loss, no validation loss; LoRA runs/r1/demo.safetensors"
+        );
     }
 
     #[test]

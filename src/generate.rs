@@ -161,12 +161,19 @@ fn generate(args: GenerateArgs, device: &Device) -> Result<()> {
     for (index, lora) in loras.iter().enumerate() {
         let file = LoraFile::read(&lora.path, &mut model)?;
         file.apply(&mut model, lora.weight, &format!("lora{index}"))?;
-        eprintln!("applied {} × {} ({} modules)", lora.path.display(), lora.weight, file.modules.len());
+        eprintln!(
+            "applied {} × {} ({})",
+            lora.path.display(),
+            lora.weight,
+            crate::words::counted(file.modules.len(), "module")
+        );
         if !file.unmatched.is_empty() {
             eprintln!(
-                "warning: {} modules of {} have no matching layer and were skipped (first: {})",
-                file.unmatched.len(),
+                "warning: {} of {} {} no matching layer and {} skipped (first: {})",
+                crate::words::counted(file.unmatched.len(), "module"),
                 lora.path.display(),
+                crate::words::agreeing(file.unmatched.len(), "has", "have"),
+                crate::words::agreeing(file.unmatched.len(), "was", "were"),
                 file.unmatched[0]
             );
         }

@@ -1,4 +1,4 @@
-//! Numbers in words the way the interface says them: "1 cell", "3 cells".
+//! Numbers in words the way the interface says them: "1 cell", "3 cells", "1 module has".
 
 /// `count` and the noun, plural unless the count is one ("1 bucket", "2 buckets", "0 batches").
 pub fn counted(count: usize, noun: &str) -> String {
@@ -7,6 +7,11 @@ pub fn counted(count: usize, noun: &str) -> String {
     }
     let ending = if ["s", "x", "ch", "sh"].iter().any(|end| noun.ends_with(end)) { "es" } else { "s" };
     format!("{count} {noun}{ending}")
+}
+
+/// The verb that agrees with `count` things: `agreeing(1, "has", "have")` is "has".
+pub fn agreeing(count: usize, one: &'static str, many: &'static str) -> &'static str {
+    if count == 1 { one } else { many }
 }
 
 #[cfg(test)]

@@ -166,8 +166,8 @@ fn info_describes_a_file_and_its_problems() {
     file.save(&broken, LoraFormat::Kohya).unwrap();
     let output = easel(&["lora", "info", &text(&broken)]);
     let report = String::from_utf8_lossy(&output.stdout);
-    assert!(report.contains("1 modules hold NaN"), "{report}");
-    assert!(report.contains("1 modules have an all-zero up matrix"), "{report}");
+    assert!(report.contains("1 module holds NaN"), "{report}");
+    assert!(report.contains("1 module has an all-zero up matrix"), "{report}");
 }
 
 #[test]

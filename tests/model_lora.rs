@@ -226,7 +226,7 @@ fn a_lora_whose_modules_match_nothing_is_refused() {
     candle_core::safetensors::save(&tensors, &path).unwrap();
     let error = format!("{:#}", LoraFile::read(&path, &mut model).unwrap_err());
     assert!(
-        error.contains("sdxl.safetensors") && error.contains("none of its 1 modules") && error.contains(name),
+        error.contains("sdxl.safetensors") && error.contains("its one module matches no layer") && error.contains(name),
         "{error}"
     );
 }

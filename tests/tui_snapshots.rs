@@ -588,12 +588,18 @@ fn a_stopped_evaluation_shows_what_it_rendered_and_marks_what_it_did_not() {
         }
     }
     cells.pop();
-    let report = EvalReport { cells, planned: 8, ..EvalReport::default() };
+    let planned_groups = vec![(None, 0.0), (Some(50), 1.0), (Some(50), 0.5)];
+    let report = EvalReport { cells, planned: 12, planned_groups, ..EvalReport::default() };
     app.done(Done::Evaluation(run, Ok(Some(Box::new(report)))));
     let base = screen(&app, 100, 30);
-    assert!(base.contains("base model · 7 of 8 cells (stopped: e continues)"), "{base}");
+    assert!(base.contains("base model · 7 of 12 cells (stopped: e continues)"), "{base}");
     app.handle_key(Key::plain(KeyCode::Right));
     let step = screen(&app, 100, 30);
     assert!(step.contains("step 50 · scale 1"), "→ moves to the checkpoint:\n{step}");
     assert_eq!(step.matches("not rendered (e)").count(), 1, "{step}");
+    // A group the evaluation never reached is there too, every cell marked.
+    app.handle_key(Key::plain(KeyCode::Right));
+    let unreached = screen(&app, 100, 30);
+    assert!(unreached.contains("step 50 · scale 0.5"), "{unreached}");
+    assert_eq!(unreached.matches("not rendered (e)").count(), 4, "{unreached}");
 }

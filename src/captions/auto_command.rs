@@ -95,7 +95,11 @@ pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoA
     let summary = crate::device::on_compute_threads(&device, || {
         let mut captioner = captioner::open(&model, &device)?;
         let on = if device.is_cpu() { "the CPU" } else { "the GPU" };
-        println!("Drafting captions for {} images with {} on {on}.", planned.len(), captioner.describe());
+        println!(
+            "Drafting captions for {} with {} on {on}.",
+            crate::words::counted(planned.len(), "image"),
+            captioner.describe()
+        );
         auto::run(context, captioner.as_mut(), &planned, &options, &mut |p| {
             progress.show(&progress_text(p));
             !stop.load(Ordering::Relaxed)
@@ -114,7 +118,7 @@ pub fn auto(project: &Project, context: &CaptionContext, dir: &Path, args: AutoA
     }
     println!("Made {} ({flagged} with lint findings).", drafts_count(summary.drafted));
     if !summary.unreadable.is_empty() {
-        println!("Could not read {} images (no draft made):", summary.unreadable.len());
+        println!("Could not read {} (no draft made):", crate::words::counted(summary.unreadable.len(), "image"));
         for (image, why) in &summary.unreadable {
             println!("  {}: {why}", image.display());
         }

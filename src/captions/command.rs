@@ -102,7 +102,11 @@ pub fn run(dir: &Path, command: CaptionsCommand) -> Result<()> {
                 (None, Some(file)) => exchange::import_metadata(&file, &context.dataset, &context.extension)?,
                 (None, None) => bail!("say what to import: --kohya DIR or --metadata FILE"),
             };
-            println!("Imported {} images and {} captions.", imported.images, imported.captions);
+            println!(
+                "Imported {} and {}.",
+                crate::words::counted(imported.images, "image"),
+                crate::words::counted(imported.captions, "caption")
+            );
             for (path, why) in &imported.skipped {
                 println!("  skipped {}: {why}", path.display());
             }
@@ -142,7 +146,11 @@ fn lint(context: &CaptionContext, json: bool) -> Result<()> {
         *counts.entry(lint.name()).or_default() += 1;
     }
     let flagged = findings.iter().filter(|f| !f.is_empty()).count();
-    println!("Linted {} captions in {}: {flagged} with findings.", captions.len(), context.dataset.display());
+    println!(
+        "Linted {} in {}: {flagged} with findings.",
+        crate::words::counted(captions.len(), "caption"),
+        context.dataset.display()
+    );
     if !counts.is_empty() {
         let list: Vec<String> = counts.iter().map(|(name, n)| format!("{name} {n}")).collect();
         println!("Findings: {}.", list.join(" · "));
@@ -160,7 +168,10 @@ fn normalize(context: &CaptionContext, apply: bool) -> Result<()> {
     let captions = context.captions();
     let changes = normalization(&captions, &context.rules);
     if changes.is_empty() {
-        println!("All {} captions are normalized already.", captions.len());
+        match captions.len() {
+            1 => println!("The caption is normalized already."),
+            n => println!("All {n} captions are normalized already."),
+        }
         return Ok(());
     }
     for change in &changes {
@@ -169,16 +180,17 @@ fn normalize(context: &CaptionContext, apply: bool) -> Result<()> {
     }
     if !apply {
         println!(
-            "\n{} of {} captions would change; --apply writes them (undo reverts).",
+            "\n{} of {} would change; --apply writes them (undo reverts).",
             changes.len(),
-            captions.len()
+            crate::words::counted(captions.len(), "caption")
         );
         return Ok(());
     }
     let count = changes.len();
     let mut journal = Journal::open(&context.dataset);
-    journal.apply(&format!("normalize {count} captions"), changes)?;
-    println!("\nNormalized {count} captions (easel captions … undo reverts them).");
+    let captions = crate::words::counted(count, "caption");
+    journal.apply(&format!("normalize {captions}"), changes)?;
+    println!("\nNormalized {captions} (easel captions … undo reverts them).");
     Ok(())
 }
 
@@ -197,7 +209,7 @@ fn stats(context: &CaptionContext, json: bool) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
-    println!("{} images, {} captioned.", captions.len(), texts.len());
+    println!("{}, {} captioned.", crate::words::counted(captions.len(), "image"), texts.len());
     if let (Some(first), Some(last)) = (tokens.first(), tokens.last()) {
         let over = tokens.iter().filter(|&&t| t > super::lint::TOKEN_WINDOW).count();
         println!(
@@ -225,12 +237,12 @@ fn print_suggestions(suggestions: &[super::suggest::Suggestion]) {
     println!("\nProposed alias rules (easel captions … suggest --accept N):");
     for (i, s) in suggestions.iter().enumerate() {
         println!(
-            "  {:>2}. {} = [\"{}\"]   {} ({} captions) vs {} ({}); {}",
+            "  {:>2}. {} = [\"{}\"]   {} ({}) vs {} ({}); {}",
             i + 1,
             s.canonical,
             s.alias,
             s.alias,
-            s.alias_captions,
+            crate::words::counted(s.alias_captions, "caption"),
             s.canonical,
             s.canonical_captions,
             s.why

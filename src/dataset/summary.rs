@@ -17,8 +17,10 @@ pub fn text(report: &ScanReport, dataset: &str, resolution: u32, seconds: f64) -
     let images = report.findings.len();
     let flagged = report.findings.iter().filter(|f| !f.flags.is_empty()).count();
     out.push_str(&format!(
-        "Scanned {images} images in {dataset} in {seconds:.2} s ({} decoded, {} unchanged from the cache); {flagged} flagged.\n",
-        report.decoded, report.from_cache
+        "Scanned {} in {dataset} in {seconds:.2} s ({} decoded, {} unchanged from the cache); {flagged} flagged.\n",
+        crate::words::counted(images, "image"),
+        report.decoded,
+        report.from_cache
     ));
     let counts = report.flag_counts();
     if counts.is_empty() {

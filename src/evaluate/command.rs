@@ -45,12 +45,12 @@ pub fn run(args: EvalArgs) -> Result<()> {
     };
     let plan = Plan::new(&project, &run.dir, &args.overrides)?;
     println!(
-        "evaluating run {}: {} checkpoints × {} scales × {} prompts × {} seeds → {}",
+        "evaluating run {}: {} × {} × {} × {} → {}",
         run.id,
-        plan.checkpoints.len(),
-        plan.scales.len(),
-        plan.prompts.len(),
-        plan.seeds.len(),
+        crate::words::counted(plan.checkpoints.len(), "checkpoint"),
+        crate::words::counted(plan.scales.len(), "scale"),
+        crate::words::counted(plan.prompts.len(), "prompt"),
+        crate::words::counted(plan.seeds.len(), "seed"),
         plan.out_dir.display()
     );
     if plan.class.is_none() {
@@ -87,8 +87,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     let seconds: f64 = report.cells.iter().map(|c| c.seconds).sum();
     println!(
-        "{} cells ({rendered} rendered now, the rest unchanged); {:.1} s per cell to render; {}",
-        report.cells.len(),
+        "{} ({rendered} rendered now, the rest unchanged); {:.1} s per cell to render; {}",
+        crate::words::counted(report.cells.len(), "cell"),
         seconds / report.cells.len().max(1) as f64,
         plan.out_dir.join("eval.json").display()
     );

@@ -51,6 +51,12 @@ pub fn evaluate(
         }
     }
     report.planned = cells.len();
+    report.planned_groups = Vec::new();
+    for cell in &cells {
+        if !report.planned_groups.contains(&(cell.step, cell.scale)) {
+            report.planned_groups.push((cell.step, cell.scale));
+        }
+    }
     let mut state = Progress { done: cells.len() - todo.len(), total: cells.len(), rendered: 0, seconds: 0.0 };
     if !progress(state) {
         return Ok(report);

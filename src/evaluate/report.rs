@@ -24,6 +24,10 @@ pub struct EvalReport {
     /// stopped evaluation is still to be continued); 0 in older reports.
     #[serde(default)]
     pub planned: usize,
+    /// The plan's checkpoint × scale groups, in its order (the base model,
+    /// then by step and scale), rendered or not; empty in older reports.
+    #[serde(default)]
+    pub planned_groups: Vec<(Option<u64>, f64)>,
 }
 
 /// The checkpoint and scale to use, and where overfitting began.
@@ -85,10 +89,13 @@ impl EvalReport {
         self.cells.iter().any(|c| c.file == file && c.key == key) && folder.join(file).is_file()
     }
 
-    /// Every checkpoint × scale the report has cells or a summary of, in
-    /// the order of the summaries (the base model, then by step and scale)
-    /// and then of the cells: a stopped evaluation has no summaries yet.
+    /// Every checkpoint × scale of the evaluation: the plan's, or in an older
+    /// report those it has a summary or cells of (a stopped evaluation has
+    /// no summaries yet), the base model first, then by step and scale.
     pub fn groups(&self) -> Vec<(Option<u64>, f64)> {
+        if !self.planned_groups.is_empty() {
+            return self.planned_groups.clone();
+        }
         let mut groups: Vec<(Option<u64>, f64)> = self.summaries.iter().map(|s| (s.step, s.scale)).collect();
         let mut rendered: Vec<(Option<u64>, f64)> =
             self.cells.iter().map(|c| (c.step, c.scale)).filter(|group| !groups.contains(group)).collect();

@@ -219,7 +219,12 @@ fn write(file: &LoraFile, out: &Path, format: LoraFormat, output: &OutputArgs, p
     file.metadata = output.export(format).header(&file.metadata);
     file.save(out, format)?;
     let ranks = merge::rank_range(file.modules.iter().map(LoraModule::rank));
-    println!("wrote {} ({}, {} modules, {ranks})", out.display(), format.label(), file.modules.len());
+    println!(
+        "wrote {} ({}, {}, {ranks})",
+        out.display(),
+        format.label(),
+        crate::words::counted(file.modules.len(), "module")
+    );
     Ok(())
 }
 
@@ -242,10 +247,10 @@ pub fn run(command: LoraCommand) -> Result<()> {
             check_output(&out, &[&file], output.force)?;
             let written = lora_file::export(&file, &out, &output.export(to))?;
             println!(
-                "wrote {} ({}, {} modules, from {})",
+                "wrote {} ({}, {}, from {})",
                 out.display(),
                 to.label(),
-                written.modules.len(),
+                crate::words::counted(written.modules.len(), "module"),
                 written.format.label()
             );
         }
@@ -307,10 +312,10 @@ pub fn run(command: LoraCommand) -> Result<()> {
             eprintln!("baking {} LoRA(s) into {} …", loras.len(), model.display());
             let report = super::bake::bake(&model, &loras, &out)?;
             println!(
-                "wrote {}: {} layers changed, {} tensors copied unchanged",
+                "wrote {}: {} changed, {} copied unchanged",
                 out.display(),
-                report.edited.len(),
-                report.unchanged
+                crate::words::counted(report.edited.len(), "layer"),
+                crate::words::counted(report.unchanged, "tensor")
             );
             for left in &report.left_out {
                 println!("  not copied (would still hold the old weights): {}", left.display());
@@ -336,7 +341,10 @@ pub fn run(command: LoraCommand) -> Result<()> {
             extracted.file.metadata.insert("ss_output_name".into(), title);
             write(&extracted.file, &out, LoraFormat::Kohya, &output, save_precision)?;
             if extracted.unchanged > 0 {
-                println!("{} layers left out: unchanged (largest change ≤ {min_diff})", extracted.unchanged);
+                println!(
+                    "{} left out: unchanged (largest change ≤ {min_diff})",
+                    crate::words::counted(extracted.unchanged, "layer")
+                );
             }
             print!("{}", extracted.report.table(12));
         }

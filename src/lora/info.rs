@@ -152,10 +152,13 @@ pub fn inspect(path: &Path) -> Result<LoraInfo> {
     }
     let mut problems = Vec::new();
     if !broken.is_empty() {
-        problems.push(format!("{} modules hold NaN or infinite values (first: {})", broken.len(), broken[0]));
+        let (modules, hold) =
+            (crate::words::counted(broken.len(), "module"), crate::words::agreeing(broken.len(), "holds", "hold"));
+        problems.push(format!("{modules} {hold} NaN or infinite values (first: {})", broken[0]));
     }
     if zero > 0 {
-        problems.push(format!("{zero} modules have an all-zero up matrix: they change nothing (never trained?)"));
+        let (modules, have) = (crate::words::counted(zero, "module"), crate::words::agreeing(zero, "has", "have"));
+        problems.push(format!("{modules} {have} an all-zero up matrix: they change nothing (never trained?)"));
     }
     let ranks: Vec<usize> = {
         let mut ranks: Vec<usize> = file.modules.iter().map(LoraModule::rank).collect();
@@ -171,8 +174,8 @@ pub fn inspect(path: &Path) -> Result<LoraInfo> {
     }
     if !file.unmatched.is_empty() {
         problems.push(format!(
-            "{} modules Easel does not read (not a linear or 1×1 layer of SD's UNet or text encoders; first: {})",
-            file.unmatched.len(),
+            "{} Easel does not read (not a linear or 1×1 layer of SD's UNet or text encoders; first: {})",
+            crate::words::counted(file.unmatched.len(), "module"),
             file.unmatched[0]
         ));
     }

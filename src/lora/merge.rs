@@ -78,9 +78,9 @@ impl ErrorReport {
         worst.sort_by(|a, b| b.error.total_cmp(&a.error));
         let width = worst.iter().take(shown).map(|m| m.path.len()).max().unwrap_or(6).max(6);
         let mut out = format!(
-            "relative Frobenius error ‖ΔW − ΔŴ‖/‖ΔW‖, worst {} of {} modules:\n  {:<width$}  rank     ‖ΔW‖    error\n",
+            "relative Frobenius error ‖ΔW − ΔŴ‖/‖ΔW‖, worst {} of {}:\n  {:<width$}  rank     ‖ΔW‖    error\n",
             shown.min(worst.len()),
-            worst.len(),
+            crate::words::counted(worst.len(), "module"),
             "module"
         );
         for module in worst.iter().take(shown) {
@@ -93,7 +93,8 @@ impl ErrorReport {
             ));
         }
         let range = rank_range(self.modules.iter().map(|m| m.rank));
-        out.push_str(&format!("overall: {:.3} % ({} modules, {range})\n", self.overall() * 100.0, self.modules.len()));
+        let modules = crate::words::counted(self.modules.len(), "module");
+        out.push_str(&format!("overall: {:.3} % ({modules}, {range})\n", self.overall() * 100.0));
         out
     }
 }

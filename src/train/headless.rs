@@ -172,8 +172,9 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<Ended> {
                     &mut out,
                     &bar,
                     format!(
-                        "run {run_id} in {}: {train_images} training and {validation_images} validation images, {total} steps{from}",
-                        dir.display()
+                        "run {run_id} in {}: {train_images} training and {validation_images} validation images, {}{from}",
+                        dir.display(),
+                        crate::words::counted(total as usize, "step")
                     ),
                 );
                 for (path, why) in &skipped {
@@ -222,8 +223,8 @@ pub fn run(project: Project, options: HeadlessOptions) -> Result<Ended> {
                     &mut out,
                     &bar,
                     format!(
-                        "step {step}: {} samples in {}",
-                        paths.len(),
+                        "step {step}: {} in {}",
+                        crate::words::counted(paths.len(), "sample"),
                         paths.first().and_then(|p| p.parent()).map(|p| p.display().to_string()).unwrap_or_default()
                     ),
                 );

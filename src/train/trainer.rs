@@ -323,7 +323,8 @@ impl<'a> Trainer<'a> {
         }
         self.save_checkpoint(step)?;
         let lora = self.run.dir.join(format!("{}.safetensors", file_stem(&self.project_name)));
-        std::fs::copy(self.run.checkpoint_paths(step).0, &lora)
+        // Atomic: `easel generate` may read the newest run's LoRA at any moment.
+        crate::fsutil::atomic_copy(&self.run.checkpoint_paths(step).0, &lora)
             .with_context(|| format!("cannot write {}", lora.display()))?;
         self.metrics.append(&MetricsRecord::Finished { lora: lora.clone(), step, stopped })?;
         // Whoever hears of the end finds the run no longer held.

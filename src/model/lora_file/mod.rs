@@ -137,10 +137,13 @@ impl LoraFile {
         file.modules = kept;
         file.unmatched.extend(other.into_iter().map(|m| m.name));
         if file.modules.is_empty() {
+            let none = match file.unmatched.len() {
+                1 => "its one module matches no layer".to_string(),
+                n => format!("none of its {n} modules match a layer"),
+            };
             bail!(
-                "{}: none of its {} modules match a layer of this {} model (a LoRA for another model family?); first: {}",
+                "{}: {none} of this {} model (a LoRA for another model family?); first: {}",
                 path.display(),
-                file.unmatched.len(),
                 model.family.label(),
                 file.unmatched.first().map_or("none", String::as_str)
             );

@@ -300,6 +300,11 @@ impl Pane for TrainPane {
             Action::StartTraining => return self.start_training(None, "Starting a run…".into(), shared),
             Action::ResumeRun => {
                 return match self.selected(shared) {
+                    Some(index) if shared.files.runs[index].training => {
+                        vec![Effect::info(
+                            "That run is training (here or in another window): x stops it where it runs.",
+                        )]
+                    }
                     Some(index) => {
                         let id = shared.files.runs[index].id.clone();
                         self.start_training(Some(Resume::Run(id.clone())), format!("Resuming {id}…"), shared)

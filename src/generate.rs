@@ -15,7 +15,8 @@ use crate::model::lora_file::LoraFile;
 use crate::model::pipeline::{LoadOptions, StableDiffusion};
 use crate::model::sampling::{self, SampleRequest, SeededNoise};
 use crate::project::Project;
-use crate::train::{file_stem, list_runs};
+use crate::train::list_runs;
+use crate::train::run_dir::final_lora;
 
 /// A LoRA file and its strength, from `FILE[:WEIGHT]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -100,9 +101,9 @@ fn model_and_loras(args: &GenerateArgs) -> Result<(PathBuf, Vec<LoraSpec>)> {
 /// still training), passing over runs that have neither yet. Which one (or
 /// that there is none) is said on stderr, since it changes the picture.
 fn newest_lora(project: &Project) -> Option<LoraSpec> {
-    let final_name = format!("{}.safetensors", file_stem(&project.name()));
+    let name = project.name();
     let found = list_runs(&project.runs_dir()).into_iter().rev().find_map(|run| {
-        let final_lora = run.dir.join(&final_name);
+        let final_lora = final_lora(&run.dir, &name);
         if final_lora.is_file() {
             return Some((run.id, final_lora, String::new()));
         }

@@ -195,26 +195,8 @@ impl Vocabulary {
             return Ok(current);
         }
         aliases.push(alias.to_string());
-        let value = toml::Value::Array(aliases.into_iter().map(toml::Value::String).collect()).to_string();
-        let entries = crate::project::locate::key_entries(&text).unwrap_or_default();
-        let bare =
-            !canonical.is_empty() && canonical.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-        let key = if bare { canonical.to_string() } else { toml::Value::String(canonical.to_string()).to_string() };
-        let updated = if let Some(entry) = entries.iter().find(|e| e.path == format!("terms.{canonical}")) {
-            format!("{}{value}{}", &text[..entry.value_span.start], &text[entry.value_span.end..])
-        } else if let Some(table) = entries.iter().find(|e| e.path == "terms") {
-            // Right under the [terms] header line.
-            let line_end = text[table.key_span.end..].find('\n').map_or(text.len(), |i| table.key_span.end + i + 1);
-            let newline = if line_end == text.len() && !text.ends_with('\n') { "\n" } else { "" };
-            format!("{}{newline}{key} = {value}\n{}", &text[..line_end], &text[line_end..])
-        } else {
-            let separator = match () {
-                _ if text.is_empty() => "",
-                _ if text.ends_with('\n') => "\n",
-                _ => "\n\n",
-            };
-            format!("{text}{separator}[terms]\n{key} = {value}\n")
-        };
+        let value = toml::Value::Array(aliases.into_iter().map(toml::Value::String).collect());
+        let updated = crate::project::set_value(&text, Some("terms"), canonical, &value);
         let vocabulary = Self::parse(&updated).context("the new rule would make the vocabulary invalid")?;
         atomic_write(&file, updated.as_bytes()).with_context(|| format!("cannot write {}", file.display()))?;
         Ok(vocabulary)

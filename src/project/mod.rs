@@ -107,7 +107,7 @@ impl Project {
             fs::read_to_string(&file).map_err(|source| ProjectError::Unreadable { file: file.clone(), source })?;
         // A hand edit since opening may have broken the file: say so rather than guess.
         parse(&file, &text).map_err(ProjectError::Config)?;
-        let updated = set_value(&text, "theme", &toml::Value::String(theme.to_string()));
+        let updated = set_value(&text, None, "theme", &toml::Value::String(theme.to_string()));
         let config = parse(&file, &updated).map_err(ProjectError::Config)?;
         atomic_write(&file, updated.as_bytes()).map_err(|source| ProjectError::Write { path: file.clone(), source })?;
         self.config = config;
@@ -138,27 +138,35 @@ pub fn parse(file: &Path, text: &str) -> Result<ProjectConfig, ConfigError> {
     Ok(config)
 }
 
-/// `text` with the value at `path` (a top-level key, or `table.key`) set to
-/// `value`, changing only that value so comments and layout survive; a key
-/// not there yet is added to its table (the table too, when missing).
-pub fn set_value(text: &str, path: &str, value: &toml::Value) -> String {
+/// TOML `text` (project.toml, vocabulary.toml) with the value of `key`, at
+/// the top level or in `table`, set to `value`, changing only that value so
+/// comments and layout survive. A key not there yet is added right under its
+/// table's header (the table is added at the end when missing), quoted when
+/// it is not a bare key ("running shoe").
+pub fn set_value(text: &str, table: Option<&str>, key: &str, value: &toml::Value) -> String {
     let entries = locate::key_entries(text).unwrap_or_default();
+    let path = table.map_or_else(|| key.to_string(), |table| format!("{table}.{key}"));
     if let Some(entry) = entries.iter().find(|e| e.path == path) {
         return format!("{}{value}{}", &text[..entry.value_span.start], &text[entry.value_span.end..]);
     }
-    let Some((table, key)) = path.split_once('.') else {
-        return insert_top_level_line(text, &format!("{path} = {value}"));
+    let bare = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let key = if bare { key.to_string() } else { toml::Value::String(key.to_string()).to_string() };
+    let Some(table) = table else {
+        return insert_top_level_line(text, &format!("{key} = {value}"));
     };
     match entries.iter().find(|e| e.path == table) {
-        // Right under the table's header line.
         Some(header) => {
             let line_end = text[header.key_span.end..].find('\n').map_or(text.len(), |i| header.key_span.end + i + 1);
             let newline = if line_end == text.len() && !text.ends_with('\n') { "\n" } else { "" };
             format!("{}{newline}{key} = {value}\n{}", &text[..line_end], &text[line_end..])
         }
         None => {
-            let separator = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
-            format!("{text}{separator}\n[{table}]\n{key} = {value}\n")
+            let separator = match () {
+                _ if text.is_empty() => "",
+                _ if text.ends_with('\n') => "\n",
+                _ => "\n\n",
+            };
+            format!("{text}{separator}[{table}]\n{key} = {value}\n")
         }
     }
 }
@@ -193,15 +201,15 @@ mod tests {
     fn a_value_is_set_where_it_is_or_added_to_its_table() {
         let steps = toml::Value::Integer(300);
         let text = "name = \"x\"\n\n[train]\n# how long\nsteps = 200 # comment kept\n";
-        assert_eq!(set_value(text, "train.steps", &steps), text.replace("200", "300"));
+        assert_eq!(set_value(text, Some("train"), "steps", &steps), text.replace("200", "300"));
         let text = "name = \"x\"\n[train] # header comment\nseed = 1\n";
         assert_eq!(
-            set_value(text, "train.steps", &steps),
+            set_value(text, Some("train"), "steps", &steps),
             "name = \"x\"\n[train] # header comment\nsteps = 300\nseed = 1\n"
         );
-        assert_eq!(set_value("name = \"x\"", "train.steps", &steps), "name = \"x\"\n\n[train]\nsteps = 300\n");
+        assert_eq!(set_value("name = \"x\"", Some("train"), "steps", &steps), "name = \"x\"\n\n[train]\nsteps = 300\n");
         for text in ["name = \"x\"\n[train]\nseed = 1\n", "[train]", ""] {
-            let set = set_value(text, "train.steps", &steps);
+            let set = set_value(text, Some("train"), "steps", &steps);
             assert_eq!(parse(Path::new("p.toml"), &set).unwrap().train.steps, 300, "{set:?}");
         }
     }

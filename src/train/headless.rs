@@ -43,7 +43,7 @@ pub struct Ended {
 /// `start_step` is where this process took the run up (past 0 after a resume
 /// or a roll-back): `elapsed_seconds` counts only the time since then.
 pub fn progress_line(m: &StepMetrics, start_step: u64, smoothed: f64, width: usize) -> String {
-    let per_second = m.step.saturating_sub(start_step) as f64 / m.elapsed_seconds.max(1e-9);
+    let per_second = m.steps_per_second_since(start_step);
     let eta = (m.total - m.step) as f64 / per_second.max(1e-9);
     let filled = (width as u64 * m.step / m.total.max(1)) as usize;
     format!(

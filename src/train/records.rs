@@ -67,6 +67,15 @@ pub struct StepMetrics {
     pub total: u64,
 }
 
+impl StepMetrics {
+    /// Optimizer steps per second of the trainer that logged this and began
+    /// at step `started_at`: its elapsed time counts from there (a resumed
+    /// run's earlier steps took another process's time).
+    pub fn steps_per_second_since(&self, started_at: u64) -> f64 {
+        self.step.saturating_sub(started_at) as f64 / self.elapsed_seconds.max(1e-9)
+    }
+}
+
 impl MetricsRecord {
     /// The step every record is filed under.
     pub fn step(&self) -> u64 {

@@ -27,6 +27,11 @@ pub fn is_training(dir: &Path) -> bool {
     matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
 }
 
+/// A finished run's LoRA, `<project>.safetensors` in its folder (a copy of its last checkpoint).
+pub fn final_lora(run_dir: &Path, project_name: &str) -> PathBuf {
+    run_dir.join(format!("{}.safetensors", super::file_stem(project_name)))
+}
+
 /// Where a run's evaluation is written (by `evaluate`, which owns its report).
 pub fn evaluation_dir(run_dir: &Path) -> PathBuf {
     run_dir.join("eval").join("default")

@@ -122,7 +122,7 @@ impl RunMetrics {
     /// run's earlier steps took another process's time).
     pub fn steps_per_second(&self) -> Option<f64> {
         let last = self.last.as_ref().filter(|last| last.elapsed_seconds > 0.0)?;
-        Some(last.step.saturating_sub(self.started_at) as f64 / last.elapsed_seconds)
+        Some(last.steps_per_second_since(self.started_at))
     }
 }
 

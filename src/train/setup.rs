@@ -134,10 +134,10 @@ pub(super) fn run_config(project: &Project, options: &TrainOptions) -> Result<(R
     };
     let mut text = text;
     if let Some(steps) = options.steps.filter(|&steps| steps != config.train.steps) {
-        text = crate::project::set_value(&text, "train.steps", &toml::Value::Integer(steps.into()));
+        text = crate::project::set_value(&text, Some("train"), "steps", &toml::Value::Integer(steps.into()));
     }
     if let Some(lr) = options.learning_rate.filter(|&lr| lr != config.train.learning_rate) {
-        text = crate::project::set_value(&text, "train.learning_rate", &toml::Value::Float(lr));
+        text = crate::project::set_value(&text, Some("train"), "learning_rate", &toml::Value::Float(lr));
     }
     let file = match &start {
         RunStart::New => project.config_path(),

@@ -17,10 +17,8 @@ use super::faults;
 use super::optim::{self, AdamW};
 pub use super::records::StepMetrics;
 use super::records::{CheckpointState, MetricsRecord};
-use super::run_dir::{MetricsLog, RunDir, resident_memory_mib, unix_seconds};
-use super::setup::{
-    Prepared, attach_lora, cache_latents, config_hash, file_stem, load_model, run_config, tag_frequency,
-};
+use super::run_dir::{MetricsLog, RunDir, final_lora, resident_memory_mib, unix_seconds};
+use super::setup::{Prepared, attach_lora, cache_latents, config_hash, load_model, run_config, tag_frequency};
 pub use super::setup::{Resume, TrainOptions};
 use crate::model::checkpoint;
 use crate::model::lora::LoraNetwork;
@@ -322,7 +320,7 @@ impl<'a> Trainer<'a> {
             self.render_samples(step)?;
         }
         self.save_checkpoint(step)?;
-        let lora = self.run.dir.join(format!("{}.safetensors", file_stem(&self.project_name)));
+        let lora = final_lora(&self.run.dir, &self.project_name);
         // Atomic: `easel generate` may read the newest run's LoRA at any moment.
         crate::fsutil::atomic_copy(&self.run.checkpoint_paths(step).0, &lora)
             .with_context(|| format!("cannot write {}", lora.display()))?;

@@ -155,13 +155,11 @@ impl Pane for EvaluatePane {
             Done::Evaluation(_, Err(error)) => return vec![Effect::say(Level::Error, error.clone())],
             Done::EvaluationProgress(progress) => self.running = Some(*progress),
             Done::EvaluationEnded(run, result) => {
-                let last = self.running.take();
-                self.stopping = false;
+                (self.running, self.stopping) = (None, false);
                 return match result {
                     Ok((report, notes)) => {
-                        let stopped = report.cells.len() < last.map_or(0, |p| p.total);
                         self.report = Some((run.clone(), (**report).clone()));
-                        let mut text = match stopped {
+                        let mut text = match report.unfinished() {
                             true => format!(
                                 "Stopped at {} of {} cells (e continues; the grid shows what was rendered).",
                                 report.cells.len(),
